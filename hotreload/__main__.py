@@ -1,0 +1,3 @@
+from hotreload.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,548 @@
+"""The supervision logic: what the host does with each message. Reloaded in place when edited.
+
+``host.serve`` calls ``start`` once, then for every message (or timeout) ``handle``, looking
+each function up on this module afresh, so the next message after a reload of this file is
+handled by the new code. Nothing here keeps state of its own: everything lives in the
+``Host`` and ``Worker`` records, which outlive a reload. Keep it that way when editing.
+
+A worker's states: ``starting`` -> ``running`` -> (``stopping`` ->) ``stopped`` | ``exited``
+| ``backoff`` -> ``starting`` ... | ``fatal`` (given up on until its source changes).
+"""
+from __future__ import annotations
+
+import ast
+import importlib
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from hotreload import backoff, loader
+from hotreload import host as hosting
+from hotreload.log import format_error, logger
+from hotreload import settings
+from hotreload.watcher import Changes
+from hotreload.worker import Exited, Interrupted, Run, Worker
+
+if TYPE_CHECKING:
+    from hotreload.host import Host, Swap
+
+__all__ = ["exit_status", "finished", "format_error", "handle", "logger", "start", "wakeup"]
+
+# How long a worker that was interrupted past its stop timeout gets to unwind before the
+# host reports its stack and stops waiting for it.
+INTERRUPT_GRACE = 1.0
+
+
+# --- the entry points host.serve calls ------------------------------------------------------
+
+
+def start(host: Host) -> None:
+    """Import every worker, log one summary of what was found, and launch them."""
+    found, skipped = loader.discover(host.options.folder)
+    for entry in skipped:
+        host.log.warning(f"skipping {host.options.folder / entry}: not a valid module name")
+    for name, path in found.items():
+        _import_worker(host, name, path)
+    if host.options.entry_points:
+        _load_entry_points(host, set(found))
+    _sync_graph(host)
+    _summary(host)
+    for worker in host.workers.values():
+        if worker.run is not None and worker.state == "stopped" and not host.stop_requested:
+            _launch(host, worker)
+
+
+def handle(host: Host, message: Any) -> None:
+    """Act on one message from the inbox (None when the wait timed out), then on due timers."""
+    if isinstance(message, Exited):
+        _on_exit(host, message)
+    elif isinstance(message, Changes):
+        _on_changes(host, set(message.paths))
+    elif isinstance(message, hosting.Signal):
+        _shutdown(host, message.signum)
+    if host.stop_requested and not host.stopping:
+        _shutdown(host, None)
+    _on_timers(host, time.monotonic())
+
+
+def wakeup(host: Host) -> float | None:
+    """Seconds until the next timer is due (a backoff restart, a stop timeout), or None."""
+    times = []
+    for worker in host.workers.values():
+        if worker.state == "backoff" and worker.restart_at is not None:
+            times.append(worker.restart_at)
+        run = worker.current
+        if run is not None and run.stop_deadline is not None and not run.abandoned:
+            times.append(run.stop_deadline + (INTERRUPT_GRACE if run.interrupted else 0.0))
+    return min(times) - time.monotonic() if times else None
+
+
+def finished(host: Host) -> bool:
+    """True once a shutdown has begun and no worker thread is left to wait for."""
+    return host.stopping and all(w.current is None or w.current.abandoned for w in host.workers.values())
+
+
+def exit_status(host: Host) -> int:
+    """0 when every worker stopped when asked; 1 when one had to be interrupted or abandoned."""
+    abandoned = any(w.current is not None and w.current.abandoned for w in host.workers.values())
+    return 1 if host.forced or abandoned else 0
+
+
+# --- worker lifecycle ----------------------------------------------------------------------
+
+
+def _set_state(host: Host, worker: Worker, state: str, note: str = "") -> None:
+    """Record and log a state change; inside a swap at DEBUG, as the swap logs one line."""
+    if state == worker.state and not note:
+        return
+    worker.state = state
+    level = "DEBUG" if host.swap is not None and worker.name in host.swap.before else "INFO"
+    worker.log.log(level, f"{state}{': ' + note if note else ''}")
+
+
+def _launch(host: Host, worker: Worker) -> None:
+    worker.restart_at = None
+    worker.then = None
+    _set_state(host, worker, "starting")
+    worker.current = Run(worker, host.inbox)
+    worker.current.start()
+    _set_state(host, worker, "running", f"generation {worker.generation}" if worker.generation else "")
+
+
+def _stop(host: Host, worker: Worker) -> None:
+    """Ask a running worker to stop (its ``Exited`` follows); a waiting one just stops."""
+    run = worker.current
+    if run is not None:
+        run.request_stop(worker.settings.stop_timeout)
+        _set_state(host, worker, "stopping")
+    elif worker.state == "backoff":
+        worker.restart_at = None
+        _set_state(host, worker, "stopped")
+
+
+def _on_exit(host: Host, message: Exited) -> None:
+    run, error = message.run, message.error
+    worker = run.worker
+    if worker.current is not run:  # a thread the host already gave up on has ended at last
+        worker.log.warning("the abandoned thread has ended")
+        return
+    worker.current = None
+    now = time.monotonic()
+    ran_for = now - run.started_at
+    if run.stop_event.is_set():  # it was asked to stop
+        if error is not None and not isinstance(error, Interrupted):
+            worker.log.warning(f"raised while stopping:\n{format_error(error)}")
+        if run.abandoned:
+            return
+        _set_state(host, worker, "stopped")
+        swap = host.swap
+        if swap is not None and worker.name in swap.waiting:
+            swap.waiting.discard(worker.name)
+            _apply_swap_when_ready(host)
+        return
+    if error is not None:
+        worker.last_error = _one_line(error)
+        worker.log.error(f"crashed after {ran_for:.1f} s:\n{format_error(error)}")
+    policy = worker.settings.restart
+    if policy == "never" or (policy == "on-failure" and error is None):
+        how = "returned" if error is None else "crashed"
+        _set_state(host, worker, "exited", f"{how}; RESTART={policy!r}, not restarting")
+        return
+    if host.stopping:
+        _set_state(host, worker, "stopped")
+        return
+    _schedule_restart(host, worker, ran_for, now, "returned" if error is None else "crashed")
+
+
+def _schedule_restart(host: Host, worker: Worker, ran_for: float, now: float, why: str) -> None:
+    policy = worker.settings.backoff
+    worker.failures = backoff.count_failure(worker.failures, ran_for, stable_after=policy.max)
+    if worker.failures >= policy.fatal_after:
+        _set_state(
+            host, worker, "fatal",
+            f"{why} {worker.failures} times in a row; not restarting until its source changes",
+        )
+        return
+    wait = backoff.delay(
+        worker.failures, policy.initial, policy.factor, policy.max, policy.jitter, host.rng.random
+    )
+    worker.restart_at = now + wait
+    _set_state(host, worker, "backoff", f"{why}; restarting in {wait:.2f} s (attempt {worker.failures})")
+
+
+def _on_timers(host: Host, now: float) -> None:
+    for worker in list(host.workers.values()):
+        if worker.state == "backoff" and worker.restart_at is not None and worker.restart_at <= now:
+            if not host.stopping:
+                worker.restarts += 1
+                _launch(host, worker)
+        run = worker.current
+        if run is None or run.stop_deadline is None or run.abandoned:
+            continue
+        if not run.interrupted and now >= run.stop_deadline:
+            if host.stopping:
+                host.forced.add(worker.name)
+            worker.log.warning(
+                f"did not stop within {worker.settings.stop_timeout:g} s; interrupting it"
+            )
+            run.interrupt()
+        elif run.interrupted and now >= run.stop_deadline + INTERRUPT_GRACE:
+            run.abandoned = True
+            worker.last_error = "did not stop when asked"
+            worker.log.error(f"still running after being interrupted; giving up on it. It is at:\n{run.stack()}")
+            _set_state(host, worker, "fatal", "did not stop; its thread is left running")
+            swap = host.swap
+            if swap is not None and worker.name in swap.waiting:
+                swap.waiting.discard(worker.name)
+                _apply_swap_when_ready(host)
+
+
+def _shutdown(host: Host, signum: int | None) -> None:
+    if host.stopping:
+        return
+    host.stopping = True
+    host.swap = None
+    host.backlog.clear()
+    why = f" on {_signal_name(signum)}" if signum is not None else ""
+    running = [w for w in host.workers.values() if w.current is not None]
+    host.log.info(f"stopping{why}: {len(running)} worker(s) running")
+    for worker in host.workers.values():
+        _stop(host, worker)
+
+
+# --- start-up ------------------------------------------------------------------------------
+
+
+def _import_worker(host: Host, name: str, path: Path) -> Worker | None:
+    """Import a worker module and record it; a module without ``run`` is a helper (None).
+
+    A module that fails to import is recorded as ``fatal`` with its error, so that the next
+    good save of it (or of what it imports) starts it.
+    """
+    module_name = f"{host.package}.{name}"
+    worker = host.workers.get(name)
+    if worker is None:
+        worker = Worker(name, _shown(host, path), logger.bind(worker=name), host.defaults, module_name, path)
+    try:
+        module = importlib.import_module(module_name)
+        worker.run, worker.settings = loader.worker_parts(module, host.defaults)
+    except loader.NotAWorker:
+        host.log.warning(f"{_shown(host, path)} defines no run(ctx): treated as a helper, not a worker")
+        host.workers.pop(name, None)
+        return None
+    except Exception as exc:  # noqa: BLE001 - any import-time error is the user's to see
+        worker.last_error = _one_line(exc)
+        worker.log.error(f"cannot load {worker.source}:\n{format_error(exc)}")
+        loader.forget(module_name)
+        host.workers[name] = worker
+        _set_state(host, worker, "fatal", "fix the file and save it to start the worker")
+        return worker
+    host.workers[name] = worker
+    return worker
+
+
+def _load_entry_points(host: Host, folder_names: set[str]) -> None:
+    for entry in loader.entry_points():
+        source = f"entry point {entry.name} = {entry.value}"
+        if entry.name in folder_names:
+            host.log.warning(f"{source} ignored: the folder has a worker of that name")
+            continue
+        worker = Worker(entry.name, source, logger.bind(worker=entry.name), host.defaults)
+        host.workers[entry.name] = worker
+        try:
+            run = entry.load()
+            if not callable(run):
+                raise TypeError(f"{entry.value} is {type(run).__name__}, not a callable run(ctx)")
+            worker.run = run
+            worker.settings = settings.parse(vars(importlib.import_module(entry.module)), host.defaults)
+        except Exception as exc:  # noqa: BLE001
+            worker.last_error = _one_line(exc)
+            worker.log.error(f"cannot load {source}:\n{format_error(exc)}")
+            _set_state(host, worker, "fatal", "entry point broken")
+
+
+def _summary(host: Host) -> None:
+    workers = sorted(host.workers.values(), key=lambda w: w.name)
+    helpers = sorted(
+        name for name in sys.modules
+        if name.startswith(host.package + ".") and name.split(".")[1] not in host.workers
+    )
+    lines = [f"{len(workers)} worker(s) in {host.options.folder}"
+             f" (reload {'on' if host.options.reload else 'off'}):"]
+    width = max((len(w.name) for w in workers), default=0)
+    for worker in workers:
+        extra = " ".join(f"{k}={v!r}" for k, v in settings.differences(worker.settings, host.defaults).items())
+        broken = f"  BROKEN: {worker.last_error}" if worker.run is None else ""
+        lines.append(f"  {worker.name:<{width}}  {worker.source}  {extra}{broken}".rstrip())
+    if helpers:
+        lines.append(f"  helpers: {', '.join(h[len(host.package) + 1:] for h in helpers)}")
+    host.log.info("\n".join(lines))
+
+
+# --- reloading -----------------------------------------------------------------------------
+
+
+def _on_changes(host: Host, paths: set[str]) -> None:
+    if host.stopping:
+        return
+    if host.swap is not None:  # applied once the current swap is done
+        host.backlog.update(paths)
+        return
+    started = time.monotonic()
+    package_dir = host.core_file.parent
+    own = {p for p in paths if Path(p).parent == package_dir}
+    if own:
+        _on_own_changes(host, own, started)
+    folder_paths = paths - own
+    if folder_paths:
+        _begin_swap(host, folder_paths, started)
+
+
+def _on_own_changes(host: Host, paths: set[str], started: float) -> None:
+    for path in sorted(paths):
+        if Path(path) == host.core_file:
+            _reload_core(host, started)
+        elif Path(path).exists():
+            host.log.warning(f"{path} changed: only core.py reloads in place; restart hotreload to use it")
+
+
+def _reload_core(host: Host, started: float) -> None:
+    try:
+        data = host.core_file.read_bytes()
+    except OSError:
+        return
+    new_digest = loader.digest(data)
+    if new_digest == host.core_digest:
+        return
+    module = sys.modules[__name__]
+    try:
+        loader.reload(module, check=_check_core)
+    except BaseException as exc:  # noqa: B036 - a broken core must never end the host
+        host.log.error(f"the edit of core.py was not applied; the host runs on the previous core:\n"
+                       f"{format_error(exc)}")
+        return
+    host.core_digest = new_digest
+    host.core_generation += 1
+    host.log.info(f"core reloaded (generation {host.core_generation}) in {_ms(started)}; workers untouched")
+
+
+def _check_core(module: Any) -> None:
+    """A new core must still offer what ``host.serve`` calls."""
+    for name in __all__:
+        if not callable(getattr(module, name, None)) and name != "logger":
+            raise AttributeError(f"core.py no longer defines {name}()")
+
+
+def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
+    """What a batch of changed paths means: modules to reload in order, workers added/removed."""
+    folder, package = host.options.folder, host.package
+    roots: set[str] = set()
+    gone: set[str] = set()
+    added: set[str] = set()
+    for raw in paths:
+        path = Path(raw)
+        name = loader.module_name(folder, package, path)
+        if not path.exists():
+            prefix = name or loader.module_name(folder, package, path / "__init__.py")
+            if prefix is not None:
+                gone |= {m for m in _known_modules(host) if m == prefix or m.startswith(prefix + ".")}
+            continue
+        if name is None or name == package:
+            continue
+        module = sys.modules.get(name)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if module is not None and loader.loaded_digest(module) == loader.digest(data):
+            continue  # touched, or saved unchanged
+        try:
+            ast.parse(data, str(path))
+        except SyntaxError as exc:  # reported before anything is stopped
+            owner = _worker_of(host, name)
+            keeps = "; the previous version keeps running" if module is not None else ""
+            (owner.log if owner else host.log).error(f"not loaded{keeps}:\n{format_error(exc)}")
+            continue
+        roots.add(name)
+        top = name.split(".")[1]
+        if top not in host.workers and _is_worker_file(folder, path) and not top.startswith("_"):
+            added.add(top)
+    removed = {w.name for w in host.workers.values() if w.path is not None and not w.path.exists()}
+    gone |= {host.workers[name].module for name in removed}  # type: ignore[misc]
+    if not roots and not gone:
+        return None
+    affected = loader.dependents(host.graph.rdeps, roots | gone) - gone
+    order = loader.reload_order(host.graph.deps, affected)
+    return hosting.Swap(started=started, order=order, gone=gone, added=added, removed=removed)
+
+
+def _begin_swap(host: Host, paths: set[str], started: float) -> None:
+    swap = _plan(host, paths, started)
+    if swap is None:
+        return
+    host.swap = swap
+    modules = set(swap.order) | swap.gone
+    for worker in host.workers.values():
+        if worker.module in modules or worker.name in swap.removed:
+            swap.before[worker.name] = worker.state
+            if worker.current is not None and not worker.current.abandoned:
+                swap.waiting.add(worker.name)
+            _stop(host, worker)
+    _apply_swap_when_ready(host)
+
+
+def _apply_swap_when_ready(host: Host) -> None:
+    swap = host.swap
+    if swap is None or swap.waiting:
+        return
+    try:
+        _apply(host, swap)
+    finally:
+        host.swap = None
+    if host.backlog and not host.stopping:
+        backlog, host.backlog = set(host.backlog), set()
+        _on_changes(host, backlog)
+
+
+def _apply(host: Host, swap: Swap) -> None:
+    for name in swap.removed:
+        worker = host.workers.pop(name)
+        _set_state(host, worker, "stopped")
+        worker.log.info("removed: its file is gone")
+    for module in swap.gone:
+        loader.forget(module)
+        host.graph.drop(module)
+    failed: set[str] = set()
+    for module in swap.order:
+        top = module.split(".")[1]
+        worker = host.workers.get(top) if module == f"{host.package}.{top}" else None
+        blocked = host.graph.deps.get(module, frozenset()) & (failed | swap.gone)
+        if blocked:
+            failed.add(module)
+            if worker is not None:
+                _not_swapped(host, swap, worker, f"it imports {', '.join(sorted(blocked))}, which did not load")
+            continue
+        if module not in sys.modules and worker is None and top not in swap.added:
+            continue  # a helper nobody imports (yet)
+        if not _load(host, swap, module, worker, top):
+            failed.add(module)
+        _sync_graph(host)
+
+
+def _load(host: Host, swap: Swap, module: str, worker: Worker | None, top: str) -> bool:
+    """(Re)load one module of a swap and start its worker on the new code; False if it failed."""
+    loaded = sys.modules.get(module)
+    is_worker = worker is not None or top in swap.added
+    try:
+        if loaded is None:
+            new = importlib.import_module(module)
+            parts = loader.worker_parts(new, host.defaults) if is_worker else None
+        else:
+            check = (lambda m: loader.worker_parts(m, host.defaults)) if is_worker else None
+            parts = loader.reload(loaded, check=check)
+    except loader.NotAWorker as exc:
+        if worker is None:
+            host.log.warning(f"{exc}: treated as a helper, not a worker")
+            return True
+        _not_swapped(host, swap, worker, f"{worker.source} no longer defines run(ctx) (to make it a helper, rename it to _{top}.py)")
+        return False
+    except Exception as exc:  # noqa: BLE001 - the user's code: report, keep the old version
+        if loaded is None:
+            loader.forget(module)
+        log = worker.log if worker is not None else host.log
+        if worker is not None:
+            worker.last_error = _one_line(exc)
+            _not_swapped(host, swap, worker, f"its new code failed:\n{format_error(exc)}")
+        else:
+            log.error(f"{module} not reloaded:\n{format_error(exc)}")
+        return False
+    if parts is None:
+        if loaded is not None:
+            host.log.info(f"reloaded helper {module[len(host.package) + 1:]} in {_ms(swap.started)}")
+        return True
+    if worker is None:
+        path = Path(sys.modules[module].__file__ or "")
+        worker = Worker(top, _shown(host, path), logger.bind(worker=top), host.defaults, module, path)
+        host.workers[top] = worker
+    fresh = worker.run is None
+    if not fresh:
+        worker.generation += 1
+    worker.run, worker.settings = parts
+    worker.failures = 0
+    worker.last_error = None
+    if not host.stopping:
+        _launch(host, worker)
+    action = "started" if fresh else f"reloaded (generation {worker.generation})"
+    worker.log.info(f"{action} in {_ms(swap.started)}")
+    return True
+
+
+def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str) -> None:
+    """A worker whose new code failed: report, and put it back as it was before the swap."""
+    before = swap.before.get(worker.name, worker.state)
+    keeps = worker.run is not None and before in ("running", "starting", "backoff")
+    worker.log.error(f"not reloaded: {why}")
+    if not keeps:
+        if worker.state != "fatal":
+            _set_state(host, worker, "fatal", "fix the file and save it to start the worker")
+        return
+    if before == "backoff":
+        _schedule_restart(host, worker, 0.0, time.monotonic(), "previous version crashed")
+    else:
+        worker.log.info(f"the previous version (generation {worker.generation}) keeps running")
+        _launch(host, worker)
+
+
+# --- small pieces --------------------------------------------------------------------------
+
+
+def _sync_graph(host: Host) -> None:
+    finder = host.finder
+    if finder is None:
+        return
+    for module, source in finder.executed:
+        host.graph.set(module, source.imports)
+    finder.executed.clear()
+
+
+def _known_modules(host: Host) -> set[str]:
+    prefix = host.package + "."
+    return {m for m in sys.modules if m.startswith(prefix)} | {
+        m for m in host.graph.deps if m.startswith(prefix)
+    }
+
+
+def _worker_of(host: Host, module: str) -> Worker | None:
+    top = module.split(".")[1]
+    worker = host.workers.get(top)
+    return worker if worker is not None and worker.module == f"{host.package}.{top}" else None
+
+
+def _is_worker_file(folder: Path, path: Path) -> bool:
+    """``name.py`` or ``name/__init__.py`` directly in the folder."""
+    rel = path.relative_to(folder).parts
+    return (len(rel) == 1 and rel[0].endswith(".py")) or (len(rel) == 2 and rel[1] == "__init__.py")
+
+
+def _shown(host: Host, path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _ms(started: float) -> str:
+    return f"{(time.monotonic() - started) * 1000:.1f} ms"
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+

@@ -1,0 +1,97 @@
+"""Turning a stream of file events into batches of complete files.
+
+Pure logic: the caller feeds events with a timestamp and asks when the next batch is due.
+
+What a save looks like (measured with real editors, see the README): a close-after-write
+(``closed``) or a rename onto the file (``moved`` to it) marks the moment its new content is
+complete, so a file in that state is flushed after a short ``coalesce`` window, which lets a
+burst across many files (``git checkout``, a formatter) land as one batch. A ``modified`` or
+``created`` alone means a writer may still be busy (truncate, then write): such a file waits
+for ``settle`` seconds of quiet, which only matters where no close event exists (the polling
+fallback). A deletion is held for ``hold`` seconds, because delete-then-create is how
+``git checkout`` and some editors rewrite a file, not a removal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+__all__ = ["Debouncer", "Windows", "classify", "is_source"]
+
+READY, WRITING, GONE = "ready", "writing", "gone"
+
+_STATE_OF = {
+    "closed": READY,
+    "moved_to": READY,
+    "created": WRITING,
+    "modified": WRITING,
+    "deleted": GONE,
+    "moved_from": GONE,
+}
+
+# Names editors and tools write beside a file while saving it.
+_TEMP_MARKERS = ("___jb_tmp___", "___jb_old___")
+
+
+def classify(event_type: str) -> str | None:
+    """The state an event puts a file in, or None for events that say nothing about its
+    content (opened, attrib, closed_no_write: reads, ``touch``, our own imports)."""
+    return _STATE_OF.get(event_type)
+
+
+def is_source(path: PurePath, root: PurePath) -> bool:
+    """True for a ``.py`` file under ``root`` that is not hidden, cached or an editor's
+    temp file (vim's ``4913``/``.swp``/``~``, emacs' ``.#x``/``#x#``, JetBrains' ``___jb_``)."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return False
+    if not parts or not parts[-1].endswith(".py"):
+        return False
+    if any(p.startswith((".", "#")) or p == "__pycache__" for p in parts):
+        return False
+    return not any(marker in parts[-1] for marker in _TEMP_MARKERS)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """How long each kind of pending file waits for quiet before it is flushed (seconds)."""
+
+    coalesce: float = 0.01
+    hold: float = 0.1
+    settle: float = 0.5
+
+    def wait(self, state: str) -> float:
+        return {READY: self.coalesce, GONE: self.hold, WRITING: self.settle}[state]
+
+
+@dataclass
+class Debouncer:
+    """Pending files with their state and last event time; one batch when all are quiet."""
+
+    windows: Windows = field(default_factory=Windows)
+    pending: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def add(self, path: str, event_type: str, now: float) -> None:
+        state = classify(event_type)
+        if state is not None:
+            self.pending[path] = (state, now)
+
+    def due(self) -> float | None:
+        """When the pending batch is complete (a monotonic time), or None if nothing is pending.
+
+        The whole batch waits for its slowest member, so a checkout that rewrites many files
+        is applied as one change, with every file complete.
+        """
+        if not self.pending:
+            return None
+        return max(last + self.windows.wait(state) for state, last in self.pending.values())
+
+    def take(self, now: float) -> frozenset[str]:
+        """The batch, if it is due at ``now``; it is then no longer pending."""
+        due = self.due()
+        if due is None or now < due:
+            return frozenset()
+        batch = frozenset(self.pending)
+        self.pending.clear()
+        return batch

@@ -1,0 +1,138 @@
+"""The host: its state as plain data, and the loop that feeds messages to ``core``.
+
+Everything the host must remember across a reload of ``core`` lives in ``Host`` and the
+``Worker`` records. The loop looks ``core``'s functions up on the module for every message,
+so after ``importlib.reload(core)`` the very next message is handled by the new code.
+Messages come from three producers, all through one ``SimpleQueue`` (whose ``put`` is safe
+in a signal handler): worker threads (``worker.Exited``), the watcher
+(``watcher.Changes``) and signal handlers (``Signal``).
+"""
+from __future__ import annotations
+
+import os
+import queue
+import random
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hotreload import core, loader
+from hotreload.debounce import Windows
+from hotreload.settings import Settings
+from hotreload.watcher import Watcher
+from hotreload.worker import Worker
+
+__all__ = ["Host", "Options", "Signal", "Swap", "serve"]
+
+CORE_FILE = Path(core.__file__).resolve()
+
+
+@dataclass(frozen=True)
+class Options:
+    """What ``hotreload run`` was asked to do."""
+
+    folder: Path
+    stop_timeout: float = 5.0
+    reload: bool = True
+    entry_points: bool = True
+    debounce: float = Windows.coalesce
+
+
+@dataclass(frozen=True)
+class Signal:
+    signum: int
+
+
+@dataclass
+class Swap:
+    """A reload in progress: the workers it stopped are finishing before the code changes."""
+
+    started: float
+    order: list[str]  # modules to (re)load, helpers before their importers
+    gone: set[str]  # modules whose file is gone
+    added: set[str]  # new workers, by name
+    removed: set[str]  # workers whose module is gone, by name
+    before: dict[str, str] = field(default_factory=dict)  # affected workers: state before the swap
+    waiting: set[str] = field(default_factory=set)  # workers still stopping
+
+
+@dataclass(eq=False)
+class Host:
+    options: Options
+    package: str
+    inbox: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    defaults: Settings = Settings()
+    workers: dict[str, Worker] = field(default_factory=dict)
+    graph: loader.Graph = field(default_factory=loader.Graph)
+    finder: loader.HotFinder | None = None
+    watcher: Watcher | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    stop_requested: bool = False  # set by the signal handler itself
+    stopping: bool = False  # set once core has begun the shutdown
+    swap: Swap | None = None
+    backlog: set[str] = field(default_factory=set)  # changes that arrived during a swap
+    core_file: Path = CORE_FILE
+    core_digest: str | None = None
+    core_generation: int = 0
+    forced: set[str] = field(default_factory=set)  # workers that had to be interrupted
+
+    @property
+    def log(self) -> Any:
+        return core.logger.bind(worker="host")
+
+
+def _on_signal(host: Host, signum: int, frame: Any) -> None:
+    if host.stop_requested:
+        os.write(2, f"hotreload: {signal.Signals(signum).name} again: exiting now\n".encode())
+        os._exit(128 + signum)
+    host.stop_requested = True
+    host.inbox.put(Signal(signum))
+
+
+def serve(host: Host) -> int:
+    """Run the host until it is stopped; returns the exit status.
+
+    Signal handlers go in first, so that a signal at any moment leads to the same clean
+    shutdown; then the watcher is armed, so that an edit made while workers start is seen.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda s, f: _on_signal(host, s, f))
+    if host.options.reload:
+        roots = [host.options.folder, host.core_file.parent]
+        host.watcher = Watcher(roots, host.inbox, Windows(coalesce=host.options.debounce))
+        host.watcher.start()
+    try:
+        core.start(host)
+        while not core.finished(host):
+            timeout = core.wakeup(host)
+            try:
+                message = host.inbox.get(timeout=None if timeout is None else max(0.0, timeout))
+            except queue.Empty:
+                message = None
+            try:
+                core.handle(host, message)
+            except Exception as exc:  # a bug in (a reloaded) core must not end the host
+                host.log.error(f"internal error handling {message!r}:\n{core.format_error(exc)}")
+    finally:
+        if host.watcher is not None:
+            host.watcher.stop()
+    return core.exit_status(host)
+
+
+def create(options: Options) -> Host:
+    """A host for ``options.folder``: its package installed and ready to import."""
+    folder = options.folder.resolve()
+    host = Host(options=options, package=folder.name, defaults=Settings(stop_timeout=options.stop_timeout))
+    host.finder = loader.install(folder, host.package, extra=["hotreload.core"])
+    host.core_digest = loader.digest(host.core_file.read_bytes())
+    return host
+
+
+def exit_now(status: int) -> None:
+    """Leave at once, for a host that had to abandon worker threads: interpreter shutdown
+    could block on a lock such a thread holds."""
+    core.logger.complete()
+    sys.stderr.flush()
+    os._exit(status)

@@ -1,0 +1,323 @@
+"""Finding, importing and reloading worker modules, and knowing who imports whom.
+
+The workers folder is imported as a package named after the folder, created here and put
+in ``sys.modules`` directly, so that a same-named package elsewhere on ``sys.path`` can
+neither shadow it nor merge with it. Its modules are loaded by ``HotLoader``, which
+compiles the exact bytes it read (never a cached ``.pyc``: its mtime+size check misses an
+edit of the same size within the same second) and records their digest and imports.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import keyword
+import os
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, NamedTuple
+
+from hotreload import settings as settings_mod
+
+__all__ = [
+    "ENTRY_POINT_GROUP", "Graph", "HotFinder", "NotAWorker", "Source", "WorkerError",
+    "dependents", "digest", "discover", "entry_points", "forget", "imports_of",
+    "install", "loaded_digest", "module_name", "reload", "reload_order", "worker_parts",
+]
+
+ENTRY_POINT_GROUP = "hotreload.workers"
+# Names the worker contract reads; cleared before a reload so that a name the new source
+# no longer defines is seen as missing instead of silently kept by importlib.reload.
+CONTRACT_NAMES = ("run", *settings_mod.NAMES)
+
+
+class Source(NamedTuple):
+    """What ``HotLoader`` compiled: the digest of its bytes and the modules it imports."""
+
+    digest: str
+    imports: frozenset[str]
+
+
+class WorkerError(Exception):
+    """A module that does not meet the worker contract, with the file and line at fault."""
+
+    def __init__(self, path: str | None, line: int | None, message: str) -> None:
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {message}")
+
+
+def digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def imports_of(tree: ast.AST, module: str, is_package: bool, root: str) -> frozenset[str]:
+    """Modules under package ``root`` that the code in ``tree`` imports, anywhere in it.
+
+    ``from .x import y`` yields both ``root.x`` and ``root.x.y``, since ``y`` may be a
+    submodule; a name that is not a module is harmless, as nothing changes under it.
+    Imports made with ``importlib.import_module`` are not seen.
+    """
+    package = module if is_package else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                if node.level - 1 >= len(parts):
+                    continue
+                base = ".".join(parts[: len(parts) - (node.level - 1)])
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    return frozenset(n for n in found if n == root or n.startswith(root + "."))
+
+
+def dependents(rdeps: dict[str, set[str]], roots: Iterable[str]) -> set[str]:
+    """``roots`` and every module that imports one of them, directly or through others.
+
+    Work is proportional to the modules found, not to the size of the graph.
+    """
+    seen = set(roots)
+    todo = list(seen)
+    while todo:
+        for importer in rdeps.get(todo.pop(), ()):
+            if importer not in seen:
+                seen.add(importer)
+                todo.append(importer)
+    return seen
+
+
+def reload_order(deps: dict[str, frozenset[str]], modules: Iterable[str]) -> list[str]:
+    """``modules`` with each one after the modules it imports (helpers before importers).
+
+    An import cycle is broken at an arbitrary but stable point.
+    """
+    wanted = set(modules)
+    order: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str, path: set[str]) -> None:
+        if name in done or name in path:
+            return
+        path.add(name)
+        for dep in sorted(deps.get(name, ()) & wanted):
+            visit(dep, path)
+        path.discard(name)
+        done.add(name)
+        order.append(name)
+
+    for name in sorted(wanted):
+        visit(name, set())
+    return order
+
+
+@dataclass
+class Graph:
+    """Who imports whom among the folder's modules, kept up to date as they are (re)loaded."""
+
+    deps: dict[str, frozenset[str]] = field(default_factory=dict)
+    rdeps: dict[str, set[str]] = field(default_factory=dict)
+
+    def set(self, module: str, imports: frozenset[str]) -> None:
+        self.drop(module)
+        self.deps[module] = imports
+        for dep in imports:
+            self.rdeps.setdefault(dep, set()).add(module)
+
+    def drop(self, module: str) -> None:
+        for dep in self.deps.pop(module, ()):
+            self.rdeps.get(dep, set()).discard(module)
+
+
+def module_name(folder: Path, package: str, path: Path) -> str | None:
+    """The module a file under ``folder`` is imported as, or None if it cannot be one."""
+    try:
+        parts = path.relative_to(folder).parts
+    except ValueError:
+        return None
+    if not parts or not parts[-1].endswith(".py"):
+        return None
+    names = [*parts[:-1], parts[-1][:-3]]
+    if names[-1] == "__init__":
+        names.pop()
+    if not all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
+        return None
+    return ".".join([package, *names])
+
+
+def discover(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """Worker candidates directly in ``folder`` (``name.py`` or ``name/__init__.py``, not
+    starting with ``_``), by name, and the entries skipped because their name cannot be
+    imported."""
+    found: dict[str, Path] = {}
+    skipped: list[str] = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name.startswith((".", "_", "#")):
+            continue
+        if entry.is_file() and entry.name.endswith(".py"):
+            name, path = entry.name[:-3], Path(entry.path)
+        elif entry.is_dir() and os.path.isfile(os.path.join(entry.path, "__init__.py")):
+            name, path = entry.name, Path(entry.path, "__init__.py")
+        else:
+            continue
+        if name.isidentifier() and not keyword.iskeyword(name):
+            found[name] = path
+        else:
+            skipped.append(entry.name)
+    return found, skipped
+
+
+class HotLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the bytes it reads, never a ``.pyc``, and records what it compiled."""
+
+    def __init__(self, fullname: str, path: str, finder: HotFinder) -> None:
+        super().__init__(fullname, path)
+        self.finder = finder
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        path = self.get_filename(module.__name__)
+        data = self.get_data(path)
+        tree = ast.parse(data, path)
+        imports = imports_of(tree, module.__name__, self.is_package(module.__name__), self.finder.package)
+        code = compile(tree, path, "exec", dont_inherit=True)
+        source = Source(digest(data), imports)
+        module.__spec__.loader_state = source
+        self.finder.executed.append((module.__name__, source))
+        exec(code, module.__dict__)
+
+
+class HotFinder(importlib.abc.MetaPathFinder):
+    """Gives the folder's package and modules (and any name in ``extra``) a ``HotLoader``."""
+
+    def __init__(self, folder: Path, package: str, extra: Iterable[str] = ()) -> None:
+        self.folder = folder
+        self.package = package
+        self.extra = frozenset(extra)
+        # Modules executed since the host last looked, with their imports: failed ones too,
+        # so that fixing a helper retries the worker that could not import it.
+        self.executed: list[tuple[str, Source]] = []
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname == self.package:
+            init = self.folder / "__init__.py"
+            if not init.is_file():
+                return None
+            return importlib.util.spec_from_file_location(
+                fullname, init, loader=HotLoader(fullname, str(init), self),
+                submodule_search_locations=[str(self.folder)],
+            )
+        if not fullname.startswith(self.package + ".") and fullname not in self.extra:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+            spec.loader = HotLoader(fullname, spec.origin, self)
+        return spec
+
+
+def install(folder: Path, package: str, extra: Iterable[str] = ()) -> HotFinder:
+    """Create package ``package`` from ``folder`` in ``sys.modules`` and put a ``HotFinder``
+    first on ``sys.meta_path``. Runs the folder's ``__init__.py``, if any."""
+    finder = HotFinder(folder, package, extra)
+    sys.meta_path.insert(0, finder)
+    spec = finder.find_spec(package)
+    if spec is None:
+        spec = importlib.machinery.ModuleSpec(package, None, is_package=True)
+        spec.submodule_search_locations = [str(folder)]
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[package] = module
+    if spec.loader is not None:
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[package]
+            raise
+    return finder
+
+
+def loaded_digest(module: types.ModuleType) -> str | None:
+    """The digest of the source ``module`` runs, if ``HotLoader`` loaded it."""
+    state = getattr(getattr(module, "__spec__", None), "loader_state", None)
+    return state.digest if isinstance(state, Source) else None
+
+
+def reload(module: types.ModuleType, check: Callable[[types.ModuleType], Any] | None = None) -> Any:
+    """``importlib.reload`` the module and run ``check`` on it; on any failure put the
+    module's namespace back as it was (reload mutates it in place) and re-raise.
+    Returns what ``check`` returned."""
+    saved = dict(module.__dict__)
+    if check is not None:
+        for name in CONTRACT_NAMES:
+            module.__dict__.pop(name, None)
+    try:
+        importlib.reload(module)
+        return check(module) if check else None
+    except BaseException:
+        module.__dict__.clear()
+        module.__dict__.update(saved)
+        raise
+
+
+def forget(name: str) -> None:
+    """Remove a module and its submodules from ``sys.modules`` and from its parent package."""
+    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+        del sys.modules[key]
+    parent, _, child = name.rpartition(".")
+    if parent in sys.modules:
+        sys.modules[parent].__dict__.pop(child, None)
+
+
+def _line_of(path: str | None, name: str) -> int | None:
+    """The line where ``name`` is last bound at module level in the file, if it can be read."""
+    try:
+        tree = ast.parse(Path(path or "").read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    line = None
+    for node in tree.body:
+        targets: list[Any] = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            targets = [node]
+        elif isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        for target in targets:
+            if getattr(target, "id", getattr(target, "name", None)) == name:
+                line = node.lineno
+    return line
+
+
+class NotAWorker(Exception):
+    """The module defines no ``run``: it is a helper."""
+
+
+def worker_parts(
+    module: types.ModuleType, defaults: settings_mod.Settings
+) -> tuple[Callable[..., Any], settings_mod.Settings]:
+    """The ``run`` callable and validated settings of a worker module."""
+    path = getattr(module, "__file__", None)
+    if "run" not in module.__dict__:
+        raise NotAWorker(f"{path}: defines no run(ctx)")
+    run = module.__dict__["run"]
+    if not callable(run):
+        raise WorkerError(path, _line_of(path, "run"), f"run must be callable, not {type(run).__name__}")
+    try:
+        return run, settings_mod.parse(module.__dict__, defaults)
+    except settings_mod.SettingsError as exc:
+        raise WorkerError(path, _line_of(path, exc.name.partition("[")[0]), str(exc)) from None
+
+
+def entry_points() -> list[Any]:
+    """Installed entry points in group ``hotreload.workers``."""
+    import importlib_metadata
+
+    return list(importlib_metadata.entry_points(group=ENTRY_POINT_GROUP))

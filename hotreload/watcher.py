@@ -1,0 +1,194 @@
+"""Watching folders: watchdog events in, debounced ``Changes`` batches out to the host.
+
+The watchdog handler only puts events on a queue (an exception inside a handler would kill
+watchdog's dispatch thread without a word); a thread of our own debounces them. If the
+inotify watch limit is hit or the observer dies, the watcher says so with the fix and goes
+on with a polling observer, rather than silently stop seeing saves.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from watchdog.events import FileSystemEvent
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from hotreload.debounce import Debouncer, Windows, is_source
+
+__all__ = ["Changes", "Watcher"]
+
+JOIN_TIMEOUT = 2.0
+POLL_INTERVAL = 0.5
+LIMIT_HINT = (
+    "raise the limit with: sudo sysctl fs.inotify.max_user_watches=524288 "
+    "(and add it to /etc/sysctl.conf to keep it)"
+)
+
+_STOP = object()
+_DIED = object()
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Files (and deleted folders) whose content may have changed, complete and quiet."""
+
+    paths: frozenset[str]
+
+
+class _Handler:
+    """A watchdog handler that only queues events: nothing in it can raise."""
+
+    def __init__(self, events: queue.SimpleQueue) -> None:
+        self.events = events
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            self.events.put((time.monotonic(), event))
+        except BaseException:  # noqa: B036 - must never reach watchdog's dispatch thread
+            pass
+
+
+class _Reporting:
+    """Mixin for an observer: tells the watcher when its thread ends without being asked."""
+
+    events: queue.SimpleQueue
+
+    def run(self) -> None:
+        try:
+            super().run()  # type: ignore[misc]
+        finally:
+            if self.should_keep_running():  # type: ignore[attr-defined]
+                self.events.put(_DIED)
+
+
+class _NativeObserver(_Reporting, Observer):  # type: ignore[valid-type,misc]
+    pass
+
+
+class _PollingObserver(_Reporting, PollingObserver):
+    pass
+
+
+def _inotify_watches() -> int | None:
+    """How many inotify watches this process holds, from /proc (None where unknown)."""
+    count = None
+    try:
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                    continue
+                with open(f"/proc/self/fdinfo/{fd}") as info:
+                    count = (count or 0) + sum(line.startswith("inotify wd:") for line in info)
+            except OSError:
+                continue
+    except OSError:
+        return None
+    return count
+
+
+def _folders(roots: list[Path]) -> int:
+    return sum(1 + sum(len(dirs) for _, dirs, _ in os.walk(root)) for root in roots)
+
+
+class Watcher:
+    """Watches ``roots`` recursively and posts ``Changes`` to ``inbox``."""
+
+    def __init__(self, roots: list[Path], inbox: Any, windows: Windows = Windows()) -> None:
+        self.roots = roots
+        self.inbox = inbox
+        self.debouncer = Debouncer(windows)
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.observer: Any = None
+        self.polling = False
+        self.thread = threading.Thread(target=self._main, name="hotreload:watcher", daemon=True)
+
+    def start(self) -> None:
+        try:
+            self.observer = self._observe(_NativeObserver)
+        except OSError as exc:
+            why = "the inotify watch limit is reached" if exc.errno == errno.ENOSPC else str(exc)
+            self._fall_back(f"cannot watch for changes natively: {why}; {LIMIT_HINT}")
+        else:
+            watches, folders = _inotify_watches(), _folders(self.roots)
+            if watches is not None and watches < folders:
+                self._fall_back(
+                    f"only {watches} of {folders} folders could be watched: "
+                    f"the inotify watch limit is reached; {LIMIT_HINT}"
+                )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.events.put(_STOP)
+        self.thread.join(JOIN_TIMEOUT)
+        self._stop_observer()
+
+    def _observe(self, cls: type) -> Any:
+        observer = cls(timeout=POLL_INTERVAL) if cls is _PollingObserver else cls()
+        observer.events = self.events
+        handler = _Handler(self.events)
+        for root in self.roots:
+            observer.schedule(handler, str(root), recursive=True)
+        observer.start()
+        return observer
+
+    def _stop_observer(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(JOIN_TIMEOUT)
+            self.observer = None
+
+    def _fall_back(self, why: str) -> None:
+        logger.error(f"{why}. Falling back to polling every {POLL_INTERVAL} s: saves are seen later.")
+        self._stop_observer()
+        self.polling = True
+        self.observer = self._observe(_PollingObserver)
+
+    def _main(self) -> None:
+        while True:
+            due = self.debouncer.due()
+            timeout = None if due is None else max(0.0, due - time.monotonic())
+            try:
+                item = self.events.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                return
+            if item is _DIED:
+                self._fall_back("the file watcher thread died")
+            elif item is not None:
+                self._note(*item)
+            batch = self.debouncer.take(time.monotonic())
+            if batch:
+                self.inbox.put(Changes(batch))
+
+    def _note(self, when: float, event: FileSystemEvent) -> None:
+        if event.event_type == "moved":
+            sides = [(event.src_path, "moved_from"), (event.dest_path, "moved_to")]
+        else:
+            sides = [(event.src_path, event.event_type)]
+        for raw, kind in sides:
+            path = Path(os.fsdecode(raw))
+            if event.is_directory:
+                # A folder that went away takes its modules with it; folders that appear
+                # bring events for their own files.
+                if kind in ("deleted", "moved_from") and self._inside(path):
+                    self.debouncer.add(str(path), "deleted", when)
+            elif any(is_source(path, root) for root in self.roots):
+                self.debouncer.add(str(path), kind, when)
+
+    def _inside(self, path: Path) -> bool:
+        for root in self.roots:
+            try:
+                parts = path.relative_to(root).parts
+            except ValueError:
+                continue
+            return bool(parts) and not any(p.startswith(".") or p == "__pycache__" for p in parts)
+        return False

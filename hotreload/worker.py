@@ -1,0 +1,168 @@
+"""A worker: its record (kept for the life of the host), the ctx handed to ``run(ctx)``,
+and one run of it in its own thread.
+
+Nothing here decides anything: the thread runs ``run(ctx)`` and posts ``Exited`` to the
+host's inbox; ``core`` decides what happens next.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import inspect
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hotreload.settings import Settings
+
+__all__ = ["Context", "Exited", "Interrupted", "Run", "Worker", "THREAD_PREFIX"]
+
+THREAD_PREFIX = "worker:"
+
+
+class Interrupted(BaseException):
+    """Raised into a worker thread that ignored a stop request past its stop timeout.
+
+    A BaseException, so that a worker's ``except Exception`` does not swallow it.
+    """
+
+
+@dataclass(eq=False)
+class Worker:
+    """What the host knows of one worker. Plain data: it outlives reloads of ``core``."""
+
+    name: str
+    source: str  # shown to users: a file path, or "entry point NAME = VALUE"
+    log: Any  # a loguru logger bound to the worker's name
+    settings: Settings
+    module: str | None = None  # its module's name in sys.modules; None for entry points
+    path: Path | None = None  # its file; None for entry points
+    run: Callable[..., Any] | None = None
+    state: str = "stopped"
+    store: dict[str, Any] = field(default_factory=dict)  # ctx.state: survives restarts and reloads
+    generation: int = 0  # how many times its code was swapped
+    failures: int = 0  # consecutive failed runs, for the backoff
+    restarts: int = 0
+    current: Run | None = None
+    restart_at: float | None = None
+    last_error: str | None = None
+    then: str | None = None  # what to do once `current` has stopped: "swap", "remove" or "start"
+
+
+class Context:
+    """What ``run(ctx)`` receives: the worker's name, logger, state and stop signal."""
+
+    __slots__ = ("name", "log", "state", "_stop")
+
+    def __init__(self, name: str, log: Any, state: dict[str, Any], stop: threading.Event) -> None:
+        self.name = name
+        self.log = log
+        self.state = state
+        self._stop = stop
+
+    @property
+    def stopping(self) -> bool:
+        """True once the host has asked this worker to stop."""
+        return self._stop.is_set()
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; return True at once if a stop is requested, so that
+        ``while not ctx.sleep(1): ...`` loops until the worker should stop."""
+        return self._stop.wait(seconds)
+
+    def __repr__(self) -> str:
+        return f"<Context {self.name!r} stopping={self.stopping}>"
+
+
+@dataclass(frozen=True)
+class Exited:
+    """Posted by a worker thread as its last act."""
+
+    run: Run
+    error: BaseException | None  # None when run() returned (or was cancelled on request)
+
+
+class Run:
+    """One execution of a worker's ``run(ctx)`` in a daemon thread.
+
+    Daemon, because a worker that ignores every stop request must not keep the process
+    alive: the host reports it and exits anyway.
+    """
+
+    def __init__(self, worker: Worker, inbox: Any) -> None:
+        self.worker = worker
+        self.stop_event = threading.Event()
+        self.ctx = Context(worker.name, worker.log, worker.store, self.stop_event)
+        self.started_at = time.monotonic()
+        self.stop_deadline: float | None = None  # when the cooperative stop times out
+        self.interrupted = False  # Interrupted was raised into the thread
+        self.abandoned = False  # still alive after that: the host gave up waiting for it
+        self._fn = worker.run
+        self._inbox = inbox
+        self._cancel: Callable[[], None] | None = None
+        self.thread = threading.Thread(target=self._main, name=THREAD_PREFIX + worker.name, daemon=True)
+
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+        self.thread.start()
+
+    def request_stop(self, timeout: float) -> None:
+        """Ask politely: ``ctx.stopping`` turns true, ``ctx.sleep`` wakes, async work is cancelled."""
+        if self.stop_deadline is None:
+            self.stop_deadline = time.monotonic() + timeout
+        self.stop_event.set()  # before reading _cancel: see _run_async
+        cancel = self._cancel
+        if cancel is not None:
+            try:
+                cancel()
+            except RuntimeError:  # the loop closed meanwhile: the run is ending anyway
+                pass
+
+    def interrupt(self) -> None:
+        """Raise ``Interrupted`` inside the thread. Takes effect at its next Python bytecode:
+        a thread blocked in a C call (a socket read, ``time.sleep``) is reached only when
+        that call returns."""
+        self.interrupted = True
+        ident = self.thread.ident
+        if ident is not None and self.thread.is_alive():
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(Interrupted))
+
+    def stack(self) -> str:
+        """Where the thread is now, as a formatted stack."""
+        frame = sys._current_frames().get(self.thread.ident or -1)
+        return "".join(traceback.format_stack(frame)) if frame else "(no stack: thread not running)\n"
+
+    def _main(self) -> None:
+        error: BaseException | None = None
+        try:
+            result = self._fn(self.ctx)
+            if inspect.isawaitable(result):
+                self._run_async(result)
+        except SystemExit as exc:
+            if exc.code not in (None, 0):
+                error = exc
+        except asyncio.CancelledError as exc:
+            if not self.stop_event.is_set():
+                error = exc
+        except BaseException as exc:  # noqa: B036 - everything a worker raises is reported
+            error = exc
+        finally:
+            self._cancel = None
+            self._inbox.put(Exited(self, error))
+
+    def _run_async(self, awaitable: Any) -> None:
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            task = asyncio.ensure_future(awaitable)
+            # Publish the canceller first, then look at the stop flag; request_stop does the
+            # reverse, so a stop racing this start-up is seen by one side or the other.
+            self._cancel = lambda: loop.call_soon_threadsafe(task.cancel)
+            if self.stop_event.is_set():
+                task.cancel()
+            await task
+
+        asyncio.run(main())
