@@ -450,12 +450,13 @@ def _load(host: Host, swap: Swap, module: str, worker: Worker | None, top: str) 
     except Exception as exc:  # noqa: BLE001 - the user's code: report, keep the old version
         if loaded is None:
             loader.forget(module)
-        log = worker.log if worker is not None else host.log
         if worker is not None:
             worker.last_error = _one_line(exc)
             _not_swapped(host, swap, worker, f"its new code failed:\n{format_error(exc)}")
+        elif is_worker:
+            logger.bind(worker=top).error(f"cannot start this new worker:\n{format_error(exc)}")
         else:
-            log.error(f"{module} not reloaded:\n{format_error(exc)}")
+            host.log.error(f"{module} not reloaded:\n{format_error(exc)}")
         return False
     if parts is None:
         if loaded is not None:

@@ -109,7 +109,7 @@ def reload_order(deps: dict[str, frozenset[str]], modules: Iterable[str]) -> lis
         if name in done or name in path:
             return
         path.add(name)
-        for dep in sorted(deps.get(name, ()) & wanted):
+        for dep in sorted(wanted.intersection(deps.get(name, ()))):
             visit(dep, path)
         path.discard(name)
         done.add(name)

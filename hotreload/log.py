@@ -23,8 +23,9 @@ TEXT_FORMAT = (
 FILE_ROTATION = "10 MB"
 FILE_RETENTION = 5
 
-# Frames that say nothing about the user's code: the import machinery and our own loader.
-_HIDDEN_FRAMES = ("<frozen importlib", "hotreload/loader.py", "hotreload/worker.py")
+# Frames of the machinery between the host and the user's code: hidden from tracebacks of
+# the user's errors, so that the first frame shown is the user's file and line.
+_MACHINERY = ("hotreload/loader.py", "hotreload/worker.py", "hotreload/core.py", "importlib/__init__.py")
 
 
 def _json_line(record: dict[str, Any]) -> str:
@@ -66,17 +67,23 @@ def configure(level: str = "INFO", as_json: bool = False, file: str | None = Non
     logging.basicConfig(handlers=[_Intercept()], level=0, force=True)
 
 
-def _keep(frame: traceback.FrameSummary) -> bool:
-    name = frame.filename
-    return not name.startswith(_HIDDEN_FRAMES[0]) and not name.endswith(_HIDDEN_FRAMES[1:])
+def _user_frames(stack: traceback.StackSummary) -> traceback.StackSummary:
+    """``stack`` without the import machinery, and without the host's own leading frames
+    when the error comes from the user's code (an error of the host keeps them all)."""
+    frames = [f for f in stack if not f.filename.startswith("<frozen importlib")]
+    first_user = next((i for i, f in enumerate(frames) if not f.filename.endswith(_MACHINERY)), None)
+    return traceback.StackSummary.from_list(frames[first_user:] if first_user is not None else frames)
 
 
 def format_error(exc: BaseException) -> str:
     """A traceback that points at the user's file and line, without the frames of the
-    import machinery or of hotreload itself; chained exceptions are kept.
+    import machinery or of hotreload before it; chained exceptions are kept.
 
     For a SyntaxError the last lines show the file, line and a caret under the fault.
     """
+    if isinstance(exc, SyntaxError) and exc.filename:
+        # The file, line and caret say it all; the frames would only be the compiler's.
+        return "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
     summary = traceback.TracebackException.from_exception(exc)
     todo, seen = [summary], set()
     while todo:
@@ -84,6 +91,6 @@ def format_error(exc: BaseException) -> str:
         if id(te) in seen:
             continue
         seen.add(id(te))
-        te.stack = traceback.StackSummary.from_list([f for f in te.stack if _keep(f)])
+        te.stack = _user_frames(te.stack)
         todo += [t for t in (te.__cause__, te.__context__) if t is not None]
     return "".join(summary.format()).rstrip()
