@@ -1,0 +1,167 @@
+"""Helpers that keep each integration test a few lines long.
+
+``host = start_host(folder)`` starts the real ``hotreload run`` command in a subprocess.
+Workers written with ``worker_source`` append lines such as ``ticker start 2 1`` (name,
+event, VERSION, how many starts ctx.state has seen) to a report file, which the test reads
+with ``host.events()`` and waits on with ``host.wait_for(...)``. Every wait has a deadline.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+HOTRELOAD = Path(sys.executable).with_name("hotreload")
+WAIT = 20.0  # seconds: generous for a noisy 2-core machine; a passing test never waits this long
+
+REPORT_FUNCTION = '''
+import os as _os
+
+
+def report(*words):
+    with open(_os.environ["HOTRELOAD_TEST_REPORT"], "a") as _f:
+        _f.write(" ".join(str(w) for w in words) + "\\n")
+'''
+
+RUN_TEMPLATE = """
+def run(ctx):
+    ctx.state["starts"] = ctx.state.get("starts", 0) + 1
+    report(ctx.name, "start", VERSION, ctx.state["starts"])
+    try:
+        BODY
+        while not ctx.sleep(0.05):
+            pass
+    finally:
+        report(ctx.name, "stop", VERSION, ctx.state["starts"])
+"""
+
+
+def worker_source(version: int = 1, body: str = "", top: str = "", **settings: object) -> str:
+    """A worker that reports its starts and stops, tagged with ``version``.
+
+    ``body`` runs once after the start is reported (indented into run); ``top`` goes at
+    module level, before run.
+    """
+    lines = [REPORT_FUNCTION, textwrap.dedent(top), f"VERSION = {version}"]
+    lines += [f"{key} = {value!r}" for key, value in settings.items()]
+    body = textwrap.indent(textwrap.dedent(body).strip() or "pass", " " * 8)
+    lines.append(RUN_TEMPLATE.replace("BODY", body.lstrip()))
+    return "\n".join(lines)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = WAIT, what: str = "condition") -> object:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+class Host:
+    """A running ``hotreload`` subprocess and what it wrote."""
+
+    def __init__(self, tmp: Path, folder: Path, args: list[str], env: dict[str, str], cmd: list[str]) -> None:
+        self.folder = folder
+        self.report = tmp / "report.txt"
+        self.stderr_path = tmp / "stderr.txt"
+        self.report.touch()
+        env = {**env, "HOTRELOAD_TEST_REPORT": str(self.report)}
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [*cmd, "run", str(folder), *args], cwd=tmp, env=env,
+                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+            )
+
+    def log(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def events(self, name: str | None = None) -> list[str]:
+        lines = self.report.read_text().splitlines()
+        return [l for l in lines if name is None or l.split()[0] == name]
+
+    def starts(self, name: str) -> list[int]:
+        """The VERSION of each start of worker ``name``, in order."""
+        return [int(l.split()[2]) for l in self.events(name) if l.split()[1] == "start"]
+
+    def wait_for(self, condition: Callable[[], object], what: str = "condition", timeout: float = WAIT) -> object:
+        def check() -> object:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"hotreload exited ({self.proc.returncode}) waiting for {what}:\n{self.log()}")
+            return condition()
+
+        try:
+            return wait_for(check, timeout, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- events:\n{self.report.read_text()}--- log:\n{self.log()}") from None
+
+    def wait_log(self, text: str, count: int = 1) -> str:
+        self.wait_for(lambda: self.log().count(text) >= count, f"{count} x {text!r} in the log")
+        return self.log()
+
+    def wait_started(self, name: str, version: int, count: int = 1) -> None:
+        self.wait_for(lambda: self.starts(name).count(version) >= count, f"{name} version {version} to start")
+
+    def barrier(self, marker: str = "zz_barrier") -> None:
+        """Add a worker and wait for it to start: every file event that happened before has
+        then been handled (events are handled in order), so a test can check what did not
+        happen."""
+        (self.folder / f"{marker}.py").write_text(worker_source())
+        self.wait_started(marker, 1)
+
+    def threads(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/task"))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = WAIT) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"hotreload did not exit within {timeout} s:\n{self.log()}") from None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(WAIT)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """An empty workers folder."""
+    path = tmp_path / "workers"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def start_host(tmp_path: Path) -> Iterator[Callable[..., Host]]:
+    """Start ``hotreload run FOLDER *args``; every host started is killed at teardown."""
+    started: list[Host] = []
+    if not HOTRELOAD.exists():
+        pytest.fail(f"{HOTRELOAD} is missing: install the project first (pip install -e '.[test]')")
+
+    def start(folder: Path, *args: str, env: dict[str, str] | None = None, cmd: list[str] | None = None) -> Host:
+        base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        host = Host(tmp_path, folder, list(args), {**base, **(env or {})}, cmd or [str(HOTRELOAD)])
+        started.append(host)
+        return host
+
+    yield start
+    for host in started:
+        host.kill()
+
+
+def write(path: Path, text: str) -> None:
+    """Write a file the way most tools do: in place, in one go."""
+    path.write_text(text)

@@ -1,0 +1,50 @@
+"""Validation of RESTART, BACKOFF and STOP_TIMEOUT."""
+import pytest
+
+from hotreload.settings import Backoff, Settings, SettingsError, differences, parse
+
+
+def test_defaults_when_nothing_is_set():
+    assert parse({}) == Settings()
+    assert Settings().backoff == Backoff(initial=0.5, factor=2.0, max=30.0, jitter=0.5, fatal_after=10)
+
+
+def test_each_setting_is_read():
+    settings = parse({"RESTART": "never", "BACKOFF": {"initial": 1, "jitter": 0}, "STOP_TIMEOUT": 2})
+    assert settings.restart == "never"
+    assert settings.backoff == Backoff(initial=1.0, jitter=0.0)
+    assert settings.stop_timeout == 2.0
+
+
+def test_a_partial_backoff_keeps_the_other_defaults():
+    defaults = Settings(backoff=Backoff(max=5.0))
+    assert parse({"BACKOFF": {"factor": 3}}, defaults).backoff == Backoff(factor=3.0, max=5.0)
+
+
+@pytest.mark.parametrize(
+    "namespace, message",
+    [
+        ({"RESTART": "sometimes"}, "RESTART: must be one of 'always', 'on-failure', 'never', got 'sometimes'"),
+        ({"BACKOFF": [1, 2]}, "BACKOFF: must be a dict, not list"),
+        ({"BACKOFF": {"inital": 1}}, "BACKOFF: unknown key 'inital'"),
+        ({"BACKOFF": {"initial": "1"}}, "BACKOFF['initial']: must be a number, not str"),
+        ({"BACKOFF": {"initial": True}}, "BACKOFF['initial']: must be a number, not bool"),
+        ({"BACKOFF": {"initial": 0}}, "BACKOFF['initial']: must be > 0"),
+        ({"BACKOFF": {"factor": 0.5}}, "BACKOFF['factor']: must be >= 1"),
+        ({"BACKOFF": {"jitter": 1.5}}, "BACKOFF['jitter']: must be between 0 and 1"),
+        ({"BACKOFF": {"fatal_after": 2.5}}, "BACKOFF['fatal_after']: must be a whole number >= 1"),
+        ({"STOP_TIMEOUT": -1}, "STOP_TIMEOUT: must be > 0"),
+        ({"STOP_TIMEOUT": None}, "STOP_TIMEOUT: must be a number, not NoneType"),
+    ],
+)
+def test_a_wrong_setting_names_itself_and_what_is_allowed(namespace, message):
+    with pytest.raises(SettingsError) as caught:
+        parse(namespace)
+    assert str(caught.value).startswith(message)
+
+
+def test_differences_lists_only_what_differs_by_module_level_name():
+    defaults = Settings()
+    settings = parse({"RESTART": "never", "BACKOFF": {"max": 5, "initial": 0.5}}, defaults)
+    assert differences(settings, defaults) == {"RESTART": "never", "BACKOFF": {"max": 5.0}}
+    assert differences(defaults, defaults) == {}
