@@ -61,7 +61,8 @@ class _Version(argparse.Action):
     """``--version``, looked up only when asked for, so that start-up stays fast."""
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
-        parser.exit(0, f"hotreload {_version()}\n")
+        print(f"hotreload {_version()}")
+        parser.exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:

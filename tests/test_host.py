@@ -1,0 +1,229 @@
+"""The worker host, end to end: the real `hotreload run` in a subprocess on a temp folder."""
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+
+from conftest import HOTRELOAD, worker_source, write
+
+
+def test_crash_is_logged_once_with_its_traceback_and_restarted_with_state_kept(folder, start_host):
+    write(folder / "flaky.py", worker_source(body="raise RuntimeError('lost the database')",
+                                              BACKOFF={"initial": 0.05, "max": 0.2}))
+    host = start_host(folder)
+    host.wait_for(lambda: len(host.starts("flaky")) >= 3, "three starts")
+    log = host.log()
+    assert 'flaky.py", line' in log and "RuntimeError: lost the database" in log
+    assert "| flaky      | crashed after" in log
+    assert "| flaky      | backoff: crashed; restarting in" in log
+    # ctx.state survives restarts: the start counter kept counting
+    assert [int(l.split()[3]) for l in host.events("flaky") if " start " in l][:3] == [1, 2, 3]
+    assert host.stop() == 0
+
+
+def test_a_crash_loop_goes_fatal_after_fatal_after_failures(folder, start_host):
+    write(folder / "doomed.py", worker_source(body="raise RuntimeError('always')",
+                                               BACKOFF={"initial": 0.01, "max": 0.05, "fatal_after": 3}))
+    write(folder / "healthy.py", worker_source())
+    host = start_host(folder)
+    host.wait_log("| doomed     | fatal: crashed 3 times in a row")
+    host.barrier()  # later events are handled after the fatal state
+    assert len(host.starts("doomed")) == 3
+    assert host.log().count("RuntimeError: always") == 3
+    assert host.starts("healthy") == [1]
+    assert host.stop() == 0
+
+
+def test_restart_policies(folder, start_host):
+    fast = {"initial": 0.01, "max": 0.02, "fatal_after": 1000}
+    write(folder / "always_returns.py", worker_source(body="return", BACKOFF=fast))
+    write(folder / "onfail_returns.py", worker_source(body="return", RESTART="on-failure", BACKOFF=fast))
+    write(folder / "onfail_crashes.py", worker_source(body="raise ValueError", RESTART="on-failure", BACKOFF=fast))
+    write(folder / "never_crashes.py", worker_source(body="raise ValueError", RESTART="never", BACKOFF=fast))
+    host = start_host(folder)
+    host.wait_for(lambda: len(host.starts("always_returns")) >= 3, "a returning worker restarted")
+    host.wait_for(lambda: len(host.starts("onfail_crashes")) >= 3, "a crashing on-failure worker restarted")
+    host.wait_log("| onfail_returns | exited: returned; RESTART='on-failure', not restarting")
+    host.wait_log("| never_crashes | exited: crashed; RESTART='never', not restarting")
+    host.barrier()
+    assert len(host.starts("onfail_returns")) == 1 and len(host.starts("never_crashes")) == 1
+    assert host.stop() == 0
+
+
+def test_sigterm_and_sigint_stop_every_worker_running_finally_blocks_and_exit_0(folder, start_host):
+    for name in ("a", "b"):
+        write(folder / f"{name}.py", worker_source())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        host = start_host(folder)
+        host.wait_for(lambda: len(host.events()) >= 2 * (1 if sig == signal.SIGTERM else 3), "workers to start")
+        assert host.stop(sig) == 0
+        assert host.events("a")[-1].startswith("a stop") and host.events("b")[-1].startswith("b stop")
+        assert f"stopping on {sig.name}" in host.log()
+
+
+def test_an_async_worker_is_cancelled_on_stop(folder, start_host):
+    write(folder / "aio.py", worker_source(top='''
+        import asyncio
+
+        async def serve(ctx):
+            report(ctx.name, "async-start")
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                report(ctx.name, "async-finally")
+        ''', body="return serve(ctx)"))
+    host = start_host(folder)
+    host.wait_for(lambda: "aio async-start" in host.events(), "the async worker")
+    assert host.stop() == 0
+    assert "aio async-finally" in host.events()
+
+
+def test_a_broken_module_at_start_is_reported_and_the_others_run(folder, start_host):
+    write(folder / "syntax.py", "def run(ctx)\n    pass\n")
+    write(folder / "importerr.py", "import no_such_module_here\n\ndef run(ctx):\n    pass\n")
+    write(folder / "raises.py", "X = 1\nraise RuntimeError('at import time')\n")
+    write(folder / "badsetting.py", "def run(ctx):\n    pass\n\nRESTART = 'sometimes'\n")
+    write(folder / "helperish.py", "X = 1\n")
+    write(folder / "good.py", worker_source())
+    host = start_host(folder)
+    host.wait_started("good", 1)
+    log = host.wait_log("treated as a helper")
+    assert 'syntax.py", line 1' in log and "SyntaxError" in log
+    assert 'importerr.py", line 1' in log and "No module named 'no_such_module_here'" in log
+    assert 'raises.py", line 2' in log and "RuntimeError: at import time" in log
+    assert "badsetting.py:4: RESTART: must be one of" in log
+    assert "helperish.py defines no run(ctx): treated as a helper" in log
+    assert "| syntax     | fatal" in log
+    assert host.proc.poll() is None
+    assert host.stop() == 0
+
+
+def test_a_worker_that_ignores_stop_is_interrupted_and_the_exit_status_says_so(folder, start_host):
+    write(folder / "stubborn.py", worker_source(body='''
+        while True:
+            ctx.sleep(0.05)  # ignores the answer
+        '''))
+    host = start_host(folder, "--stop-timeout", "0.5")
+    host.wait_started("stubborn", 1)
+    assert host.stop(timeout=0.5 + 2 + 1) == 1
+    assert "did not stop within 0.5 s; interrupting it" in host.log()
+    assert "stubborn stop 1 1" in host.events()  # Interrupted ran its finally block
+
+
+def test_a_worker_that_survives_the_interrupt_is_reported_with_its_stack(folder, start_host):
+    write(folder / "immortal.py", worker_source(body='''
+        while True:
+            try:
+                ctx.sleep(0.05)
+            except BaseException:
+                pass
+        '''))
+    write(folder / "polite.py", worker_source())
+    host = start_host(folder, "--stop-timeout", "0.5")
+    host.wait_started("immortal", 1)
+    host.wait_started("polite", 1)
+    assert host.stop(timeout=0.5 + 2 + 1) == 1
+    log = host.log()
+    assert "still running after being interrupted; giving up on it. It is at:" in log
+    assert 'immortal.py", line' in log
+    assert "polite stop 1 1" in host.events()
+
+
+def test_a_second_ctrl_c_exits_at_once(folder, start_host):
+    write(folder / "slow.py", worker_source(body="while True:\n    ctx.sleep(0.05)", STOP_TIMEOUT=60))
+    host = start_host(folder)
+    host.wait_started("slow", 1)
+    host.proc.send_signal(signal.SIGINT)
+    host.wait_log("stopping on SIGINT")
+    assert host.stop(signal.SIGINT, timeout=5) == 128 + signal.SIGINT
+    assert "SIGINT again: exiting now" in host.log()
+
+
+def test_stdlib_logging_is_routed_with_the_workers_name_and_json_and_file_logs(folder, start_host, tmp_path):
+    write(folder / "chatty.py", worker_source(top="import logging", body='''
+        logging.getLogger("lib").warning("from stdlib %s", 42)
+        ctx.log.info("from loguru")
+        '''))
+    host = start_host(folder, "--log-json", "--log-file", str(tmp_path / "host.log"))
+    host.wait_started("chatty", 1)
+    host.wait_log("from loguru")
+    lines = [json.loads(line) for line in host.log().splitlines()]
+    routed = [l for l in lines if l["message"] == "lib: from stdlib 42"]
+    assert len(routed) == 1 and routed[0]["worker"] == "chatty" and routed[0]["level"] == "WARNING"
+    assert host.stop() == 0
+    assert '"worker": "chatty", "message": "lib: from stdlib 42"' in (tmp_path / "host.log").read_text()
+
+
+def test_start_summary_lists_workers_with_their_non_default_settings(folder, start_host):
+    write(folder / "custom.py", worker_source(RESTART="never", STOP_TIMEOUT=2.0))
+    write(folder / "_helper.py", "X = 1\n")
+    write(folder / "plain.py", worker_source(top="from . import _helper"))
+    host = start_host(folder)
+    host.wait_started("plain", 1)
+    log = host.log()
+    assert "2 worker(s) in" in log
+    assert "custom  workers/custom.py  RESTART='never' STOP_TIMEOUT=2.0" in log
+    assert "plain   workers/plain.py\n" in log and "helpers: _helper" in log
+    assert host.stop() == 0
+
+
+def test_entry_point_workers_run_unless_turned_off(folder, start_host, tmp_path):
+    site = tmp_path / "site"
+    (site / "epdemo").mkdir(parents=True)
+    (site / "epdemo" / "__init__.py").write_text("")
+    (site / "epdemo" / "service.py").write_text(worker_source(RESTART="never"))
+    dist = site / "epdemo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: epdemo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[hotreload.workers]\nfromplugin = epdemo.service:run\n")
+    env = {"PYTHONPATH": str(site)}
+    host = start_host(folder, env=env)
+    host.wait_started("fromplugin", 1)
+    assert "entry point fromplugin = epdemo.service:run  RESTART='never'" in host.log()
+    assert host.stop() == 0
+    host = start_host(folder, "--no-entry-points", env=env)
+    host.wait_log("0 worker(s) in")
+    assert host.stop() == 0
+    assert len(host.starts("fromplugin")) == 1
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([str(HOTRELOAD), *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path):
+    for args in (["run", "missing"], ["run", "--stop-timeout", "soon"], ["frobnicate"], ["run", "--bogus"]):
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 2, args
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "workers folder 'missing' does not exist" in run_cli("run", "missing", cwd=tmp_path).stderr
+    (tmp_path / "my-workers").mkdir()
+    assert "must be a Python identifier" in run_cli("run", "my-workers", cwd=tmp_path).stderr
+
+
+def test_version_and_help(tmp_path):
+    import importlib_metadata
+
+    version = run_cli("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout == f"hotreload {importlib_metadata.version('hotreload')}\n"
+    helptext = run_cli("run", "--help", cwd=tmp_path).stdout
+    for option in ("--stop-timeout", "--log-level", "--log-json", "--log-file", "--no-entry-points",
+                   "--no-reload", "--debounce", "RESTART", "BACKOFF", "STOP_TIMEOUT"):
+        assert option in helptext
+    assert "run(ctx)" in run_cli("--help", cwd=tmp_path).stdout
+
+
+def test_the_default_folder_is_workers_in_the_current_directory(folder, tmp_path):
+    write(folder / "once.py", worker_source(RESTART="never", body="return"))
+    proc = subprocess.Popen([str(HOTRELOAD), "run"], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                            env={**__import__("os").environ, "HOTRELOAD_TEST_REPORT": str(tmp_path / "r")})
+    try:
+        from conftest import wait_for
+
+        wait_for(lambda: (tmp_path / "r").exists() and "once stop" in (tmp_path / "r").read_text())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
+        proc.communicate()
