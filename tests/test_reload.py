@@ -1,0 +1,269 @@
+"""Live reload, end to end: edits made the way users and their editors make them."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import worker_source, write
+
+
+def started_host(folder, start_host, *names, args=()):
+    for name in names:
+        write(folder / f"{name}.py", worker_source(1))
+    host = start_host(folder, *args)
+    for name in names:
+        host.wait_started(name, 1)
+    return host
+
+
+def test_an_edit_swaps_the_worker_old_stopped_before_new_started_state_kept(folder, start_host):
+    host = started_host(folder, start_host, "svc", "other")
+    write(folder / "svc.py", worker_source(2))
+    host.wait_started("svc", 2)
+    assert host.events("svc") == ["svc start 1 1", "svc stop 1 1", "svc start 2 2"]
+    assert host.starts("other") == [1]
+    assert "| svc        | reloaded (generation 1) in" in host.log()
+    assert host.stop() == 0
+
+
+@pytest.mark.parametrize(
+    "broken, expected",
+    [
+        ("def run(ctx)\n    pass\n", ['svc.py", line 1', "SyntaxError"]),
+        ("X = 1\nraise KeyError('at import')\n", ['svc.py", line 2', "KeyError: 'at import'"]),
+        ("def main(ctx):\n    pass\n", ["svc.py no longer defines run(ctx)"]),
+        ("X = 1\nrun = 'not callable'\n", ["svc.py:2: run must be callable"]),
+        ("def run(ctx):\n    pass\n\nBACKOFF = {'factor': 0}\n", ["svc.py:4: BACKOFF['factor']: must be >= 1"]),
+    ],
+    ids=["syntax", "import-time-exception", "run-deleted", "run-not-callable", "bad-setting"],
+)
+def test_a_bad_edit_is_reported_the_old_version_keeps_running_and_a_good_save_recovers(
+    folder, start_host, broken, expected
+):
+    host = started_host(folder, start_host, "svc")
+    write(folder / "svc.py", broken)
+    log = host.wait_log("not ")  # "not loaded" (syntax, caught before stopping) or "not reloaded"
+    host.wait_for(lambda: all(e in host.log() for e in expected), f"{expected} in the log")
+    host.wait_for(lambda: host.events("svc")[-1].startswith("svc start 1"), "the old version running")
+    assert "previous version" in host.log()
+    write(folder / "svc.py", worker_source(3))
+    host.wait_started("svc", 3)
+    assert host.events("svc")[-1] == f"svc start 3 {len(host.starts('svc'))}"
+    assert host.proc.poll() is None and host.stop() == 0
+
+
+def test_touch_and_identical_rewrites_reload_nothing(folder, start_host):
+    host = started_host(folder, start_host, "svc")
+    os.utime(folder / "svc.py")
+    write(folder / "svc.py", (folder / "svc.py").read_text())
+    subprocess.run(["touch", str(folder / "svc.py")], check=True)
+    host.barrier()
+    assert host.starts("svc") == [1]
+    assert host.stop() == 0
+
+
+def test_add_delete_and_rename_workers(folder, start_host):
+    host = started_host(folder, start_host, "keep", "doomed", "mover", "retiree")
+    write(folder / "fresh.py", worker_source(1))
+    host.wait_started("fresh", 1)
+    os.remove(folder / "doomed.py")
+    host.wait_for(lambda: host.events("doomed")[-1].startswith("doomed stop"), "doomed to stop")
+    host.wait_log("| doomed     | removed: its file is gone")
+    os.rename(folder / "mover.py", folder / "moved.py")
+    host.wait_started("moved", 1)
+    assert host.events("mover")[-1].startswith("mover stop")
+    os.rename(folder / "retiree.py", folder / "_retiree.py")  # now a helper
+    host.wait_for(lambda: host.events("retiree")[-1].startswith("retiree stop"), "retiree to stop")
+    host.barrier()
+    assert host.starts("keep") == [1] and host.starts("retiree") == [1]
+    assert host.stop() == 0
+
+
+def test_a_helper_edit_reloads_exactly_its_importers_in_dependency_order(folder, start_host):
+    write(folder / "_base.py", "WORD = 'one'\n")
+    write(folder / "_mid.py", "from . import _base\n\ndef word():\n    return _base.WORD\n")
+    top = "from . import _mid\n"
+    body = "report(ctx.name, 'word', _mid.word())"
+    write(folder / "direct.py", worker_source(1, top="from . import _base\n"))
+    write(folder / "indirect.py", worker_source(1, top=top, body=body))
+    write(folder / "bystander.py", worker_source(1))
+    host = start_host(folder)
+    host.wait_for(lambda: "indirect word one" in host.events(), "indirect to start")
+    write(folder / "_base.py", "WORD = 'two'\n")
+    host.wait_for(lambda: "indirect word two" in host.events(), "indirect to see the new helper")
+    host.wait_for(lambda: len(host.starts("direct")) == 2, "direct to restart")
+    host.barrier()
+    assert host.starts("bystander") == [1]
+    assert len(host.starts("indirect")) == 2 and len(host.starts("direct")) == 2
+    assert host.stop() == 0
+
+
+def test_crash_fix_save_restarts_at_once_with_the_new_code(folder, start_host):
+    write(folder / "buggy.py", worker_source(1, body="raise RuntimeError('bug')",
+                                              BACKOFF={"initial": 60, "fatal_after": 2}))
+    host = start_host(folder)
+    host.wait_log("| buggy      | backoff: crashed; restarting in")
+    write(folder / "buggy.py", worker_source(2))
+    host.wait_started("buggy", 2)
+    # and from fatal
+    write(folder / "buggy.py", worker_source(3, body="raise RuntimeError('bug')",
+                                              BACKOFF={"initial": 0.01, "fatal_after": 2}))
+    host.wait_log("| buggy      | fatal: crashed 2 times in a row")
+    write(folder / "buggy.py", worker_source(4))
+    host.wait_started("buggy", 4)
+    assert host.stop() == 0
+
+
+def test_changed_settings_take_effect_on_reload(folder, start_host):
+    host = started_host(folder, start_host, "svc")
+    write(folder / "svc.py", worker_source(2, body="return", RESTART="never"))
+    host.wait_log("| svc        | exited: returned; RESTART='never'")
+    assert host.stop() == 0
+
+
+def test_an_edit_made_while_the_host_starts_is_picked_up(folder, start_host):
+    # "aa_editor" starts first and at once rewrites "target", which may still be starting
+    write(folder / "aa_editor.py", worker_source(1, top="import pathlib", body='''
+        path = pathlib.Path(__file__).with_name("target.py")
+        path.write_text(path.read_text().replace("VERSION = 1", "VERSION = 2"))
+        '''))
+    write(folder / "target.py", worker_source(1))
+    host = start_host(folder)
+    host.wait_started("target", 2)
+    assert host.stop() == 0
+
+
+def test_no_reload_turns_watching_off(folder, start_host):
+    host = started_host(folder, start_host, "svc", args=["--no-reload"])
+    assert "(reload off)" in host.log()
+    write(folder / "svc.py", worker_source(2))
+    deadline = time.monotonic() + 1.5  # well past every debounce window: nothing may happen
+    while time.monotonic() < deadline:
+        assert host.starts("svc") == [1]
+        time.sleep(0.05)
+    assert host.stop() == 0
+
+
+# --- the save patterns of real editors (see EDITOR_EVENTS in the README) ---
+
+
+def in_place(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def truncate_then_write_slowly(path, text):
+    with open(path, "w") as f:
+        f.write(text[: len(text) // 2])
+        f.flush()
+        os.fsync(f.fileno())
+        time.sleep(0.05)  # a slow writer: the file is half-written for a while
+        f.write(text[len(text) // 2:])
+
+
+def temp_then_replace(path, text):
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def jetbrains_safe_write(path, text):
+    tmp = path.with_name(path.name + "___jb_tmp___")
+    old = path.with_name(path.name + "___jb_old___")
+    tmp.write_text(text)
+    os.rename(path, old)
+    os.rename(tmp, path)
+    os.remove(old)
+
+
+def vim_backup_rename(path, text):
+    probe = path.with_name("4913")
+    probe.write_text("")
+    os.remove(probe)
+    backup = path.with_name(path.name + "~")
+    os.rename(path, backup)
+    path.write_text(text)
+    os.remove(backup)
+
+
+def delete_then_create(path, text):
+    os.remove(path)
+    path.write_text(text)
+
+
+def sed_in_place(path, text):
+    old_version = next(l for l in path.read_text().splitlines() if l.startswith("VERSION"))
+    new_version = next(l for l in text.splitlines() if l.startswith("VERSION"))
+    subprocess.run(["sed", "-i", f"s/^{old_version}$/{new_version}/", str(path)], check=True)
+
+
+def real_vim(path, text):
+    new_version = next(l for l in text.splitlines() if l.startswith("VERSION"))
+    subprocess.run(["vim", "-N", "-u", "NONE", "-i", "NONE", "-es", "-c", "set backupskip= writebackup backupcopy=auto",
+                    "-c", f"%s/^VERSION = .*/{new_version}/", "-c", "wq", str(path)],
+                   check=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+SAVES = [in_place, truncate_then_write_slowly, temp_then_replace, jetbrains_safe_write,
+         vim_backup_rename, delete_then_create, sed_in_place]
+if shutil.which("vim"):
+    SAVES.append(real_vim)
+
+
+@pytest.mark.parametrize("save", SAVES, ids=lambda f: f.__name__)
+def test_each_editor_save_pattern_reloads_exactly_once_with_the_complete_file(folder, start_host, save):
+    host = started_host(folder, start_host, "svc")
+    for version in (2, 3):
+        save(folder / "svc.py", worker_source(version))
+        host.wait_started("svc", version)
+    host.barrier()
+    assert host.starts("svc") == [1, 2, 3]
+    assert "not loaded" not in host.log() and "not reloaded" not in host.log()
+    assert host.stop() == 0
+
+
+def test_git_checkout_of_another_branch_reloads_each_changed_worker_once(folder, start_host):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder,
+                       check=True, capture_output=True, timeout=30)
+
+    names = [f"w{i}" for i in range(8)]
+    for name in names:
+        write(folder / f"{name}.py", worker_source(1))
+    git("init", "-q", "-b", "main")
+    git("add", ".")
+    git("commit", "-qm", "one")
+    git("checkout", "-qb", "other")
+    for name in names[:5]:
+        write(folder / f"{name}.py", worker_source(2))
+    git("commit", "-qam", "two")
+    git("checkout", "-q", "main")
+    host = start_host(folder)
+    for name in names:
+        host.wait_started(name, 1)
+    git("checkout", "-q", "other")
+    for name in names[:5]:
+        host.wait_started(name, 2)
+    host.barrier()
+    for name in names[:5]:
+        assert host.starts(name) == [1, 2], name
+    for name in names[5:]:
+        assert host.starts(name) == [1], name
+    assert host.stop() == 0
+
+
+def test_a_storm_of_saves_ends_on_the_last_version_with_threads_back_to_baseline(folder, start_host):
+    host = started_host(folder, start_host, "svc")
+    baseline = host.threads()
+    for version in range(2, 42):
+        write(folder / "svc.py", worker_source(version))
+    host.wait_started("svc", 41)
+    host.barrier()
+    host.wait_for(lambda: host.threads() == baseline + 1, "threads back to baseline (+ the barrier worker)")
+    assert host.events("svc")[-1].startswith("svc start 41")
+    starts = host.starts("svc")
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    assert host.stop() == 0
