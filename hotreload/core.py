@@ -39,6 +39,7 @@ INTERRUPT_GRACE = 1.0
 
 def start(host: Host) -> None:
     """Import every worker, log one summary of what was found, and launch them."""
+    host.log.debug(f"supervising with {host.core_file}")
     found, skipped = loader.discover(host.options.folder)
     for entry in skipped:
         host.log.warning(f"skipping {host.options.folder / entry}: not a valid module name")
@@ -317,7 +318,7 @@ def _reload_core(host: Host, started: float) -> None:
         return
     module = sys.modules[__name__]
     try:
-        loader.reload(module, check=_check_core)
+        loader.reload(module, check=_check_core, clear=__all__)
     except BaseException as exc:  # noqa: B036 - a broken core must never end the host
         host.log.error(f"the edit of core.py was not applied; the host runs on the previous core:\n"
                        f"{format_error(exc)}")
@@ -440,7 +441,7 @@ def _load(host: Host, swap: Swap, module: str, worker: Worker | None, top: str) 
             parts = loader.worker_parts(new, host.defaults) if is_worker else None
         else:
             check = (lambda m: loader.worker_parts(m, host.defaults)) if is_worker else None
-            parts = loader.reload(loaded, check=check)
+            parts = loader.reload(loaded, check=check, clear=loader.CONTRACT_NAMES if is_worker else ())
     except loader.NotAWorker as exc:
         if worker is None:
             host.log.warning(f"{exc}: treated as a helper, not a worker")

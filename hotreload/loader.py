@@ -25,14 +25,13 @@ from typing import Any, Callable, Iterable, NamedTuple
 from hotreload import settings as settings_mod
 
 __all__ = [
-    "ENTRY_POINT_GROUP", "Graph", "HotFinder", "NotAWorker", "Source", "WorkerError",
+    "CONTRACT_NAMES", "ENTRY_POINT_GROUP", "Graph", "HotFinder", "NotAWorker", "Source", "WorkerError",
     "dependents", "digest", "discover", "entry_points", "forget", "imports_of",
     "install", "loaded_digest", "module_name", "reload", "reload_order", "worker_parts",
 ]
 
 ENTRY_POINT_GROUP = "hotreload.workers"
-# Names the worker contract reads; cleared before a reload so that a name the new source
-# no longer defines is seen as missing instead of silently kept by importlib.reload.
+# Names the worker contract reads: cleared before a worker's reload (see ``reload``).
 CONTRACT_NAMES = ("run", *settings_mod.NAMES)
 
 
@@ -249,14 +248,20 @@ def loaded_digest(module: types.ModuleType) -> str | None:
     return state.digest if isinstance(state, Source) else None
 
 
-def reload(module: types.ModuleType, check: Callable[[types.ModuleType], Any] | None = None) -> Any:
+def reload(
+    module: types.ModuleType,
+    check: Callable[[types.ModuleType], Any] | None = None,
+    clear: Iterable[str] = (),
+) -> Any:
     """``importlib.reload`` the module and run ``check`` on it; on any failure put the
     module's namespace back as it was (reload mutates it in place) and re-raise.
-    Returns what ``check`` returned."""
+
+    Names in ``clear`` are removed first: ``importlib.reload`` keeps names the new source
+    no longer defines, which would hide a deleted ``run``. Returns what ``check`` returned.
+    """
     saved = dict(module.__dict__)
-    if check is not None:
-        for name in CONTRACT_NAMES:
-            module.__dict__.pop(name, None)
+    for name in clear:
+        module.__dict__.pop(name, None)
     try:
         importlib.reload(module)
         return check(module) if check else None

@@ -65,6 +65,8 @@ def configure(level: str = "INFO", as_json: bool = False, file: str | None = Non
     if file:
         logger.add(file, colorize=False, rotation=FILE_ROTATION, retention=FILE_RETENTION, **common)
     logging.basicConfig(handlers=[_Intercept()], level=0, force=True)
+    # watchdog's DEBUG records describe every inotify event, our own imports included.
+    logging.getLogger("watchdog").setLevel(logging.INFO)
 
 
 def _user_frames(stack: traceback.StackSummary) -> traceback.StackSummary:

@@ -156,7 +156,7 @@ def test_a_failed_reload_restores_the_previous_namespace(package, new_source, er
     old_run = module.run
     (Path(module.__file__)).write_text(new_source)
     with pytest.raises(error) as caught:
-        loader.reload(module, check=check)
+        loader.reload(module, check=check, clear=loader.CONTRACT_NAMES)
     assert module.run is old_run and module.X == 1
     assert "RESTART" not in vars(module)
     if line is not None:

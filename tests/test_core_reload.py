@@ -1,0 +1,39 @@
+"""The host reloads its own core.py in place: tested on a copy of the package."""
+import shutil
+import sys
+from pathlib import Path
+
+import hotreload
+from conftest import worker_source, write
+
+
+def test_an_edit_of_core_py_is_used_at_once_without_restarting_workers_and_a_broken_one_is_survived(
+    folder, start_host, tmp_path
+):
+    copy = tmp_path / "pkg" / "hotreload"
+    shutil.copytree(Path(hotreload.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    write(folder / "steady.py", worker_source(1))
+    write(folder / "crasher.py", worker_source(1, body="raise RuntimeError('again')",
+                                                BACKOFF={"initial": 0.05, "max": 0.1, "fatal_after": 100000}))
+    host = start_host(folder, "--log-level", "debug", cmd=[sys.executable, "-m", "hotreload"], env={"PYTHONPATH": str(copy.parent)})
+    host.wait_started("steady", 1)
+    host.wait_log("backoff: crashed; restarting in")
+    assert f"supervising with {copy / 'core.py'}" in host.log()  # the host runs from the copy
+
+    core = copy / "core.py"
+    original = core.read_text()
+    assert original.count('restarting in {wait:.2f} s') == 1
+    write(core, original.replace('restarting in {wait:.2f} s', 'coming back in {wait:.2f} s'))
+    host.wait_log("core reloaded (generation 1)")
+    host.wait_log("backoff: crashed; coming back in", count=2)
+
+    write(core, original.replace("def wakeup(", "def wakeup(:"))
+    host.wait_log("the edit of core.py was not applied; the host runs on the previous core")
+    seen = host.log().count("coming back in")
+    host.wait_log("coming back in", count=seen + 2)  # still the reloaded core, still supervising
+
+    write(core, original.replace("def exit_status(", "def _exit_status_renamed("))
+    host.wait_log("core.py no longer defines exit_status()")
+    assert host.starts("steady") == [1]
+    assert host.stop() == 0
+    assert host.events("steady")[-1] == "steady stop 1 1"
