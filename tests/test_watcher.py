@@ -1,0 +1,90 @@
+"""The watcher in-process: batches of saves, and loud fallback to polling."""
+import errno
+import queue
+
+import pytest
+from loguru import logger
+
+from hotreload import watcher
+from hotreload.debounce import Windows
+from hotreload.watcher import Changes, Watcher
+
+WAIT = 20.0
+
+
+@pytest.fixture
+def messages():
+    lines = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="WARNING")
+    yield lines
+    logger.remove(sink)
+
+
+@pytest.fixture
+def watch(tmp_path):
+    started = []
+
+    def start():
+        inbox = queue.SimpleQueue()
+        w = Watcher([tmp_path], inbox, Windows(settle=0.2))
+        w.start()
+        started.append(w)
+        return w, inbox
+
+    yield start
+    for w in started:
+        w.stop()
+        assert not w.thread.is_alive()
+
+
+def next_changes(inbox) -> set:
+    message = inbox.get(timeout=WAIT)
+    assert isinstance(message, Changes)
+    return set(message.paths)
+
+
+def saves_are_seen(path, inbox) -> bool:
+    """Save ``path`` until a batch names it. A polling observer compares with a snapshot it
+    takes as it starts, so a save racing that snapshot is missed; the next one is not."""
+    for attempt in range(int(WAIT)):
+        path.write_text(f"x = {attempt}")
+        try:
+            message = inbox.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        return isinstance(message, Changes) and str(path) in message.paths
+    return False
+
+
+def test_a_save_is_one_batch_and_temp_files_are_ignored(watch, tmp_path):
+    w, inbox = watch()
+    assert not w.polling
+    (tmp_path / "4913").write_text("")
+    (tmp_path / ".a.py.swp").write_text("")
+    (tmp_path / "a.py").write_text("x = 1")
+    (tmp_path / "b.py").write_text("x = 1")
+    assert next_changes(inbox) == {str(tmp_path / "a.py"), str(tmp_path / "b.py")}
+
+
+def test_hitting_the_inotify_limit_falls_back_to_polling_and_says_how_to_fix_it(
+    watch, tmp_path, monkeypatch, messages
+):
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    monkeypatch.setattr(watcher._NativeObserver, "schedule", no_space)
+    w, inbox = watch()
+    assert w.polling
+    assert any("inotify watch limit" in m and "sysctl fs.inotify.max_user_watches" in m for m in messages)
+    assert saves_are_seen(tmp_path / "a.py", inbox)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_observer_thread_is_reported_and_replaced_by_polling(watch, tmp_path, monkeypatch, messages):
+    def die(self, *args, **kwargs):
+        raise RuntimeError("observer thread died")
+
+    monkeypatch.setattr(watcher._NativeObserver, "dispatch_events", die)
+    w, inbox = watch()
+    assert saves_are_seen(tmp_path / "a.py", inbox)
+    assert w.polling and any("the file watcher thread died" in m for m in messages)
