@@ -71,8 +71,9 @@ class Context:
 
     def sleep(self, seconds: float) -> bool:
         """Wait up to ``seconds``; return True at once if a stop is requested, so that
-        ``while not ctx.sleep(1): ...`` loops until the worker should stop."""
-        return self._stop.wait(seconds)
+        ``while not ctx.sleep(1): ...`` loops until the worker should stop.
+        ``ctx.sleep(float("inf"))`` waits for the stop request alone."""
+        return self._stop.wait(min(seconds, threading.TIMEOUT_MAX))
 
     def __repr__(self) -> str:
         return f"<Context {self.name!r} stopping={self.stopping}>"
