@@ -229,10 +229,10 @@ def _import_worker(host: Host, name: str, path: Path) -> Worker | None:
         module = importlib.import_module(module_name)
         worker.run, worker.settings = loader.worker_parts(module, host.defaults)
     except loader.NotAWorker:
-        host.log.warning(f"{_shown(host, path)} defines no run(ctx): treated as a helper, not a worker")
+        _helper_warning(host, module_name)
         host.workers.pop(name, None)
         return None
-    except Exception as exc:  # noqa: BLE001 - any import-time error is the user's to see
+    except BaseException as exc:  # noqa: B036 - even sys.exit() at import time is the user's to see
         worker.last_error = _one_line(exc)
         worker.log.error(f"cannot load {worker.source}:\n{format_error(exc)}")
         loader.forget(module_name)
@@ -257,7 +257,7 @@ def _load_entry_points(host: Host, folder_names: set[str]) -> None:
                 raise TypeError(f"{entry.value} is {type(run).__name__}, not a callable run(ctx)")
             worker.run = run
             worker.settings = settings.parse(vars(importlib.import_module(entry.module)), host.defaults)
-        except Exception as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: B036
             worker.last_error = _one_line(exc)
             worker.log.error(f"cannot load {source}:\n{format_error(exc)}")
             _set_state(host, worker, "fatal", "entry point broken")
@@ -346,10 +346,10 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
         name = loader.module_name(folder, package, path)
         if not path.exists():
             prefix = name or loader.module_name(folder, package, path / "__init__.py")
-            if prefix is not None:
+            if prefix is not None and prefix != package:  # the folder's package stays
                 gone |= {m for m in _known_modules(host) if m == prefix or m.startswith(prefix + ".")}
             continue
-        if name is None or name == package:
+        if name is None:
             continue
         module = sys.modules.get(name)
         try:
@@ -366,8 +366,8 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
             (owner.log if owner else host.log).error(f"not loaded{keeps}:\n{format_error(exc)}")
             continue
         roots.add(name)
-        top = name.split(".")[1]
-        if top not in host.workers and _is_worker_file(folder, path) and not top.startswith("_"):
+        top = _top(name)
+        if top and top not in host.workers and _is_worker_file(folder, path) and not top.startswith("_"):
             added.add(top)
     removed = {w.name for w in host.workers.values() if w.path is not None and not w.path.exists()}
     gone |= {host.workers[name].module for name in removed}  # type: ignore[misc]
@@ -416,40 +416,49 @@ def _apply(host: Host, swap: Swap) -> None:
         host.graph.drop(module)
     failed: set[str] = set()
     for module in swap.order:
-        top = module.split(".")[1]
-        worker = host.workers.get(top) if module == f"{host.package}.{top}" else None
-        blocked = host.graph.deps.get(module, frozenset()) & (failed | swap.gone)
+        top = _top(module)
+        worker = _worker_of(host, module)
+        deps = host.graph.deps.get(module, frozenset())
+        blocked = [f"{m} (its file is gone)" for m in sorted(deps & swap.gone)]
+        blocked += [f"{m} (it failed to load)" for m in sorted(deps & failed)]
         if blocked:
             failed.add(module)
             if worker is not None:
-                _not_swapped(host, swap, worker, f"it imports {', '.join(sorted(blocked))}, which did not load")
+                _not_swapped(host, swap, worker, f"it imports {', '.join(blocked)}")
             continue
-        if module not in sys.modules and worker is None and top not in swap.added:
+        new_worker = top in swap.added and module == f"{host.package}.{top}"
+        if module not in sys.modules and worker is None and not new_worker:
             continue  # a helper nobody imports (yet)
-        if not _load(host, swap, module, worker, top):
+        if not _load(host, swap, module, worker, new_worker):
             failed.add(module)
         _sync_graph(host)
 
 
-def _load(host: Host, swap: Swap, module: str, worker: Worker | None, top: str) -> bool:
+def _load(host: Host, swap: Swap, module: str, worker: Worker | None, new_worker: bool) -> bool:
     """(Re)load one module of a swap and start its worker on the new code; False if it failed."""
     loaded = sys.modules.get(module)
-    is_worker = worker is not None or top in swap.added
+    is_worker = worker is not None or new_worker
+    top = _top(module)
+    # An existing worker's new code must define run (else roll back and keep the old one);
+    # a new file without run is simply a helper.
+    check = (lambda m: loader.worker_parts(m, host.defaults)) if worker is not None else None
     try:
         if loaded is None:
-            new = importlib.import_module(module)
-            parts = loader.worker_parts(new, host.defaults) if is_worker else None
+            loaded = importlib.import_module(module)
+            parts = check(loaded) if check else None
         else:
-            check = (lambda m: loader.worker_parts(m, host.defaults)) if is_worker else None
             parts = loader.reload(loaded, check=check, clear=loader.CONTRACT_NAMES if is_worker else ())
-    except loader.NotAWorker as exc:
-        if worker is None:
-            host.log.warning(f"{exc}: treated as a helper, not a worker")
+        if new_worker:
+            parts = loader.worker_parts(loaded, host.defaults)
+    except loader.NotAWorker:
+        if worker is None or worker.run is None:  # new, or never loaded: a helper after all
+            host.workers.pop(top, None)
+            _helper_warning(host, module)
             return True
         _not_swapped(host, swap, worker, f"{worker.source} no longer defines run(ctx) (to make it a helper, rename it to _{top}.py)")
         return False
-    except Exception as exc:  # noqa: BLE001 - the user's code: report, keep the old version
-        if loaded is None:
+    except BaseException as exc:  # noqa: B036 - the user's code: report, keep the old version
+        if module not in sys.modules:
             loader.forget(module)
         if worker is not None:
             worker.last_error = _one_line(exc)
@@ -460,8 +469,7 @@ def _load(host: Host, swap: Swap, module: str, worker: Worker | None, top: str) 
             host.log.error(f"{module} not reloaded:\n{format_error(exc)}")
         return False
     if parts is None:
-        if loaded is not None:
-            host.log.info(f"reloaded helper {module[len(host.package) + 1:]} in {_ms(swap.started)}")
+        host.log.info(f"reloaded helper {module[len(host.package) + 1:] or '__init__'} in {_ms(swap.started)}")
         return True
     if worker is None:
         path = Path(sys.modules[module].__file__ or "")
@@ -485,8 +493,8 @@ def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str) -> None:
     before = swap.before.get(worker.name, worker.state)
     keeps = worker.run is not None and before in ("running", "starting", "backoff")
     worker.log.error(f"not reloaded: {why}")
-    if not keeps:
-        if worker.state != "fatal":
+    if not keeps:  # it was not running before either: it stays as it was
+        if worker.run is None:
             _set_state(host, worker, "fatal", "fix the file and save it to start the worker")
         return
     if before == "backoff":
@@ -497,6 +505,11 @@ def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str) -> None:
 
 
 # --- small pieces --------------------------------------------------------------------------
+
+
+def _helper_warning(host: Host, module: str) -> None:
+    path = Path(getattr(sys.modules.get(module), "__file__", None) or module)
+    host.log.warning(f"{_shown(host, path)} defines no run(ctx): treated as a helper, not a worker")
 
 
 def _sync_graph(host: Host) -> None:
@@ -516,9 +529,14 @@ def _known_modules(host: Host) -> set[str]:
 
 
 def _worker_of(host: Host, module: str) -> Worker | None:
-    top = module.split(".")[1]
-    worker = host.workers.get(top)
-    return worker if worker is not None and worker.module == f"{host.package}.{top}" else None
+    worker = host.workers.get(_top(module))
+    return worker if worker is not None and worker.module == module else None
+
+
+def _top(module: str) -> str:
+    """The name under the folder's package that ``module`` belongs to ('' for the package)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
 
 
 def _is_worker_file(folder: Path, path: Path) -> bool:

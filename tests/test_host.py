@@ -227,3 +227,31 @@ def test_the_default_folder_is_workers_in_the_current_directory(folder, tmp_path
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_a_signal_while_the_host_is_starting_leads_to_the_same_clean_exit(folder, start_host):
+    write(folder / "aaa.py", worker_source())
+    write(folder / "slow.py", worker_source(top='''
+        import time
+        report("slow", "importing")
+        time.sleep(0.5)
+        '''))
+    host = start_host(folder)
+    host.wait_for(lambda: "slow importing" in host.events(), "the slow import")
+    assert host.stop() == 0
+    for name in ("aaa", "slow"):
+        events = host.events(name)
+        assert len(host.starts(name)) == sum(e.startswith(f"{name} stop") for e in events), events
+
+
+def test_ctx_stopping_turns_true_when_asked_to_stop(folder, start_host):
+    write(folder / "poller.py", worker_source(body='''
+        import time
+        while not ctx.stopping:
+            time.sleep(0.01)
+        report(ctx.name, "saw-stopping")
+        '''))
+    host = start_host(folder)
+    host.wait_started("poller", 1)
+    assert host.stop() == 0
+    assert "poller saw-stopping" in host.events()

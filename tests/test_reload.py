@@ -267,3 +267,72 @@ def test_a_storm_of_saves_ends_on_the_last_version_with_threads_back_to_baseline
     starts = host.starts("svc")
     assert starts == sorted(starts) and len(set(starts)) == len(starts)
     assert host.stop() == 0
+
+
+def test_package_workers_sub_package_helpers_and_absolute_imports(folder, start_host):
+    (folder / "svc").mkdir()
+    write(folder / "svc" / "__init__.py", worker_source(1, top="from .impl import word", body="report(ctx.name, 'word', word())"))
+    write(folder / "svc" / "impl.py", "def word():\n    return 'one'\n")
+    (folder / "_shared").mkdir()
+    write(folder / "_shared" / "__init__.py", "")
+    write(folder / "_shared" / "text.py", "PREFIX = 'a'\n")
+    (folder / "tools").mkdir()  # a sub-package without run: a helper
+    write(folder / "tools" / "__init__.py", "LEVEL = 1\n")
+    write(folder / "absolute.py", worker_source(
+        1, top="from workers._shared import text\nfrom workers import tools",
+        body="report(ctx.name, 'prefix', text.PREFIX, tools.LEVEL)"))
+    host = start_host(folder)
+    host.wait_for(lambda: "svc word one" in host.events() and "absolute prefix a 1" in host.events(), "both")
+    assert "tools.py" not in host.log() and "tools/__init__.py defines no run(ctx): treated as a helper" in host.log()
+    write(folder / "svc" / "impl.py", "def word():\n    return 'two'\n")
+    host.wait_for(lambda: "svc word two" in host.events(), "svc to use its new submodule")
+    write(folder / "_shared" / "text.py", "PREFIX = 'b'\n")
+    host.wait_for(lambda: "absolute prefix b 1" in host.events(), "the absolute import reloaded")
+    write(folder / "tools" / "__init__.py", "LEVEL = 2\n")
+    host.wait_for(lambda: "absolute prefix b 2" in host.events(), "the sub-package helper reloaded")
+    host.barrier()
+    assert len(host.starts("svc")) == 2 and len(host.starts("absolute")) == 3
+    assert host.stop() == 0
+
+
+def test_the_folders_own_init_is_a_helper_too(folder, start_host):
+    write(folder / "__init__.py", "NAME = 'first'\n")
+    write(folder / "uses.py", worker_source(1, top="from . import NAME", body="report(ctx.name, 'name', NAME)"))
+    host = start_host(folder)
+    host.wait_for(lambda: "uses name first" in host.events(), "uses to start")
+    write(folder / "__init__.py", "NAME = 'second'\n")
+    host.wait_for(lambda: "uses name second" in host.events(), "uses to see the new package")
+    assert host.stop() == 0
+
+
+def test_a_deleted_worker_is_forgotten_and_a_new_file_of_its_name_starts_fresh(folder, start_host):
+    host = started_host(folder, start_host, "svc")
+    os.remove(folder / "svc.py")
+    host.wait_log("| svc        | removed: its file is gone")
+    write(folder / "probe.py", worker_source(1, top="import sys", body="report(ctx.name, 'loaded', 'workers.svc' in sys.modules)"))
+    host.wait_for(lambda: "probe loaded False" in host.events(), "the probe")
+    write(folder / "svc.py", worker_source(2))
+    host.wait_started("svc", 2)
+    assert host.events("svc")[-1] == "svc start 2 1"  # a new worker: its state starts empty
+    assert host.stop() == 0
+
+
+def test_a_deleted_helper_fails_its_importers_reload_and_they_keep_running(folder, start_host):
+    write(folder / "_gone.py", "X = 1\n")
+    write(folder / "user.py", worker_source(1, top="from . import _gone"))
+    host = start_host(folder)
+    host.wait_started("user", 1)
+    os.remove(folder / "_gone.py")
+    host.wait_log("| user       | not reloaded: it imports workers._gone (its file is gone)")
+    host.wait_for(lambda: host.events("user")[-1] == "user start 1 2", "the previous version to resume")
+    write(folder / "_gone.py", "X = 2\n")
+    host.wait_started("user", 1, count=3)
+    assert host.stop() == 0
+
+
+def test_sys_exit_at_import_time_of_a_new_version_does_not_end_the_host(folder, start_host):
+    host = started_host(folder, start_host, "svc")
+    write(folder / "svc.py", "import sys\nsys.exit(3)\n")
+    host.wait_log("SystemExit: 3")
+    host.wait_for(lambda: host.events("svc")[-1] == "svc start 1 2", "the previous version to resume")
+    assert host.stop() == 0
