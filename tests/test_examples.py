@@ -73,3 +73,10 @@ def test_the_bundled_demo_runs(tmp_path, start_host):
     host = start_host(folder)
     host.wait_log("| ticker     | tick 1")
     assert host.stop() == 0
+
+
+def test_ci_runs_the_readme_test_command_and_the_readme_starts_with_both_commands():
+    first_lines = (ROOT / "README.md").read_text().splitlines()[:5]
+    assert any(line.endswith("pip install -e . && hotreload run") for line in first_lines)
+    assert any(line.endswith("pip install -e '.[test]' && pytest") for line in first_lines)
+    assert 'grep -m1 -E "&& pytest$" README.md' in (ROOT / ".ci" / "run").read_text()
