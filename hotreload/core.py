@@ -357,10 +357,14 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
         except OSError:
             continue
         if module is not None and loader.loaded_digest(module) == loader.digest(data):
+            if name in host.broken:  # a bad edit undone
+                host.broken.discard(name)
+                (_worker_of(host, name) or host).log.info(f"{_shown(host, path)} is back to the code that runs")
             continue  # touched, or saved unchanged
         try:
             ast.parse(data, str(path))
         except SyntaxError as exc:  # reported before anything is stopped
+            host.broken.add(name)
             owner = _worker_of(host, name)
             keeps = "; the previous version keeps running" if module is not None else ""
             (owner.log if owner else host.log).error(f"not loaded{keeps}:\n{format_error(exc)}")
@@ -429,8 +433,11 @@ def _apply(host: Host, swap: Swap) -> None:
         new_worker = top in swap.added and module == f"{host.package}.{top}"
         if module not in sys.modules and worker is None and not new_worker:
             continue  # a helper nobody imports (yet)
-        if not _load(host, swap, module, worker, new_worker):
+        if _load(host, swap, module, worker, new_worker):
+            host.broken.discard(module)
+        else:
             failed.add(module)
+            host.broken.add(module)
         _sync_graph(host)
 
 

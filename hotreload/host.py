@@ -73,6 +73,7 @@ class Host:
     stopping: bool = False  # set once core has begun the shutdown
     swap: Swap | None = None
     backlog: set[str] = field(default_factory=set)  # changes that arrived during a swap
+    broken: set[str] = field(default_factory=set)  # modules whose latest source failed to load
     core_file: Path = CORE_FILE
     core_digest: str | None = None
     core_generation: int = 0

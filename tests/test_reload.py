@@ -49,6 +49,8 @@ def test_a_bad_edit_is_reported_the_old_version_keeps_running_and_a_good_save_re
     host.wait_for(lambda: all(e in host.log() for e in expected), f"{expected} in the log")
     host.wait_for(lambda: host.events("svc")[-1].startswith("svc start 1"), "the old version running")
     assert "previous version" in host.log()
+    write(folder / "svc.py", worker_source(1))  # the bad edit undone: nothing to reload
+    host.wait_log("workers/svc.py is back to the code that runs")
     write(folder / "svc.py", worker_source(3))
     host.wait_started("svc", 3)
     assert host.events("svc")[-1] == f"svc start 3 {len(host.starts('svc'))}"
