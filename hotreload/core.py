@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import ast
 import importlib
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from hotreload import backoff, loader
+from hotreload import backoff, loader, settings
 from hotreload import host as hosting
 from hotreload.log import format_error, logger
-from hotreload import settings
 from hotreload.watcher import Changes
 from hotreload.worker import Exited, Interrupted, Run, Worker
 
@@ -62,8 +62,6 @@ def handle(host: Host, message: Any) -> None:
         _on_changes(host, set(message.paths))
     elif isinstance(message, hosting.Signal):
         _shutdown(host, message.signum)
-    if host.stop_requested and not host.stopping:
-        _shutdown(host, None)
     _on_timers(host, time.monotonic())
 
 
@@ -104,7 +102,6 @@ def _set_state(host: Host, worker: Worker, state: str, note: str = "") -> None:
 
 def _launch(host: Host, worker: Worker) -> None:
     worker.restart_at = None
-    worker.then = None
     _set_state(host, worker, "starting")
     worker.current = Run(worker, host.inbox)
     worker.current.start()
@@ -125,8 +122,10 @@ def _stop(host: Host, worker: Worker) -> None:
 def _on_exit(host: Host, message: Exited) -> None:
     run, error = message.run, message.error
     worker = run.worker
-    if worker.current is not run:  # a thread the host already gave up on has ended at last
-        worker.log.warning("the abandoned thread has ended")
+    if run.abandoned:  # the host gave up waiting for it; its state was settled then
+        worker.log.warning("its abandoned thread has ended at last")
+        if worker.current is run:
+            worker.current = None
         return
     worker.current = None
     now = time.monotonic()
@@ -134,8 +133,6 @@ def _on_exit(host: Host, message: Exited) -> None:
     if run.stop_event.is_set():  # it was asked to stop
         if error is not None and not isinstance(error, Interrupted):
             worker.log.warning(f"raised while stopping:\n{format_error(error)}")
-        if run.abandoned:
-            return
         _set_state(host, worker, "stopped")
         swap = host.swap
         if swap is not None and worker.name in swap.waiting:
@@ -199,15 +196,14 @@ def _on_timers(host: Host, now: float) -> None:
                 _apply_swap_when_ready(host)
 
 
-def _shutdown(host: Host, signum: int | None) -> None:
+def _shutdown(host: Host, signum: int) -> None:
     if host.stopping:
         return
     host.stopping = True
     host.swap = None
     host.backlog.clear()
-    why = f" on {_signal_name(signum)}" if signum is not None else ""
     running = [w for w in host.workers.values() if w.current is not None]
-    host.log.info(f"stopping{why}: {len(running)} worker(s) running")
+    host.log.info(f"stopping on {signal.Signals(signum).name}: {len(running)} worker(s) running")
     for worker in host.workers.values():
         _stop(host, worker)
 
@@ -215,32 +211,26 @@ def _shutdown(host: Host, signum: int | None) -> None:
 # --- start-up ------------------------------------------------------------------------------
 
 
-def _import_worker(host: Host, name: str, path: Path) -> Worker | None:
-    """Import a worker module and record it; a module without ``run`` is a helper (None).
+def _import_worker(host: Host, name: str, path: Path) -> None:
+    """Import a worker module and record it; a module without ``run`` is a helper.
 
     A module that fails to import is recorded as ``fatal`` with its error, so that the next
     good save of it (or of what it imports) starts it.
     """
     module_name = f"{host.package}.{name}"
-    worker = host.workers.get(name)
-    if worker is None:
-        worker = Worker(name, _shown(host, path), logger.bind(worker=name), host.defaults, module_name, path)
+    worker = Worker(name, _shown(host, path), logger.bind(worker=name), host.defaults, module_name, path)
     try:
         module = importlib.import_module(module_name)
         worker.run, worker.settings = loader.worker_parts(module, host.defaults)
     except loader.NotAWorker:
         _helper_warning(host, module_name)
-        host.workers.pop(name, None)
-        return None
+        return
     except BaseException as exc:  # noqa: B036 - even sys.exit() at import time is the user's to see
         worker.last_error = _one_line(exc)
         worker.log.error(f"cannot load {worker.source}:\n{format_error(exc)}")
         loader.forget(module_name)
-        host.workers[name] = worker
         _set_state(host, worker, "fatal", "fix the file and save it to start the worker")
-        return worker
     host.workers[name] = worker
-    return worker
 
 
 def _load_entry_points(host: Host, folder_names: set[str]) -> None:
@@ -567,9 +557,4 @@ def _one_line(exc: BaseException) -> str:
 def _ms(started: float) -> str:
     return f"{(time.monotonic() - started) * 1000:.1f} ms"
 
-
-def _signal_name(signum: int) -> str:
-    import signal
-
-    return signal.Signals(signum).name
 

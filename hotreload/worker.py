@@ -50,7 +50,6 @@ class Worker:
     current: Run | None = None
     restart_at: float | None = None
     last_error: str | None = None
-    then: str | None = None  # what to do once `current` has stopped: "swap", "remove" or "start"
 
 
 class Context:
