@@ -291,21 +291,21 @@ def _on_changes(host: Host, paths: set[str]) -> None:
 
 
 def _on_own_changes(host: Host, paths: set[str], started: float) -> None:
-    for path in sorted(paths):
-        if Path(path) == host.core_file:
-            _reload_core(host, started)
-        elif Path(path).exists():
+    for path in map(Path, sorted(paths)):
+        try:
+            new_digest = loader.digest(path.read_bytes())
+        except OSError:
+            continue
+        if new_digest == host.own_digests.get(path):
+            continue
+        if path == host.core_file:
+            _reload_core(host, new_digest, started)
+        else:
+            host.own_digests[path] = new_digest
             host.log.warning(f"{path} changed: only core.py reloads in place; restart hotreload to use it")
 
 
-def _reload_core(host: Host, started: float) -> None:
-    try:
-        data = host.core_file.read_bytes()
-    except OSError:
-        return
-    new_digest = loader.digest(data)
-    if new_digest == host.core_digest:
-        return
+def _reload_core(host: Host, new_digest: str, started: float) -> None:
     module = sys.modules[__name__]
     try:
         loader.reload(module, check=_check_core, clear=__all__)
@@ -313,7 +313,7 @@ def _reload_core(host: Host, started: float) -> None:
         host.log.error(f"the edit of core.py was not applied; the host runs on the previous core:\n"
                        f"{format_error(exc)}")
         return
-    host.core_digest = new_digest
+    host.own_digests[host.core_file] = new_digest
     host.core_generation += 1
     host.log.info(f"core reloaded (generation {host.core_generation}) in {_ms(started)}; workers untouched")
 

@@ -75,7 +75,7 @@ class Host:
     backlog: set[str] = field(default_factory=set)  # changes that arrived during a swap
     broken: set[str] = field(default_factory=set)  # modules whose latest source failed to load
     core_file: Path = CORE_FILE
-    core_digest: str | None = None
+    own_digests: dict[Path, str] = field(default_factory=dict)  # hotreload's files, as running
     core_generation: int = 0
     forced: set[str] = field(default_factory=set)  # workers that had to be interrupted
 
@@ -127,7 +127,7 @@ def create(options: Options) -> Host:
     folder = options.folder.resolve()
     host = Host(options=options, package=folder.name, defaults=Settings(stop_timeout=options.stop_timeout))
     host.finder = loader.install(folder, host.package, extra=["hotreload.core"])
-    host.core_digest = loader.digest(host.core_file.read_bytes())
+    host.own_digests = {path: loader.digest(path.read_bytes()) for path in host.core_file.parent.glob("*.py")}
     return host
 
 

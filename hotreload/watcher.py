@@ -8,6 +8,7 @@ on with a polling observer, rather than silently stop seeing saves.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import queue
 import threading
@@ -26,6 +27,7 @@ from hotreload.debounce import Debouncer, Windows, is_source
 __all__ = ["Changes", "Watcher"]
 
 JOIN_TIMEOUT = 2.0
+WATCHDOG_LOGGER = "watchdog.observers"
 POLL_INTERVAL = 0.5
 LIMIT_HINT = (
     "raise the limit with: sudo sysctl fs.inotify.max_user_watches=524288 "
@@ -34,6 +36,7 @@ LIMIT_HINT = (
 
 _STOP = object()
 _DIED = object()
+_RESCAN = object()
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,19 @@ class _Handler:
             self.events.put((time.monotonic(), event))
         except BaseException:  # noqa: B036 - must never reach watchdog's dispatch thread
             pass
+
+
+class _OverflowAlarm(logging.Handler):
+    """watchdog reports a kernel queue overflow, where events were lost, only as a log
+    record: turn that record into a rescan of every source file."""
+
+    def __init__(self, events: queue.SimpleQueue) -> None:
+        super().__init__(logging.WARNING)
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage():
+            self.events.put(_RESCAN)
 
 
 class _Reporting:
@@ -109,8 +125,10 @@ class Watcher:
         self.observer: Any = None
         self.polling = False
         self.thread = threading.Thread(target=self._main, name="hotreload:watcher", daemon=True)
+        self.alarm = _OverflowAlarm(self.events)
 
     def start(self) -> None:
+        logging.getLogger(WATCHDOG_LOGGER).addHandler(self.alarm)
         try:
             self.observer = self._observe(_NativeObserver)
         except OSError as exc:
@@ -129,6 +147,7 @@ class Watcher:
         self.events.put(_STOP)
         self.thread.join(JOIN_TIMEOUT)
         self._stop_observer()
+        logging.getLogger(WATCHDOG_LOGGER).removeHandler(self.alarm)
 
     def _observe(self, cls: type) -> Any:
         observer = cls(timeout=POLL_INTERVAL) if cls is _PollingObserver else cls()
@@ -163,11 +182,21 @@ class Watcher:
                 return
             if item is _DIED:
                 self._fall_back("the file watcher thread died")
+            elif item is _RESCAN:
+                self._rescan()
             elif item is not None:
                 self._note(*item)
             batch = self.debouncer.take(time.monotonic())
             if batch:
                 self.inbox.put(Changes(batch))
+
+    def _rescan(self) -> None:
+        """Treat every source file as saved; the host reloads only those whose bytes changed."""
+        now = time.monotonic()
+        for root in self.roots:
+            for path in root.rglob("*.py"):
+                if is_source(path, root):
+                    self.debouncer.add(str(path), "closed", now)
 
     def _note(self, when: float, event: FileSystemEvent) -> None:
         if event.event_type == "moved":

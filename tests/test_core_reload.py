@@ -34,6 +34,11 @@ def test_an_edit_of_core_py_is_used_at_once_without_restarting_workers_and_a_bro
 
     write(core, original.replace("def exit_status(", "def _exit_status_renamed("))
     host.wait_log("core.py no longer defines exit_status()")
+
+    (copy / "backoff.py").touch()  # same bytes: nothing to say
+    write(copy / "settings.py", (copy / "settings.py").read_text() + "\n# edited\n")
+    host.wait_log("settings.py changed: only core.py reloads in place; restart hotreload to use it")
+    assert "backoff.py changed" not in host.log()
     assert host.starts("steady") == [1]
     assert host.stop() == 0
     assert host.events("steady")[-1] == "steady stop 1 1"

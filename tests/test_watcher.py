@@ -1,5 +1,6 @@
 """The watcher in-process: batches of saves, and loud fallback to polling."""
 import errno
+import logging
 import queue
 
 import pytest
@@ -88,3 +89,12 @@ def test_a_dead_observer_thread_is_reported_and_replaced_by_polling(watch, tmp_p
     w, inbox = watch()
     assert saves_are_seen(tmp_path / "a.py", inbox)
     assert w.polling and any("the file watcher thread died" in m for m in messages)
+
+
+def test_a_kernel_queue_overflow_rescans_every_source_file(watch, tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("a.py", "sub/b.py", "notes.txt"):
+        (tmp_path / name).write_text("x = 1")
+    w, inbox = watch()
+    logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; filesystem events were lost")
+    assert next_changes(inbox) == {str(tmp_path / "a.py"), str(tmp_path / "sub" / "b.py")}
