@@ -130,8 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.logger.error(f"cannot import the workers folder as a package:\n{log.format_error(exc)}")
         return 1
     status = host.serve(running)
-    if status:
-        host.exit_now(status)
+    leftover = host.leftover_threads()
+    if leftover:
+        names = ", ".join(repr(t.name) for t in leftover)
+        log.logger.warning(f"threads started by workers are still running: {names}; exiting without them")
+    if status or leftover:
+        host.exit_now(status)  # not through interpreter shutdown, which would wait for them
     return status
 
 

@@ -32,6 +32,7 @@ __all__ = ["exit_status", "finished", "format_error", "handle", "logger", "start
 # How long a worker that was interrupted past its stop timeout gets to unwind before the
 # host reports its stack and stops waiting for it.
 INTERRUPT_GRACE = 1.0
+JOIN_TIMEOUT = 1.0
 
 
 # --- the entry points host.serve calls ------------------------------------------------------
@@ -128,6 +129,7 @@ def _on_exit(host: Host, message: Exited) -> None:
             worker.current = None
         return
     worker.current = None
+    run.thread.join(JOIN_TIMEOUT)  # posting Exited was its last act: this returns at once
     now = time.monotonic()
     ran_for = now - run.started_at
     if run.stop_event.is_set():  # it was asked to stop
@@ -331,13 +333,18 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
     roots: set[str] = set()
     gone: set[str] = set()
     added: set[str] = set()
+    removed: set[str] = set()
     for raw in paths:
         path = Path(raw)
         name = loader.module_name(folder, package, path)
         if not path.exists():
             prefix = name or loader.module_name(folder, package, path / "__init__.py")
-            if prefix is not None and prefix != package:  # the folder's package stays
-                gone |= {m for m in _known_modules(host) if m == prefix or m.startswith(prefix + ".")}
+            if prefix is None or prefix == package:  # the folder's own package stays
+                continue
+            gone |= {m for m in _known_modules(host) if m == prefix or m.startswith(prefix + ".")}
+            worker = host.workers.get(_top(prefix))
+            if worker is not None and worker.path is not None and not worker.path.exists():
+                removed.add(worker.name)
             continue
         if name is None:
             continue
@@ -363,7 +370,6 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
         top = _top(name)
         if top and top not in host.workers and _is_worker_file(folder, path) and not top.startswith("_"):
             added.add(top)
-    removed = {w.name for w in host.workers.values() if w.path is not None and not w.path.exists()}
     gone |= {host.workers[name].module for name in removed}  # type: ignore[misc]
     if not roots and not gone:
         return None

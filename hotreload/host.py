@@ -14,6 +14,8 @@ import queue
 import random
 import signal
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from hotreload.settings import Settings
 from hotreload.watcher import Watcher
 from hotreload.worker import Worker
 
-__all__ = ["Host", "Options", "Signal", "Swap", "serve"]
+__all__ = ["Host", "Options", "Signal", "Swap", "create", "exit_now", "leftover_threads", "serve"]
 
 CORE_FILE = Path(core.__file__).resolve()
 
@@ -129,6 +131,17 @@ def create(options: Options) -> Host:
     host.finder = loader.install(folder, host.package, extra=["hotreload.core"])
     host.own_digests = {path: loader.digest(path.read_bytes()) for path in host.core_file.parent.glob("*.py")}
     return host
+
+
+def leftover_threads(timeout: float = 2.0) -> list[threading.Thread]:
+    """Non-daemon threads still alive after ``timeout`` seconds: started by workers and
+    never stopped, they would keep the interpreter from exiting, forever."""
+    deadline = time.monotonic() + timeout
+    main = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    return [t for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
 
 
 def exit_now(status: int) -> None:

@@ -175,17 +175,20 @@ class Watcher:
             due = self.debouncer.due()
             timeout = None if due is None else max(0.0, due - time.monotonic())
             try:
-                item = self.events.get(timeout=timeout)
+                items = [self.events.get(timeout=timeout)]
             except queue.Empty:
-                item = None
-            if item is _STOP:
-                return
-            if item is _DIED:
-                self._fall_back("the file watcher thread died")
-            elif item is _RESCAN:
-                self._rescan()
-            elif item is not None:
-                self._note(*item)
+                items = []
+            while not self.events.empty():  # a burst: take it all before looking at the clock
+                items.append(self.events.get_nowait())
+            for item in items:
+                if item is _STOP:
+                    return
+                if item is _DIED:
+                    self._fall_back("the file watcher thread died")
+                elif item is _RESCAN:
+                    self._rescan()
+                else:
+                    self._note(*item)
             batch = self.debouncer.take(time.monotonic())
             if batch:
                 self.inbox.put(Changes(batch))

@@ -255,3 +255,13 @@ def test_ctx_stopping_turns_true_when_asked_to_stop(folder, start_host):
     host.wait_started("poller", 1)
     assert host.stop() == 0
     assert "poller saw-stopping" in host.events()
+
+
+def test_a_non_daemon_thread_left_behind_by_a_worker_does_not_hang_the_exit(folder, start_host):
+    write(folder / "leaky.py", worker_source(top="import threading, time", body='''
+        threading.Thread(target=lambda: time.sleep(3600), name="forgotten", daemon=False).start()
+        '''))
+    host = start_host(folder)
+    host.wait_started("leaky", 1)
+    assert host.stop(timeout=10) == 0
+    assert "threads started by workers are still running: 'forgotten'; exiting without them" in host.log()
