@@ -190,7 +190,9 @@ def _on_timers(host: Host, now: float) -> None:
         elif run.interrupted and now >= run.stop_deadline + INTERRUPT_GRACE:
             run.abandoned = True
             worker.last_error = "did not stop when asked"
-            worker.log.error(f"still running after being interrupted; giving up on it. It is at:\n{run.stack()}")
+            worker.log.error(
+                f"still running after being interrupted; giving up on it. It is at:\n{run.stack()}"
+            )
             _set_state(host, worker, "fatal", "did not stop; its thread is left running")
             swap = host.swap
             if swap is not None and worker.name in swap.waiting:
@@ -265,7 +267,8 @@ def _summary(host: Host) -> None:
              f" (reload {'on' if host.options.reload else 'off'}):"]
     width = max((len(w.name) for w in workers), default=0)
     for worker in workers:
-        extra = " ".join(f"{k}={v!r}" for k, v in settings.differences(worker.settings, host.defaults).items())
+        diff = settings.differences(worker.settings, host.defaults)
+        extra = " ".join(f"{key}={value!r}" for key, value in diff.items())
         broken = f"  BROKEN: {worker.last_error}" if worker.run is None else ""
         lines.append(f"  {worker.name:<{width}}  {worker.source}  {extra}{broken}".rstrip())
     if helpers:
@@ -356,7 +359,8 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
         if module is not None and loader.loaded_digest(module) == loader.digest(data):
             if name in host.broken:  # a bad edit undone
                 host.broken.discard(name)
-                (_worker_of(host, name) or host).log.info(f"{_shown(host, path)} is back to the code that runs")
+                owner = _worker_of(host, name) or host
+                owner.log.info(f"{_shown(host, path)} is back to the code that runs")
             continue  # touched, or saved unchanged
         try:
             ast.parse(data, str(path))
@@ -458,7 +462,8 @@ def _load(host: Host, swap: Swap, module: str, worker: Worker | None, new_worker
             host.workers.pop(top, None)
             _helper_warning(host, module)
             return True
-        _not_swapped(host, swap, worker, f"{worker.source} no longer defines run(ctx) (to make it a helper, rename it to _{top}.py)")
+        why = f"{worker.source} no longer defines run(ctx) (to make it a helper, rename it to _{top}.py)"
+        _not_swapped(host, swap, worker, why)
         return False
     except BaseException as exc:  # noqa: B036 - the user's code: report, keep the old version
         if module not in sys.modules:
@@ -472,7 +477,8 @@ def _load(host: Host, swap: Swap, module: str, worker: Worker | None, new_worker
             host.log.error(f"{module} not reloaded:\n{format_error(exc)}")
         return False
     if parts is None:
-        host.log.info(f"reloaded helper {module[len(host.package) + 1:] or '__init__'} in {_ms(swap.started)}")
+        helper = module[len(host.package) + 1:] or "__init__"
+        host.log.info(f"reloaded helper {helper} in {_ms(swap.started)}")
         return True
     if worker is None:
         path = Path(sys.modules[module].__file__ or "")

@@ -88,11 +88,11 @@ class Host:
 
     def events(self, name: str | None = None) -> list[str]:
         lines = self.report.read_text().splitlines()
-        return [l for l in lines if name is None or l.split()[0] == name]
+        return [line for line in lines if name is None or line.split()[0] == name]
 
     def starts(self, name: str) -> list[int]:
         """The VERSION of each start of worker ``name``, in order."""
-        return [int(l.split()[2]) for l in self.events(name) if l.split()[1] == "start"]
+        return [int(line.split()[2]) for line in self.events(name) if line.split()[1] == "start"]
 
     def wait_for(self, condition: Callable[[], object], what: str = "condition", timeout: float = WAIT) -> object:
         def check() -> object:

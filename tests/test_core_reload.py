@@ -15,7 +15,8 @@ def test_an_edit_of_core_py_is_used_at_once_without_restarting_workers_and_a_bro
     write(folder / "steady.py", worker_source(1))
     write(folder / "crasher.py", worker_source(1, body="raise RuntimeError('again')",
                                                 BACKOFF={"initial": 0.05, "max": 0.1, "fatal_after": 100000}))
-    host = start_host(folder, "--log-level", "debug", cmd=[sys.executable, "-m", "hotreload"], env={"PYTHONPATH": str(copy.parent)})
+    host = start_host(folder, "--log-level", "debug",
+                      cmd=[sys.executable, "-m", "hotreload"], env={"PYTHONPATH": str(copy.parent)})
     host.wait_started("steady", 1)
     host.wait_log("backoff: crashed; restarting in")
     assert f"supervising with {copy / 'core.py'}" in host.log()  # the host runs from the copy

@@ -2,8 +2,8 @@
 import json
 import signal
 import subprocess
-import sys
-import textwrap
+
+import pytest
 
 from conftest import HOTRELOAD, worker_source, write
 
@@ -18,7 +18,7 @@ def test_crash_is_logged_once_with_its_traceback_and_restarted_with_state_kept(f
     assert "| flaky      | crashed after" in log
     assert "| flaky      | backoff: crashed; restarting in" in log
     # ctx.state survives restarts: the start counter kept counting
-    assert [int(l.split()[3]) for l in host.events("flaky") if " start " in l][:3] == [1, 2, 3]
+    assert [int(line.split()[3]) for line in host.events("flaky") if " start " in line][:3] == [1, 2, 3]
     assert host.stop() == 0
 
 
@@ -51,15 +51,16 @@ def test_restart_policies(folder, start_host):
     assert host.stop() == 0
 
 
-def test_sigterm_and_sigint_stop_every_worker_running_finally_blocks_and_exit_0(folder, start_host):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_and_sigint_stop_every_worker_running_finally_blocks_and_exit_0(folder, start_host, sig):
     for name in ("a", "b"):
         write(folder / f"{name}.py", worker_source())
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        host = start_host(folder)
-        host.wait_for(lambda: len(host.events()) >= 2 * (1 if sig == signal.SIGTERM else 3), "workers to start")
-        assert host.stop(sig) == 0
-        assert host.events("a")[-1].startswith("a stop") and host.events("b")[-1].startswith("b stop")
-        assert f"stopping on {sig.name}" in host.log()
+    host = start_host(folder)
+    host.wait_started("a", 1)
+    host.wait_started("b", 1)
+    assert host.stop(sig) == 0
+    assert host.events("a")[-1] == "a stop 1 1" and host.events("b")[-1] == "b stop 1 1"
+    assert f"stopping on {sig.name}" in host.log()
 
 
 def test_an_async_worker_is_cancelled_on_stop(folder, start_host):
@@ -155,7 +156,7 @@ def test_stdlib_logging_is_routed_with_the_workers_name_and_json_and_file_logs(f
     host.wait_started("chatty", 1)
     host.wait_log("from loguru")
     lines = [json.loads(line) for line in host.log().splitlines()]
-    routed = [l for l in lines if l["message"] == "lib: from stdlib 42"]
+    routed = [line for line in lines if line["message"] == "lib: from stdlib 42"]
     assert len(routed) == 1 and routed[0]["worker"] == "chatty" and routed[0]["level"] == "WARNING"
     assert host.stop() == 0
     assert '"worker": "chatty", "message": "lib: from stdlib 42"' in (tmp_path / "host.log").read_text()

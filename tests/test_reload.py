@@ -2,7 +2,6 @@
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
@@ -45,7 +44,7 @@ def test_a_bad_edit_is_reported_the_old_version_keeps_running_and_a_good_save_re
 ):
     host = started_host(folder, start_host, "svc")
     write(folder / "svc.py", broken)
-    log = host.wait_log("not ")  # "not loaded" (syntax, caught before stopping) or "not reloaded"
+    host.wait_log("not ")  # "not loaded" (syntax, caught before stopping) or "not reloaded"
     host.wait_for(lambda: all(e in host.log() for e in expected), f"{expected} in the log")
     host.wait_for(lambda: host.events("svc")[-1].startswith("svc start 1"), "the old version running")
     assert "previous version" in host.log()
@@ -197,13 +196,13 @@ def delete_then_create(path, text):
 
 
 def sed_in_place(path, text):
-    old_version = next(l for l in path.read_text().splitlines() if l.startswith("VERSION"))
-    new_version = next(l for l in text.splitlines() if l.startswith("VERSION"))
+    old_version = next(line for line in path.read_text().splitlines() if line.startswith("VERSION"))
+    new_version = next(line for line in text.splitlines() if line.startswith("VERSION"))
     subprocess.run(["sed", "-i", f"s/^{old_version}$/{new_version}/", str(path)], check=True)
 
 
 def real_vim(path, text):
-    new_version = next(l for l in text.splitlines() if l.startswith("VERSION"))
+    new_version = next(line for line in text.splitlines() if line.startswith("VERSION"))
     subprocess.run(["vim", "-N", "-u", "NONE", "-i", "NONE", "-es", "-c", "set backupskip= writebackup backupcopy=auto",
                     "-c", f"%s/^VERSION = .*/{new_version}/", "-c", "wq", str(path)],
                    check=True, timeout=30, stdin=subprocess.DEVNULL)
@@ -273,7 +272,8 @@ def test_a_storm_of_saves_ends_on_the_last_version_with_threads_back_to_baseline
 
 def test_package_workers_sub_package_helpers_and_absolute_imports(folder, start_host):
     (folder / "svc").mkdir()
-    write(folder / "svc" / "__init__.py", worker_source(1, top="from .impl import word", body="report(ctx.name, 'word', word())"))
+    write(folder / "svc" / "__init__.py",
+          worker_source(1, top="from .impl import word", body="report(ctx.name, 'word', word())"))
     write(folder / "svc" / "impl.py", "def word():\n    return 'one'\n")
     (folder / "_shared").mkdir()
     write(folder / "_shared" / "__init__.py", "")
@@ -311,7 +311,8 @@ def test_a_deleted_worker_is_forgotten_and_a_new_file_of_its_name_starts_fresh(f
     host = started_host(folder, start_host, "svc")
     os.remove(folder / "svc.py")
     host.wait_log("| svc        | removed: its file is gone")
-    write(folder / "probe.py", worker_source(1, top="import sys", body="report(ctx.name, 'loaded', 'workers.svc' in sys.modules)"))
+    write(folder / "probe.py",
+          worker_source(1, top="import sys", body="report(ctx.name, 'loaded', 'workers.svc' in sys.modules)"))
     host.wait_for(lambda: "probe loaded False" in host.events(), "the probe")
     write(folder / "svc.py", worker_source(2))
     host.wait_started("svc", 2)
