@@ -359,16 +359,14 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
         if module is not None and loader.loaded_digest(module) == loader.digest(data):
             if name in host.broken:  # a bad edit undone
                 host.broken.discard(name)
-                owner = _worker_of(host, name) or host
-                owner.log.info(f"{_shown(host, path)} is back to the code that runs")
+                _log_for(host, name).info(f"{_shown(host, path)} is back to the code that runs")
             continue  # touched, or saved unchanged
         try:
             ast.parse(data, str(path))
         except SyntaxError as exc:  # reported before anything is stopped
             host.broken.add(name)
-            owner = _worker_of(host, name)
             keeps = "; the previous version keeps running" if module is not None else ""
-            (owner.log if owner else host.log).error(f"not loaded{keeps}:\n{format_error(exc)}")
+            _log_for(host, name).error(f"not loaded{keeps}:\n{format_error(exc)}")
             continue
         roots.add(name)
         top = _top(name)
@@ -412,9 +410,9 @@ def _apply_swap_when_ready(host: Host) -> None:
 
 def _apply(host: Host, swap: Swap) -> None:
     for name in swap.removed:
-        worker = host.workers.pop(name)
-        _set_state(host, worker, "stopped")
-        worker.log.info("removed: its file is gone")
+        removed = host.workers.pop(name)
+        _set_state(host, removed, "stopped")
+        removed.log.info("removed: its file is gone")
     for module in swap.gone:
         loader.forget(module)
         host.graph.drop(module)
@@ -540,6 +538,12 @@ def _known_modules(host: Host) -> set[str]:
 def _worker_of(host: Host, module: str) -> Worker | None:
     worker = host.workers.get(_top(module))
     return worker if worker is not None and worker.module == module else None
+
+
+def _log_for(host: Host, module: str) -> Any:
+    """The logger of the worker ``module`` is, or the host's."""
+    worker = _worker_of(host, module)
+    return worker.log if worker is not None else host.log
 
 
 def _top(module: str) -> str:

@@ -189,7 +189,7 @@ class HotLoader(importlib.machinery.SourceFileLoader):
         imports = imports_of(tree, module.__name__, self.is_package(module.__name__), self.finder.package)
         code = compile(tree, path, "exec", dont_inherit=True)
         source = Source(digest(data), imports)
-        module.__spec__.loader_state = source
+        module.__spec__.loader_state = source  # type: ignore[union-attr] # a loader's module has a spec
         self.finder.executed.append((module.__name__, source))
         exec(code, module.__dict__)
 
@@ -218,7 +218,7 @@ class HotFinder(importlib.abc.MetaPathFinder):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader):
-            spec.loader = HotLoader(fullname, spec.origin, self)
+            spec.loader = HotLoader(fullname, spec.loader.path, self)
         return spec
 
 

@@ -55,7 +55,7 @@ def _backoff(value: Any) -> Backoff:
     unknown = sorted(set(value) - set(allowed))
     if unknown:
         raise SettingsError("BACKOFF", f"unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
-    values = {key: _number(f"BACKOFF[{key!r}]", raw) for key, raw in value.items()}
+    values: dict[str, Any] = {key: _number(f"BACKOFF[{key!r}]", raw) for key, raw in value.items()}
     checks = {
         "initial": (lambda v: v > 0, "must be > 0"),
         "factor": (lambda v: v >= 1, "must be >= 1"),

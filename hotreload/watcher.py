@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from watchdog.events import FileSystemEvent
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -46,10 +46,11 @@ class Changes:
     paths: frozenset[str]
 
 
-class _Handler:
+class _Handler(FileSystemEventHandler):
     """A watchdog handler that only queues events: nothing in it can raise."""
 
     def __init__(self, events: queue.SimpleQueue) -> None:
+        super().__init__()
         self.events = events
 
     def dispatch(self, event: FileSystemEvent) -> None:

@@ -101,9 +101,9 @@ class Run:
         self.stop_deadline: float | None = None  # when the cooperative stop times out
         self.interrupted = False  # Interrupted was raised into the thread
         self.abandoned = False  # still alive after that: the host gave up waiting for it
-        self._fn = worker.run
+        self._fn: Callable[..., Any] = worker.run  # type: ignore[assignment] # set before a launch
         self._inbox = inbox
-        self._cancel: Callable[[], None] | None = None
+        self._cancel: Callable[[], Any] | None = None
         self.thread = threading.Thread(target=self._main, name=THREAD_PREFIX + worker.name, daemon=True)
 
     def start(self) -> None:
