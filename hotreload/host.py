@@ -62,6 +62,9 @@ class Swap:
 
 @dataclass(eq=False)
 class Host:
+    """Everything the host knows. Created once; ``core`` reads and updates it, and a reload
+    of ``core`` leaves it as it is."""
+
     options: Options
     package: str
     inbox: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)

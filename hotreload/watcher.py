@@ -184,15 +184,21 @@ class Watcher:
             for item in items:
                 if item is _STOP:
                     return
-                if item is _DIED:
-                    self._fall_back("the file watcher thread died")
-                elif item is _RESCAN:
-                    self._rescan()
-                else:
-                    self._note(*item)
+                try:
+                    self._handle(item)
+                except Exception:  # noqa: BLE001 - this thread must outlive any one event
+                    logger.exception(f"file watcher: cannot handle {item!r}")
             batch = self.debouncer.take(time.monotonic())
             if batch:
                 self.inbox.put(Changes(batch))
+
+    def _handle(self, item: Any) -> None:
+        if item is _DIED:
+            self._fall_back("the file watcher thread died")
+        elif item is _RESCAN:
+            self._rescan()
+        else:
+            self._note(*item)
 
     def _rescan(self) -> None:
         """Treat every source file as saved; the host reloads only those whose bytes changed."""
