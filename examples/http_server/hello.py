@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 GREETING = "hello from hotreload"
 RESTART = "on-failure"
+POLL_INTERVAL = 0.05
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -27,7 +28,9 @@ class Handler(BaseHTTPRequestHandler):
 def run(ctx):
     server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("HELLO_PORT", "8000"))), Handler)
     server.log = ctx.log
-    serving = threading.Thread(target=server.serve_forever, name="hello-http", daemon=True)
+    # serve_forever notices a shutdown request once per poll_interval: keep it short, as
+    # a reload waits for the old server to close before the new one binds the port.
+    serving = threading.Thread(target=server.serve_forever, args=(POLL_INTERVAL,), name="hello-http", daemon=True)
     serving.start()
     ctx.log.info(f"serving on http://127.0.0.1:{server.server_port}/")
     try:
