@@ -385,13 +385,15 @@ def _begin_swap(host: Host, paths: set[str], started: float) -> None:
     if swap is None:
         return
     host.swap = swap
-    modules = set(swap.order) | swap.gone
-    for worker in host.workers.values():
-        if worker.module in modules or worker.name in swap.removed:
-            swap.before[worker.name] = worker.state
-            if worker.current is not None and not worker.current.abandoned:
-                swap.waiting.add(worker.name)
-            _stop(host, worker)
+    affected = [_worker_of(host, module) for module in (*swap.order, *swap.gone)]
+    affected += [host.workers[name] for name in swap.removed]
+    for worker in filter(None, affected):
+        if worker.name in swap.before:
+            continue
+        swap.before[worker.name] = worker.state
+        if worker.current is not None and not worker.current.abandoned:
+            swap.waiting.add(worker.name)
+        _stop(host, worker)
     _apply_swap_when_ready(host)
 
 
