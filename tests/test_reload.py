@@ -253,6 +253,25 @@ def test_git_checkout_of_another_branch_reloads_each_changed_worker_once(folder,
         assert host.starts(name) == [1, 2], name
     for name in names[5:]:
         assert host.starts(name) == [1], name
+    assert_one_batch(host.events(), names[:5])
+    assert host.stop() == 0
+
+
+def assert_one_batch(events, names):
+    """A swap stops every worker it affects before it starts any: one batch."""
+    stops = [i for i, e in enumerate(events) if e.split()[0] in names and e.split()[1:3] == ["stop", "1"]]
+    starts = [i for i, e in enumerate(events) if e.split()[0] in names and e.split()[1:3] == ["start", "2"]]
+    assert len(stops) == len(starts) == len(names) and max(stops) < min(starts), events
+
+
+def test_the_debounce_window_is_configurable(folder, start_host):
+    host = started_host(folder, start_host, "a", "b", args=["--debounce", "2"])
+    write(folder / "a.py", worker_source(2))
+    time.sleep(0.1)  # within the 2 s window: the two saves make one batch
+    write(folder / "b.py", worker_source(2))
+    host.wait_started("a", 2)
+    host.wait_started("b", 2)
+    assert_one_batch(host.events(), ["a", "b"])
     assert host.stop() == 0
 
 
