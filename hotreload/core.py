@@ -188,6 +188,9 @@ def _on_timers(host: Host, now: float) -> None:
             )
             run.interrupt()
         elif run.interrupted and now >= run.stop_deadline + INTERRUPT_GRACE:
+            if not run.thread.is_alive():  # interrupted as it was posting its Exited: it ended
+                _on_exit(host, Exited(run, None))
+                continue
             run.abandoned = True
             worker.last_error = "did not stop when asked"
             worker.log.error(
