@@ -3,14 +3,12 @@
 Everything the host must remember across a reload of ``core`` lives in ``Host`` and the
 ``Worker`` records. The loop looks ``core``'s functions up on the module for every message,
 so after ``importlib.reload(core)`` the very next message is handled by the new code.
-Messages come from three producers, all through one ``SimpleQueue`` (whose ``put`` is safe
-in a signal handler): worker threads (``worker.Exited``), the watcher
-(``watcher.Changes``) and signal handlers (``Signal``).
+Messages come from three producers, all through one ``Inbox``: worker threads
+(``worker.Exited``), the watcher (``watcher.Changes``) and signal handlers (``Signal``).
 """
 from __future__ import annotations
 
 import os
-import queue
 import random
 import signal
 import sys
@@ -22,6 +20,7 @@ from typing import Any
 
 from hotreload import core, loader
 from hotreload.debounce import Windows
+from hotreload.inbox import Inbox
 from hotreload.settings import Settings
 from hotreload.watcher import Watcher
 from hotreload.worker import Worker
@@ -67,7 +66,7 @@ class Host:
 
     options: Options
     package: str
-    inbox: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    inbox: Inbox = field(default_factory=Inbox)
     defaults: Settings = Settings()
     workers: dict[str, Worker] = field(default_factory=dict)
     graph: loader.Graph = field(default_factory=loader.Graph)
@@ -103,6 +102,7 @@ def serve(host: Host) -> int:
     Signal handlers go in first, so that a signal at any moment leads to the same clean
     shutdown; then the watcher is armed, so that an edit made while workers start is seen.
     """
+    host.inbox.wake_on_signals()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda s, f: _on_signal(host, s, f))
     if host.options.reload:
@@ -113,10 +113,7 @@ def serve(host: Host) -> int:
         core.start(host)
         while not core.finished(host):
             timeout = core.wakeup(host)
-            try:
-                message = host.inbox.get(timeout=None if timeout is None else max(0.0, timeout))
-            except queue.Empty:
-                message = None
+            message = host.inbox.get(None if timeout is None else max(0.0, timeout))
             try:
                 core.handle(host, message)
             except Exception as exc:  # a bug in (a reloaded) core must not end the host
