@@ -340,6 +340,7 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
     gone: set[str] = set()
     added: set[str] = set()
     removed: set[str] = set()
+    known: set[str] | None = None  # the folder's modules, listed once a deletion needs them
     for raw in paths:
         path = Path(raw)
         name = loader.module_name(folder, package, path)
@@ -347,7 +348,9 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
             prefix = name or loader.module_name(folder, package, path / "__init__.py")
             if prefix is None or prefix == package:  # the folder's own package stays
                 continue
-            gone |= {m for m in _known_modules(host) if m == prefix or m.startswith(prefix + ".")}
+            if known is None:
+                known = _known_modules(host)
+            gone |= {m for m in known if m == prefix or m.startswith(prefix + ".")}
             worker = host.workers.get(_top(prefix))
             if worker is not None and worker.path is not None and not worker.path.exists():
                 removed.add(worker.name)
