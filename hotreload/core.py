@@ -452,16 +452,15 @@ def _load(host: Host, swap: Swap, module: str, worker: Worker | None, new_worker
     loaded = sys.modules.get(module)
     is_worker = worker is not None or new_worker
     top = _top(module)
-    # An existing worker's new code must define run (else roll back and keep the old one);
-    # a new file without run is simply a helper.
+    # An existing worker's new code must define run, else the reload is rolled back and the
+    # old version kept; a new file without run is simply a helper, loaded as it is.
     check = (lambda m: loader.worker_parts(m, host.defaults)) if worker is not None else None
     try:
         if loaded is None:
-            loaded = importlib.import_module(module)
-            parts = check(loaded) if check else None
+            loaded, parts = importlib.import_module(module), None
         else:
             parts = loader.reload(loaded, check=check, clear=loader.CONTRACT_NAMES if is_worker else ())
-        if new_worker:
+        if is_worker and parts is None:
             parts = loader.worker_parts(loaded, host.defaults)
     except loader.NotAWorker:
         if worker is None or worker.run is None:  # new, or never loaded: a helper after all
