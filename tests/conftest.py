@@ -71,7 +71,8 @@ def wait_for(condition: Callable[[], object], timeout: float = WAIT, what: str =
 class Host:
     """A running ``hotreload`` subprocess and what it wrote."""
 
-    def __init__(self, tmp: Path, folder: Path, args: list[str], env: dict[str, str], cmd: list[str]) -> None:
+    def __init__(self, tmp: Path, folder: Path, args: list[str], env: dict[str, str], cmd: list[str],
+                 omit_dir: bool = False) -> None:
         self.folder = folder
         self.report = tmp / "report.txt"
         self.stderr_path = tmp / "stderr.txt"
@@ -79,7 +80,7 @@ class Host:
         env = {**env, "HOTRELOAD_TEST_REPORT": str(self.report)}
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [*cmd, "run", str(folder), *args], cwd=tmp, env=env,
+                [*cmd, "run", *([] if omit_dir else [str(folder)]), *args], cwd=tmp, env=env,
                 stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
             )
 
@@ -146,14 +147,16 @@ def folder(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def start_host(tmp_path: Path) -> Iterator[Callable[..., Host]]:
-    """Start ``hotreload run FOLDER *args``; every host started is killed at teardown."""
+    """Start ``hotreload run FOLDER *args`` in the temp folder (``omit_dir=True`` leaves
+    FOLDER out, for the default ./workers); every host started is killed at teardown."""
     started: list[Host] = []
     if not HOTRELOAD.exists():
         pytest.fail(f"{HOTRELOAD} is missing: install the project first (pip install -e '.[test]')")
 
-    def start(folder: Path, *args: str, env: dict[str, str] | None = None, cmd: list[str] | None = None) -> Host:
+    def start(folder: Path, *args: str, env: dict[str, str] | None = None, cmd: list[str] | None = None,
+              omit_dir: bool = False) -> Host:
         base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        host = Host(tmp_path, folder, list(args), {**base, **(env or {})}, cmd or [str(HOTRELOAD)])
+        host = Host(tmp_path, folder, list(args), {**base, **(env or {})}, cmd or [str(HOTRELOAD)], omit_dir)
         started.append(host)
         return host
 

@@ -8,12 +8,16 @@ from conftest import write
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def copy_example(name, tmp_path):
-    folder = tmp_path / name
+def copy_folder(source_folder, tmp_path):
+    folder = tmp_path / source_folder.name
     folder.mkdir()
-    for source in (ROOT / "examples" / name).glob("*.py"):
+    for source in source_folder.glob("*.py"):
         write(folder / source.name, source.read_text())
     return folder
+
+
+def copy_example(name, tmp_path):
+    return copy_folder(ROOT / "examples" / name, tmp_path)
 
 
 def free_port():
@@ -66,11 +70,7 @@ def test_crasher_backs_off_and_a_fix_brings_it_back(tmp_path, start_host):
 
 
 def test_the_bundled_demo_runs(tmp_path, start_host):
-    folder = tmp_path / "workers"
-    folder.mkdir()
-    for source in (ROOT / "workers").glob("*.py"):
-        write(folder / source.name, source.read_text())
-    host = start_host(folder)
+    host = start_host(copy_folder(ROOT / "workers", tmp_path))
     host.wait_log("| ticker     | tick 1")
     assert host.stop() == 0
 

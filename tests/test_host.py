@@ -221,19 +221,12 @@ def test_version_and_help(tmp_path):
     assert "run(ctx)" in run_cli("--help", cwd=tmp_path).stdout
 
 
-def test_the_default_folder_is_workers_in_the_current_directory(folder, tmp_path):
+def test_the_default_folder_is_workers_in_the_current_directory(folder, start_host):
+    assert folder.name == "workers"
     write(folder / "once.py", worker_source(RESTART="never", body="return"))
-    proc = subprocess.Popen([str(HOTRELOAD), "run"], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
-                            env={**__import__("os").environ, "HOTRELOAD_TEST_REPORT": str(tmp_path / "r")})
-    try:
-        from conftest import wait_for
-
-        wait_for(lambda: (tmp_path / "r").exists() and "once stop" in (tmp_path / "r").read_text())
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
-    finally:
-        proc.kill()
-        proc.communicate()
+    host = start_host(folder, omit_dir=True)  # run from folder's parent, with no DIR
+    host.wait_for(lambda: "once stop 1 1" in host.events(), "the worker in ./workers to run")
+    assert host.stop() == 0
 
 
 def test_a_signal_while_the_host_is_starting_leads_to_the_same_clean_exit(folder, start_host):
