@@ -1,0 +1,129 @@
+"""Save -> new code running, for hotreload and for the tools a user would pick instead.
+
+Every subject runs at the same time, each on its own folder; the saves go round them in
+turn (A B C A B C …), so a slow patch of the machine hits all of them alike and the ratios
+stay fair. A save is timed from just before its first byte is written to the ``start``
+report of the new version's ``run``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from benchmarks.harness import BIN, SAVES, Probe, Process, summary, worker_source
+
+__all__ = ["save_to_running"]
+
+HEAVY = "import numpy  # a heavy library, imported at module level"
+
+JURIGGED_SCRIPT = '''\
+import os, socket, time
+{top}
+
+def version():
+    return {version}
+
+def main():
+    last = None
+    address = ("127.0.0.1", int(os.environ["HOTRELOAD_BENCH_PORT"]))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        while True:
+            v = version()
+            if v != last:
+                s.sendto(f"start {name} {{v}} {{time.monotonic()!r}}".encode(), address)
+                last = v
+            time.sleep(0.001)
+
+main()
+'''
+
+
+@dataclass
+class Subject:
+    """One tool on one worker: how to start it and how to write version N of its code."""
+
+    name: str
+    tool: str
+    heavy: bool
+    path: Path  # the file that is saved
+    argv: list[str]
+    render: Callable[[int], str]
+    saves: tuple[str, ...] = tuple(SAVES)
+    process: Process | None = None
+
+
+def _subjects(root: Path, tools: list[str]) -> list[Subject]:
+    subjects = []
+    for tool, heavy in itertools.product(tools, (False, True)):
+        name = f"{tool.replace('-', '_')}_{'numpy' if heavy else 'trivial'}"
+        top = HEAVY if heavy else ""
+        folder = root / name / "svc"
+        folder.mkdir(parents=True)
+        if tool == "jurigged":
+            path = folder / "script.py"
+            subjects.append(Subject(
+                name, tool, heavy, path, [str(BIN / "jurigged"), str(path)],
+                lambda v, top=top, name=name: JURIGGED_SCRIPT.format(top=top, version=v, name=name),
+                # jurigged reacts to modified/created events only: a save by rename is missed.
+                saves=("in-place",),
+            ))
+            continue
+        path = folder / f"{name}.py"
+        hotreload = [str(BIN / "hotreload"), "run", str(folder)]
+        argv = hotreload if tool == "hotreload" else [
+            str(BIN / "watchfiles"), "--filter", "python", " ".join(hotreload + ["--no-reload"]), str(folder),
+        ]
+        subjects.append(Subject(name, tool, heavy, path, argv, lambda v, top=top: worker_source(v, top=top)))
+    return subjects
+
+
+def available_tools() -> list[str]:
+    """hotreload, and the alternatives that are installed in this environment."""
+    tools = ["hotreload"]
+    if shutil.which("watchfiles", path=str(BIN)) and importlib.util.find_spec("watchfiles"):
+        tools.append("watchfiles")
+    if shutil.which("jurigged", path=str(BIN)):
+        tools.append("jurigged")
+    return tools
+
+
+def save_to_running(root: Path, probe: Probe, rounds: int, tools: list[str]) -> dict[str, Any]:
+    """``rounds`` saves of every subject, interleaved; latency figures per subject."""
+    subjects = _subjects(root, tools)
+    latencies: dict[str, list[float]] = {s.name: [] for s in subjects}
+    by_save: dict[str, dict[str, list[float]]] = {s.name: {} for s in subjects}
+    try:
+        for subject in subjects:
+            subject.path.write_text(subject.render(0))
+            subject.process = Process(subject.argv, probe.env(), root, root / f"{subject.name}.log")
+        for subject in subjects:
+            probe.wait_for(subject.name, 0, timeout=60)
+        for version in range(1, rounds + 1):
+            for subject in subjects:
+                how = subject.saves[version % len(subject.saves)]
+                text = subject.render(version)
+                began = time.monotonic()
+                SAVES[how](subject.path, text)
+                start = probe.wait_for(subject.name, version)
+                latencies[subject.name].append(start.at - began)
+                by_save[subject.name].setdefault(how, []).append(start.at - began)
+        probe.drain(quiet=1.0)  # a save that caused a second reload shows up here
+    finally:
+        for subject in subjects:
+            if subject.process is not None:
+                subject.process.stop()
+    results: dict[str, Any] = {}
+    for subject in subjects:
+        results[subject.name] = {
+            "tool": subject.tool,
+            "worker": "numpy" if subject.heavy else "trivial",
+            **summary(latencies[subject.name]),
+            "by_save": {how: summary(values) for how, values in by_save[subject.name].items()},
+            "extra_starts": probe.extra_starts({subject.name}),
+        }
+    return results

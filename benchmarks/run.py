@@ -1,0 +1,140 @@
+"""Run the benchmarks: ``tox -e bench`` (or ``python -m benchmarks.run`` in an env that has
+hotreload, watchfiles, jurigged and numpy installed). Prints a table, writes JSON.
+
+Each section starts its own processes on a temp folder and removes it afterwards.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from benchmarks import costs, latency
+from benchmarks.harness import Probe, temp_folder
+
+SECTIONS = ("latency", "crash", "idle", "scale", "soak", "startup")
+
+
+def _machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    versions = subprocess.run(
+        [sys.executable, "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
+        capture_output=True, text=True,
+    ).stdout.split()
+    wanted = ("hotreload", "watchdog", "loguru", "watchfiles", "jurigged", "numpy")
+    return {
+        "cpu": cpu,
+        "cores": len(__import__("os").sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "packages": [v for v in versions if v.split("==")[0].lower() in wanted],
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def _row(label: str, figures: dict[str, Any], unit: str = "ms") -> str:
+    return f"  {label:<28} p50 {figures['p50']:>8.1f} {unit}   p95 {figures['p95']:>8.1f} {unit}   (n={figures['n']})"
+
+
+def _print_latency(results: dict[str, Any]) -> None:
+    print("Save -> new code running")
+    for name, figures in results["subjects"].items():
+        print(_row(name, figures) + f"   extra reloads: {figures['extra_starts']}")
+    for worker, ratio in results["ratios"].items():
+        print(f"  {worker}: " + ", ".join(f"{tool} / hotreload = {r:.1f}x (p50)" for tool, r in ratio.items()))
+
+
+def _print(section: str, results: Any) -> None:
+    if section == "latency":
+        _print_latency(results)
+    elif section == "crash":
+        print(f"Crash -> restart overhead (beyond a {results['backoff_ms']:g} ms backoff)")
+        print(_row("overhead", results))
+    elif section == "idle":
+        print(f"Idle: {results['workers']} sleeping workers for {results['seconds']:g} s")
+        print(f"  CPU {results['cpu_s']} s ({results['core_percent']} % of a core), RSS {results['rss_mb']} MB, "
+              f"{results['wakeups_per_s']} wake-ups/s, threads that woke: {results['threads_that_woke']}")
+    elif section == "scale":
+        print("Scale")
+        for count, figures in results.items():
+            print(f"  {count:>5} workers: all running in {figures['start_all_ms']:.0f} ms, "
+                  f"{figures['rss_kb_per_worker']:.1f} KB RSS each, reload one p50 "
+                  f"{figures['reload_one_ms']['p50']:.1f} ms p95 {figures['reload_one_ms']['p95']:.1f} ms, "
+                  f"stop all {figures['stop_all_ms']:.0f} ms")
+    elif section == "soak":
+        print(f"Soak: {results['cycles']} reloads, then {results['cycles']} crash-restart cycles")
+        for phase in ("reloads", "crashes"):
+            r = results[phase]
+            b, a = r["before"], r["after"]
+            print(f"  {phase:<8} RSS {b['rss_mb']} -> {a['rss_mb']} MB ({r['rss_growth_mb']:+.2f}), "
+                  f"threads {b['threads']} -> {a['threads']}, fds {b['fds']} -> {a['fds']}, "
+                  f"watches {b['watches']} -> {a['watches']}, modules {b['modules']} -> {a['modules']}: "
+                  f"{'back to baseline' if r['back_to_baseline'] else 'NOT back to baseline'}")
+    elif section == "startup":
+        print("Start-up (wall time of the whole command)")
+        for label, figures in results.items():
+            print(_row(label, figures))
+
+
+def _latency(root: Path, probe: Probe, args: argparse.Namespace) -> dict[str, Any]:
+    subjects = latency.save_to_running(root, probe, args.rounds, latency.available_tools())
+    ratios: dict[str, dict[str, float]] = {}
+    for figures in subjects.values():
+        if figures["tool"] != "hotreload":
+            ours = subjects[f"hotreload_{figures['worker']}"]["p50"]
+            ratios.setdefault(figures["worker"], {})[figures["tool"]] = round(figures["p50"] / ours, 1)
+    return {"subjects": subjects, "ratios": ratios}
+
+
+RUNNERS: dict[str, Callable[[Path, Probe, argparse.Namespace], Any]] = {
+    "latency": _latency,
+    "crash": lambda root, probe, args: costs.crash_restart(root, probe, args.cycles),
+    "idle": lambda root, probe, args: costs.idle(root, probe, 200, args.idle_seconds),
+    "scale": lambda root, probe, args: costs.scale(root, probe, args.scale, args.scale_reloads),
+    "soak": lambda root, probe, args: costs.soak(root, probe, args.soak),
+    "startup": lambda root, probe, args: costs.startup(root, args.startup_runs),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("sections", nargs="*", metavar="SECTION",
+                        help=f"which to run (default: all of {', '.join(SECTIONS)})")
+    parser.add_argument("--json", default="benchmarks/results.json", metavar="PATH",
+                        help="where to write the figures (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=60, help="saves per latency subject (default: 60)")
+    parser.add_argument("--cycles", type=int, default=100, help="crash-restart cycles timed (default: 100)")
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--scale", type=int, nargs="+", default=[10, 100, 500, 1000])
+    parser.add_argument("--scale-reloads", type=int, default=20)
+    parser.add_argument("--soak", type=int, default=1000, help="reloads, and crash cycles, in the soak")
+    parser.add_argument("--startup-runs", type=int, default=30)
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    args.sections = args.sections or list(SECTIONS)
+
+    report: dict[str, Any] = {"machine": _machine(), "argv": sys.argv[1:]}
+    print(f"{report['machine']['cpu']}, {report['machine']['cores']} cores, Python {report['machine']['python']}")
+    for section in args.sections:
+        probe = Probe()
+        try:
+            with temp_folder() as root:
+                report[section] = RUNNERS[section](root, probe, args)
+        finally:
+            probe.close()
+        _print(section, report[section])
+    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
