@@ -11,6 +11,7 @@ A worker's states: ``starting`` -> ``running`` -> (``stopping`` ->) ``stopped`` 
 from __future__ import annotations
 
 import ast
+import heapq
 import importlib
 import signal
 import sys
@@ -68,14 +69,10 @@ def handle(host: Host, message: Any) -> None:
 
 def wakeup(host: Host) -> float | None:
     """Seconds until the next timer is due (a backoff restart, a stop timeout), or None."""
-    times = []
-    for worker in host.workers.values():
-        if worker.state == "backoff" and worker.restart_at is not None:
-            times.append(worker.restart_at)
-        run = worker.current
-        if run is not None and run.stop_deadline is not None and not run.abandoned:
-            times.append(run.stop_deadline + (INTERRUPT_GRACE if run.interrupted else 0.0))
-    return min(times) - time.monotonic() if times else None
+    timers = host.timers
+    while timers and not _is_due_time(host, *timers[0]):
+        heapq.heappop(timers)  # settled since it was set: the worker restarted, stopped…
+    return timers[0][0] - time.monotonic() if timers else None
 
 
 def finished(host: Host) -> bool:
@@ -114,6 +111,8 @@ def _stop(host: Host, worker: Worker) -> None:
     run = worker.current
     if run is not None:
         run.request_stop(worker.settings.stop_timeout)
+        if run.stop_deadline is not None:
+            _set_timer(host, worker, run.stop_deadline)
         _set_state(host, worker, "stopping")
     elif worker.state == "backoff":
         worker.restart_at = None
@@ -168,39 +167,62 @@ def _schedule_restart(host: Host, worker: Worker, ran_for: float, now: float, wh
         worker.failures, policy.initial, policy.factor, policy.max, policy.jitter, host.rng.random
     )
     worker.restart_at = now + wait
+    _set_timer(host, worker, worker.restart_at)
     _set_state(host, worker, "backoff", f"{why}; restarting in {wait:.2f} s (attempt {worker.failures})")
 
 
+def _set_timer(host: Host, worker: Worker, when: float) -> None:
+    heapq.heappush(host.timers, (when, worker.name))
+
+
+def _is_due_time(host: Host, when: float, name: str) -> bool:
+    """True if the worker ``name`` still has something to do at ``when``."""
+    worker = host.workers.get(name)
+    if worker is None:
+        return False
+    if worker.state == "backoff" and worker.restart_at == when:
+        return True
+    run = worker.current
+    if run is None or run.stop_deadline is None or run.abandoned:
+        return False
+    return when == run.stop_deadline + (INTERRUPT_GRACE if run.interrupted else 0.0)
+
+
 def _on_timers(host: Host, now: float) -> None:
-    for worker in list(host.workers.values()):
-        if worker.state == "backoff" and worker.restart_at is not None and worker.restart_at <= now:
-            if not host.stopping:
-                worker.restarts += 1
-                _launch(host, worker)
-        run = worker.current
-        if run is None or run.stop_deadline is None or run.abandoned:
-            continue
-        if not run.interrupted and now >= run.stop_deadline:
-            if host.stopping:
-                host.forced.add(worker.name)
-            worker.log.warning(
-                f"did not stop within {worker.settings.stop_timeout:g} s; interrupting it"
-            )
-            run.interrupt()
-        elif run.interrupted and now >= run.stop_deadline + INTERRUPT_GRACE:
-            if not run.thread.is_alive():  # interrupted as it was posting its Exited: it ended
-                _on_exit(host, Exited(run, None))
-                continue
-            run.abandoned = True
-            worker.last_error = "did not stop when asked"
-            worker.log.error(
-                f"still running after being interrupted; giving up on it. It is at:\n{run.stack()}"
-            )
-            _set_state(host, worker, "fatal", "did not stop; its thread is left running")
-            swap = host.swap
-            if swap is not None and worker.name in swap.waiting:
-                swap.waiting.discard(worker.name)
-                _apply_swap_when_ready(host)
+    """Act on every timer due by ``now``: only those workers are looked at."""
+    timers = host.timers
+    while timers and timers[0][0] <= now:
+        when, name = heapq.heappop(timers)
+        if _is_due_time(host, when, name):
+            _on_timer(host, host.workers[name], now)
+
+
+def _on_timer(host: Host, worker: Worker, now: float) -> None:
+    if worker.state == "backoff":
+        if not host.stopping:
+            worker.restarts += 1
+            _launch(host, worker)
+        return
+    run = worker.current
+    assert run is not None and run.stop_deadline is not None
+    if not run.interrupted:
+        if host.stopping:
+            host.forced.add(worker.name)
+        worker.log.warning(f"did not stop within {worker.settings.stop_timeout:g} s; interrupting it")
+        run.interrupt()
+        _set_timer(host, worker, run.stop_deadline + INTERRUPT_GRACE)
+        return
+    if not run.thread.is_alive():  # interrupted as it was posting its Exited: it ended
+        _on_exit(host, Exited(run, None))
+        return
+    run.abandoned = True
+    worker.last_error = "did not stop when asked"
+    worker.log.error(f"still running after being interrupted; giving up on it. It is at:\n{run.stack()}")
+    _set_state(host, worker, "fatal", "did not stop; its thread is left running")
+    swap = host.swap
+    if swap is not None and worker.name in swap.waiting:
+        swap.waiting.discard(worker.name)
+        _apply_swap_when_ready(host)
 
 
 def _shutdown(host: Host, signum: int) -> None:

@@ -82,6 +82,9 @@ class Host:
     own_digests: dict[Path, str] = field(default_factory=dict)  # hotreload's files, as running
     core_generation: int = 0
     forced: set[str] = field(default_factory=set)  # workers that had to be interrupted
+    # Heap of (when, worker name): backoff restarts and stop deadlines. An entry whose worker
+    # no longer has that time due is skipped when it comes up, so none is ever removed early.
+    timers: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def log(self) -> Any:
