@@ -20,7 +20,7 @@ import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from hotreload import settings as settings_mod
 
@@ -63,7 +63,7 @@ def imports_of(tree: ast.AST, module: str, is_package: bool, root: str) -> froze
     """
     package = module if is_package else module.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _statements(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -78,6 +78,19 @@ def imports_of(tree: ast.AST, module: str, is_package: bool, root: str) -> froze
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
     return frozenset(n for n in found if n == root or n.startswith(root + "."))
+
+
+def _statements(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every statement in ``tree``, nested ones included. Imports are statements, so this
+    finds them all while skipping the expressions that make up most of a module."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for block in ("body", "orelse", "finalbody", "handlers", "cases"):
+            children = getattr(node, block, None)
+            if isinstance(children, list):
+                todo.extend(children)
 
 
 def dependents(rdeps: dict[str, set[str]], roots: Iterable[str]) -> set[str]:

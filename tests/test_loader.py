@@ -30,6 +30,37 @@ def later():
     }
 
 
+def test_imports_of_finds_imports_in_every_kind_of_block():
+    source = """
+class K:
+    import pkg.a
+try:
+    import pkg.b
+except ImportError:
+    import pkg.c
+else:
+    import pkg.d
+finally:
+    import pkg.e
+for _ in ():
+    pass
+else:
+    import pkg.f
+with open(__file__):
+    while True:
+        if True:
+            import pkg.g
+        else:
+            import pkg.h
+async def run(ctx):
+    import pkg.i
+match 1:
+    case 1:
+        import pkg.j
+"""
+    assert imports(source) == {f"pkg.{name}" for name in "abcdefghij"}
+
+
 def test_imports_of_resolves_relative_imports_inside_a_sub_package():
     assert imports("from . import x\nfrom .. import _h", "pkg.w", is_package=True) == {
         "pkg.w", "pkg.w.x", "pkg", "pkg._h",
