@@ -2,6 +2,7 @@
 import errno
 import logging
 import queue
+import time
 
 import pytest
 from loguru import logger
@@ -65,6 +66,23 @@ def test_a_save_is_one_batch_and_temp_files_are_ignored(watch, tmp_path):
     (tmp_path / "a.py").write_text("x = 1")
     (tmp_path / "b.py").write_text("x = 1")
     assert next_changes(inbox) == {str(tmp_path / "a.py"), str(tmp_path / "b.py")}
+
+
+def test_reads_of_watched_files_never_reach_the_watcher(watch, tmp_path, monkeypatch):
+    """The kernel is asked only for events that can change a module: the host's own reads
+    during a reload must not wake watchdog's threads."""
+    noted = []
+    monkeypatch.setattr(Watcher, "_note", lambda self, when, event: noted.append(event))
+    (tmp_path / "a.py").write_text("x = 1")
+    w, inbox = watch()
+    for _ in range(20):
+        (tmp_path / "a.py").read_bytes()
+    (tmp_path / "b.py").write_text("x = 1")  # events arrive in order: b's come after any of a's
+    deadline = time.monotonic() + WAIT
+    while not any(e.src_path.endswith("b.py") and e.event_type == "closed" for e in noted):
+        assert time.monotonic() < deadline, "no event for b.py"
+        time.sleep(0.01)
+    assert [e for e in noted if e.src_path.endswith("a.py")] == []
 
 
 def test_hitting_the_inotify_limit_falls_back_to_polling_and_says_how_to_fix_it(
