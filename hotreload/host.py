@@ -28,6 +28,10 @@ from hotreload.worker import Worker
 __all__ = ["Host", "Options", "Signal", "Swap", "create", "exit_now", "leftover_threads", "serve"]
 
 CORE_FILE = Path(core.__file__).resolve()
+# A save reaches the new code through six threads (watchdog's three, the watcher, the host,
+# the worker). Next to a worker that never blocks, each hand-over waits out the interpreter's
+# switch interval (5 ms by default); at 1 ms a save lands ~2.5x sooner. Only while watching.
+SWITCH_INTERVAL = 0.001
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ def serve(host: Host) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda s, f: _on_signal(host, s, f))
     if host.options.reload:
+        sys.setswitchinterval(SWITCH_INTERVAL)
         roots = [host.options.folder, host.core_file.parent]
         host.watcher = Watcher(roots, host.inbox, Windows(coalesce=host.options.debounce))
         host.watcher.start()

@@ -148,6 +148,17 @@ def test_no_reload_turns_watching_off(folder, start_host):
     assert host.stop() == 0
 
 
+@pytest.mark.parametrize("args, interval", [([], 0.001), (["--no-reload"], 0.005)])
+def test_watching_shortens_the_thread_switch_interval_and_no_reload_leaves_it(
+    folder, start_host, args, interval
+):
+    write(folder / "svc.py", worker_source(body="report(ctx.name, 'switch', __import__('sys').getswitchinterval())"))
+    host = start_host(folder, *args)
+    line = host.wait_for(lambda: [e for e in host.events("svc") if " switch " in e], "the report")
+    assert float(line[0].split()[2]) == interval
+    assert host.stop() == 0
+
+
 # --- the save patterns of real editors (see EDITOR_EVENTS in the README) ---
 
 
