@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,11 @@ from typing import Any, Callable
 
 from benchmarks.harness import BIN, SAVES, Probe, Process, summary, worker_source
 
-__all__ = ["save_to_running"]
+__all__ = ["available_tools", "checkout_bursts", "save_to_running"]
 
 HEAVY = "import numpy  # a heavy library, imported at module level"
+# A sibling worker that never waits: it holds the GIL whenever the host's threads want it.
+BUSY = "def run(ctx):\n    while not ctx.stopping:\n        sum(range(1000))\n"
 
 JURIGGED_SCRIPT = '''\
 import os, socket, time
@@ -79,6 +82,14 @@ def _subjects(root: Path, tools: list[str]) -> list[Subject]:
             str(BIN / "watchfiles"), "--filter", "python", " ".join(hotreload + ["--no-reload"]), str(folder),
         ]
         subjects.append(Subject(name, tool, heavy, path, argv, lambda v, top=top: worker_source(v, top=top)))
+    if "hotreload" in tools:  # the same save, while another worker keeps a core busy
+        folder = root / "busy" / "svc"
+        folder.mkdir(parents=True)
+        (folder / "spinner.py").write_text(BUSY)
+        subjects.append(Subject(
+            "hotreload_busy", "hotreload", False, folder / "hotreload_busy.py",
+            [str(BIN / "hotreload"), "run", str(folder)], lambda v: worker_source(v),
+        ))
     return subjects
 
 
@@ -127,3 +138,73 @@ def save_to_running(root: Path, probe: Probe, rounds: int, tools: list[str]) -> 
             "extra_starts": probe.extra_starts({subject.name}),
         }
     return results
+
+
+BURST_HELPERS = 5
+BURST_BODY = """\
+    n = ctx.state['n'] = ctx.state.get('n', 0) + 1
+    from . import {helpers}
+    _report(ctx.name + '_run', n, VERSION, sum(h.V for h in ({helpers},)))
+    ctx.sleep(float('inf'))"""
+
+
+def _git(folder: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", *args],
+                   cwd=folder, check=True, capture_output=True)
+
+
+def checkout_bursts(root: Path, probe: Probe, rounds: int, windows: list[float]) -> dict[str, Any]:
+    """``git checkout`` between two commits that change a worker and the five helpers it
+    imports, once per round on hosts with each ``--debounce`` window, in turn. Counts the
+    runs each checkout caused (one is right) and those that saw old and new code mixed."""
+    helpers = ", ".join(f"h{i}" for i in range(BURST_HELPERS))
+    hosts: dict[float, tuple[Process, Path, str]] = {}
+    runs = {window: 0 for window in windows}
+    figures = {window: {"latency": [], "runs_per_checkout": [], "mixed": 0} for window in windows}
+    try:
+        for window in windows:
+            name = f"burst{int(window * 1e6)}us"
+            folder = root / name / "svc"
+            folder.mkdir(parents=True)
+            _git(folder, "init", "-q")
+            for version in (1, 2):
+                for i in range(BURST_HELPERS):
+                    (folder / f"h{i}.py").write_text(f"V = {version}\n")
+                body = BURST_BODY.format(helpers=helpers)
+                (folder / f"{name}.py").write_text(worker_source(version, body=body))
+                _git(folder, "add", "-A")
+                _git(folder, "commit", "-qm", f"v{version}")
+                _git(folder, "tag", f"v{version}")
+            argv = [str(BIN / "hotreload"), "run", str(folder), "--debounce", repr(window)]
+            hosts[window] = (Process(argv, probe.env(), root, root / f"{name}.log"), folder, name)
+            runs[window] = 1
+            probe.wait_for(f"{name}_run", 1)
+        for round_ in range(rounds):
+            target = 1 + round_ % 2
+            for window, (_, folder, name) in hosts.items():
+                began = time.monotonic()
+                _git(folder, "checkout", "-q", f"v{target}")
+                while True:  # runs until the one on the new code
+                    runs[window] += 1
+                    run = probe.wait_for(f"{name}_run", runs[window])
+                    version, total = map(int, run.extra)
+                    if (version, total) == (target, target * BURST_HELPERS):
+                        break
+                    figures[window]["mixed"] += version != total // BURST_HELPERS or total % BURST_HELPERS != 0
+                figures[window]["latency"].append(run.at - began)
+                probe.drain(quiet=0.3)  # any later run of the same checkout arrives now
+                later = sum(1 for key in probe.first if key[0] == f"{name}_run" and key[1] > runs[window])
+                runs[window] += later
+                figures[window]["runs_per_checkout"].append(1 + later)
+    finally:
+        for process, _, _ in hosts.values():
+            process.stop()
+    return {
+        f"{window * 1000:g} ms": {
+            **summary(f["latency"]),
+            "checkouts": rounds,
+            "extra_runs": sum(f["runs_per_checkout"]) - rounds,
+            "mixed_runs": f["mixed"],
+        }
+        for window, f in figures.items()
+    }

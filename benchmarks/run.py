@@ -17,7 +17,7 @@ from typing import Any, Callable
 from benchmarks import costs, latency
 from benchmarks.harness import Probe, temp_folder
 
-SECTIONS = ("latency", "crash", "idle", "scale", "soak", "startup")
+SECTIONS = ("latency", "bursts", "crash", "idle", "scale", "soak", "startup")
 
 
 def _machine() -> dict[str, Any]:
@@ -53,6 +53,10 @@ def _print_latency(results: dict[str, Any]) -> None:
 def _print(section: str, results: Any) -> None:
     if section == "latency":
         _print_latency(results)
+    elif section == "bursts":
+        print("git checkout of a worker and 5 helpers, by --debounce window")
+        for window, figures in results.items():
+            print(_row(window, figures) + f"   extra runs: {figures['extra_runs']}, mixed old/new: {figures['mixed_runs']}")
     elif section == "crash":
         print(f"Crash -> restart overhead (beyond a {results['backoff_ms']:g} ms backoff)")
         print(_row("overhead", results))
@@ -94,6 +98,7 @@ def _latency(root: Path, probe: Probe, args: argparse.Namespace) -> dict[str, An
 
 RUNNERS: dict[str, Callable[[Path, Probe, argparse.Namespace], Any]] = {
     "latency": _latency,
+    "bursts": lambda root, probe, args: latency.checkout_bursts(root, probe, args.checkouts, args.windows),
     "crash": lambda root, probe, args: costs.crash_restart(root, probe, args.cycles),
     "idle": lambda root, probe, args: costs.idle(root, probe, 200, args.idle_seconds),
     "scale": lambda root, probe, args: costs.scale(root, probe, args.scale, args.scale_reloads),
@@ -109,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default="benchmarks/results.json", metavar="PATH",
                         help="where to write the figures (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=60, help="saves per latency subject (default: 60)")
+    parser.add_argument("--checkouts", type=int, default=40, help="checkouts per window (default: 40)")
+    parser.add_argument("--windows", type=float, nargs="+", default=[0.002, 0.005, 0.01],
+                        help="--debounce values compared by the bursts section (seconds)")
     parser.add_argument("--cycles", type=int, default=100, help="crash-restart cycles timed (default: 100)")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--scale", type=int, nargs="+", default=[10, 100, 500, 1000])
