@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from hotreload import backoff, loader, settings
+from hotreload.debounce import Changes
 from hotreload import host as hosting
 from hotreload.log import format_error, logger
-from hotreload.watcher import Changes
 from hotreload.worker import Exited, Interrupted, Run, Worker
 
 if TYPE_CHECKING:

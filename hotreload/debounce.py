@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
-__all__ = ["Debouncer", "Windows", "classify", "is_source"]
+__all__ = ["Changes", "Debouncer", "Windows", "classify", "is_source"]
 
 READY, WRITING, GONE = "ready", "writing", "gone"
 
@@ -51,6 +51,14 @@ def is_source(path: PurePath, root: PurePath) -> bool:
     if any(p.startswith((".", "#")) or p == "__pycache__" for p in parts):
         return False
     return not any(marker in parts[-1] for marker in _TEMP_MARKERS)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A batch: files (and deleted folders) whose content may have changed, complete and quiet.
+    The watcher posts it to the host."""
+
+    paths: frozenset[str]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Everything the host must remember across a reload of ``core`` lives in ``Host`` 
 ``Worker`` records. The loop looks ``core``'s functions up on the module for every message,
 so after ``importlib.reload(core)`` the very next message is handled by the new code.
 Messages come from three producers, all through one ``Inbox``: worker threads
-(``worker.Exited``), the watcher (``watcher.Changes``) and signal handlers (``Signal``).
+(``worker.Exited``), the watcher (``debounce.Changes``) and signal handlers (``Signal``).
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from hotreload import core, loader
 from hotreload.debounce import Windows
 from hotreload.inbox import Inbox
 from hotreload.settings import Settings
-from hotreload.watcher import Watcher
 from hotreload.worker import Worker
 
 __all__ = ["Host", "Options", "Signal", "Swap", "create", "exit_now", "leftover_threads", "serve"]
@@ -75,7 +74,7 @@ class Host:
     workers: dict[str, Worker] = field(default_factory=dict)
     graph: loader.Graph = field(default_factory=loader.Graph)
     finder: loader.HotFinder | None = None
-    watcher: Watcher | None = None
+    watcher: Any = None  # a watcher.Watcher, while reload is on
     rng: random.Random = field(default_factory=random.Random)
     stop_requested: bool = False  # set by the signal handler itself
     stopping: bool = False  # set once core has begun the shutdown
@@ -113,6 +112,8 @@ def serve(host: Host) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda s, f: _on_signal(host, s, f))
     if host.options.reload:
+        from hotreload.watcher import Watcher  # watchdog is imported only where it is used
+
         sys.setswitchinterval(SWITCH_INTERVAL)
         roots = [host.options.folder, host.core_file.parent]
         host.watcher = Watcher(roots, host.inbox, Windows(coalesce=host.options.debounce))

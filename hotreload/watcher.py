@@ -13,7 +13,6 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from hotreload.debounce import Debouncer, Windows, is_source
+from hotreload.debounce import Changes, Debouncer, Windows, is_source
 
 __all__ = ["Changes", "Watcher"]
 
@@ -49,13 +48,6 @@ EVENTS = [
 _STOP = object()
 _DIED = object()
 _RESCAN = object()
-
-
-@dataclass(frozen=True)
-class Changes:
-    """Files (and deleted folders) whose content may have changed, complete and quiet."""
-
-    paths: frozenset[str]
 
 
 class _Handler(FileSystemEventHandler):

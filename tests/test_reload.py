@@ -148,14 +148,15 @@ def test_no_reload_turns_watching_off(folder, start_host):
     assert host.stop() == 0
 
 
-@pytest.mark.parametrize("args, interval", [([], 0.001), (["--no-reload"], 0.005)])
-def test_watching_shortens_the_thread_switch_interval_and_no_reload_leaves_it(
-    folder, start_host, args, interval
+@pytest.mark.parametrize("args, interval, watchdog", [([], 0.001, True), (["--no-reload"], 0.005, False)])
+def test_watching_shortens_the_switch_interval_and_no_reload_leaves_it_and_watchdog_out(
+    folder, start_host, args, interval, watchdog
 ):
-    write(folder / "svc.py", worker_source(body="report(ctx.name, 'switch', __import__('sys').getswitchinterval())"))
+    body = "report(ctx.name, 'info', sys.getswitchinterval(), 'watchdog' in sys.modules)"
+    write(folder / "svc.py", worker_source(body=body, top="import sys"))
     host = start_host(folder, *args)
-    line = host.wait_for(lambda: [e for e in host.events("svc") if " switch " in e], "the report")
-    assert float(line[0].split()[2]) == interval
+    line = host.wait_for(lambda: [e for e in host.events("svc") if " info " in e], "the report")
+    assert line[0].split()[2:] == [str(interval), str(watchdog)]
     assert host.stop() == 0
 
 

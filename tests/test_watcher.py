@@ -8,8 +8,8 @@ import pytest
 from loguru import logger
 
 from hotreload import watcher
-from hotreload.debounce import Windows
-from hotreload.watcher import Changes, Watcher
+from hotreload.debounce import Changes, Windows
+from hotreload.watcher import Watcher
 
 WAIT = 20.0
 
