@@ -82,15 +82,16 @@ def _subjects(root: Path, tools: list[str]) -> list[Subject]:
             str(BIN / "watchfiles"), "--filter", "python", " ".join(hotreload + ["--no-reload"]), str(folder),
         ]
         subjects.append(Subject(name, tool, heavy, path, argv, lambda v, top=top: worker_source(v, top=top)))
-    if "hotreload" in tools:  # the same save, while another worker keeps a core busy
-        folder = root / "busy" / "svc"
-        folder.mkdir(parents=True)
-        (folder / "spinner.py").write_text(BUSY)
-        subjects.append(Subject(
-            "hotreload_busy", "hotreload", False, folder / "hotreload_busy.py",
-            [str(BIN / "hotreload"), "run", str(folder)], lambda v: worker_source(v),
-        ))
     return subjects
+
+
+def _busy_subject(root: Path) -> Subject:
+    """hotreload on a trivial worker, next to a worker that keeps a core busy."""
+    folder = root / "busy" / "svc"
+    folder.mkdir(parents=True)
+    (folder / "spinner.py").write_text(BUSY)
+    return Subject("hotreload_busy", "hotreload", False, folder / "hotreload_busy.py",
+                   [str(BIN / "hotreload"), "run", str(folder)], lambda v: worker_source(v))
 
 
 def available_tools() -> list[str]:
@@ -103,11 +104,10 @@ def available_tools() -> list[str]:
     return tools
 
 
-def save_to_running(root: Path, probe: Probe, rounds: int, tools: list[str]) -> dict[str, Any]:
-    """``rounds`` saves of every subject, interleaved; latency figures per subject."""
-    subjects = _subjects(root, tools)
-    latencies: dict[str, list[float]] = {s.name: [] for s in subjects}
-    by_save: dict[str, dict[str, list[float]]] = {s.name: {} for s in subjects}
+def _measure(root: Path, probe: Probe, subjects: list[Subject], rounds: int) -> dict[str, list[tuple[str, float]]]:
+    """Start ``subjects`` side by side, save each in turn ``rounds`` times, stop them.
+    Returns (save method, seconds) per save, by subject name."""
+    times: dict[str, list[tuple[str, float]]] = {s.name: [] for s in subjects}
     try:
         for subject in subjects:
             subject.path.write_text(subject.render(0))
@@ -120,25 +120,36 @@ def save_to_running(root: Path, probe: Probe, rounds: int, tools: list[str]) -> 
                 text = subject.render(version)
                 began = time.monotonic()
                 SAVES[how](subject.path, text)
-                start = probe.wait_for(subject.name, version)
-                latencies[subject.name].append(start.at - began)
-                by_save[subject.name].setdefault(how, []).append(start.at - began)
+                times[subject.name].append((how, probe.wait_for(subject.name, version).at - began))
         probe.drain(quiet=1.0)  # a save that caused a second reload shows up here
     finally:
         for subject in subjects:
             if subject.process is not None:
                 subject.process.stop()
-    results: dict[str, Any] = {}
-    for subject in subjects:
-        results[subject.name] = {
-            "tool": subject.tool,
-            "worker": "numpy" if subject.heavy else "trivial",
-            **summary(latencies[subject.name]),
-            "by_save": {how: summary(values) for how, values in by_save[subject.name].items()},
-            "extra_starts": probe.extra_starts({subject.name}),
-        }
-    return results
+    return times
 
+
+def save_to_running(root: Path, probe: Probe, rounds: int, tools: list[str]) -> dict[str, Any]:
+    """``rounds`` saves of every subject, interleaved; then the same for hotreload next to
+    a busy worker, alone, so that its spinning does not weigh on the others."""
+    groups = [_subjects(root, tools)]
+    if "hotreload" in tools:
+        groups.append([_busy_subject(root)])
+    results: dict[str, Any] = {}
+    for subjects in groups:
+        times = _measure(root, probe, subjects, rounds)
+        for subject in subjects:
+            by_save: dict[str, list[float]] = {}
+            for how, seconds in times[subject.name]:
+                by_save.setdefault(how, []).append(seconds)
+            results[subject.name] = {
+                "tool": subject.tool,
+                "worker": "numpy" if subject.heavy else "trivial",
+                **summary([seconds for _, seconds in times[subject.name]]),
+                "by_save": {how: summary(values) for how, values in by_save.items()},
+                "extra_starts": probe.extra_starts({subject.name}),
+            }
+    return results
 
 BURST_HELPERS = 5
 BURST_BODY = """\

@@ -46,6 +46,8 @@ def _print_latency(results: dict[str, Any]) -> None:
     print("Save -> new code running")
     for name, figures in results["subjects"].items():
         print(_row(name, figures) + f"   extra reloads: {figures['extra_starts']}")
+        if len(figures["by_save"]) > 1:
+            print("    by save: " + ", ".join(f"{how} {f['p50']:.1f}/{f['p95']:.1f}" for how, f in figures["by_save"].items()))
     for worker, ratio in results["ratios"].items():
         print(f"  {worker}: " + ", ".join(f"{tool} / hotreload = {r:.1f}x (p50)" for tool, r in ratio.items()))
 
