@@ -49,12 +49,16 @@ def _seconds(text: str) -> float:
 
 
 def _version() -> str:
+    """The installed version, read from the one header that holds it: parsing the whole
+    METADATA file would import the ``email`` package, a third of ``--version``'s time."""
     import importlib_metadata
 
     try:
-        return importlib_metadata.version("hotreload")
+        text = importlib_metadata.distribution("hotreload").read_text("METADATA") or ""
     except importlib_metadata.PackageNotFoundError:
         return "unknown (not installed)"
+    return next((line[len("Version:"):].strip() for line in text.splitlines() if line.startswith("Version:")),
+                "unknown")
 
 
 class _Version(argparse.Action):
