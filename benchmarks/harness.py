@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 __all__ = [
-    "BIN", "Probe", "Process", "SAVES", "Start", "proc_stats", "settled_stats", "summary",
+    "BIN", "Probe", "Process", "SAVES", "Start", "cpu_hogs", "proc_stats", "settled_stats", "summary",
     "task_wakeups",
     "temp_folder", "worker_source",
 ]
@@ -254,6 +254,18 @@ def summary(values: Sequence[float], scale: float = 1000.0) -> dict[str, float]:
         "max": round(max(values) * scale, 2),
         "n": len(values),
     }
+
+
+@contextlib.contextmanager
+def cpu_hogs(count: int) -> Iterator[None]:
+    """``count`` processes that spin for as long as the block runs: a loaded machine."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
 
 
 @contextlib.contextmanager

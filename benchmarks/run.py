@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from benchmarks import costs, latency
-from benchmarks.harness import Probe, temp_folder
+from benchmarks.harness import Probe, cpu_hogs, temp_folder
 
 SECTIONS = ("latency", "bursts", "crash", "idle", "scale", "soak", "startup")
 
@@ -30,7 +31,7 @@ def _machine() -> dict[str, Any]:
     wanted = ("hotreload", "watchdog", "loguru", "watchfiles", "jurigged", "numpy")
     return {
         "cpu": cpu,
-        "cores": len(__import__("os").sched_getaffinity(0)),
+        "cores": len(os.sched_getaffinity(0)),
         "python": platform.python_version(),
         "kernel": platform.release(),
         "packages": [v for v in versions if v.split("==")[0].lower() in wanted],
@@ -57,8 +58,10 @@ def _print(section: str, results: Any) -> None:
         _print_latency(results)
     elif section == "bursts":
         print("git checkout of a worker and 5 helpers, by --debounce window")
-        for window, figures in results.items():
-            print(_row(window, figures) + f"   extra runs: {figures['extra_runs']}, mixed old/new: {figures['mixed_runs']}")
+        for load, windows in results.items():
+            for window, figures in windows.items():
+                print(_row(f"{load}, {window}", figures)
+                      + f"   extra runs: {figures['extra_runs']}, mixed old/new: {figures['mixed_runs']}")
     elif section == "crash":
         print(f"Crash -> restart overhead (beyond a {results['backoff_ms']:g} ms backoff)")
         print(_row("overhead", results))
@@ -98,9 +101,21 @@ def _latency(root: Path, probe: Probe, args: argparse.Namespace) -> dict[str, An
     return {"subjects": subjects, "ratios": ratios}
 
 
+def _bursts(root: Path, probe: Probe, args: argparse.Namespace) -> dict[str, Any]:
+    """The checkouts on a quiet machine, then with every core kept busy by another process."""
+    quiet = latency.checkout_bursts(root / "quiet", probe, args.checkouts, args.windows)
+    fresh = Probe()  # the same worker names again: their reports must not mix
+    try:
+        with cpu_hogs(len(os.sched_getaffinity(0))):
+            loaded = latency.checkout_bursts(root / "loaded", fresh, args.checkouts, args.windows)
+    finally:
+        fresh.close()
+    return {"quiet": quiet, "loaded": loaded}
+
+
 RUNNERS: dict[str, Callable[[Path, Probe, argparse.Namespace], Any]] = {
     "latency": _latency,
-    "bursts": lambda root, probe, args: latency.checkout_bursts(root, probe, args.checkouts, args.windows),
+    "bursts": lambda root, probe, args: _bursts(root, probe, args),
     "crash": lambda root, probe, args: costs.crash_restart(root, probe, args.cycles),
     "idle": lambda root, probe, args: costs.idle(root, probe, 200, args.idle_seconds),
     "scale": lambda root, probe, args: costs.scale(root, probe, args.scale, args.scale_reloads),
@@ -116,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default="benchmarks/results.json", metavar="PATH",
                         help="where to write the figures (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=60, help="saves per latency subject (default: 60)")
-    parser.add_argument("--checkouts", type=int, default=40, help="checkouts per window (default: 40)")
+    parser.add_argument("--checkouts", type=int, default=50, help="checkouts per window and load (default: 50)")
     parser.add_argument("--windows", type=float, nargs="+", default=[0.002, 0.005, 0.01],
                         help="--debounce values compared by the bursts section (seconds)")
     parser.add_argument("--cycles", type=int, default=100, help="crash-restart cycles timed (default: 100)")
