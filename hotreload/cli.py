@@ -1,10 +1,18 @@
-"""The command line: ``hotreload run [DIR]`` and ``hotreload --version``. Parsing only."""
+"""The command line: ``hotreload run | status | restart | stop | start | list | new``.
+
+Parsing here; each command's work lives in its own module, imported only when that command
+runs, so that ``--version`` and the control commands start fast.
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
+
+from hotreload.config import LOG_LEVELS, Config, ConfigError, worker_defaults
+from hotreload.config import find as find_config
 
 __all__ = ["main"]
 
@@ -69,7 +77,14 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_dir(parser: argparse.ArgumentParser, config: Config) -> None:
+    parser.add_argument("-d", "--dir", default=config.values.get("dir", "workers"), metavar="DIR",
+                        help="the workers folder of the running host (default: ./workers)")
+
+
+def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
+    """The parser; ``config`` supplies the defaults the command line overrides."""
+    defaults = config.values
     parser = _Parser(
         prog="hotreload", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -82,24 +97,56 @@ def build_parser() -> argparse.ArgumentParser:
         "with backoff and reloading any module you save.",
         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("dir", nargs="?", default="workers", metavar="DIR",
+    run.add_argument("dir", nargs="?", default=defaults.get("dir", "workers"), metavar="DIR",
                      help="the workers folder (default: ./workers)")
-    run.add_argument("--stop-timeout", type=_seconds, default=5.0, metavar="SECONDS",
+    run.add_argument("--stop-timeout", type=_seconds, default=defaults.get("stop-timeout", 5.0), metavar="SECONDS",
                      help="how long a worker gets to stop when asked before it is interrupted "
                      "(default: 5; a worker's STOP_TIMEOUT overrides it)")
-    run.add_argument("--log-level", default="INFO", type=str.upper,
-                     choices=["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"],
-                     help="the least severe level shown (default: INFO)")
-    run.add_argument("--log-json", action="store_true", help="log one JSON object per line")
-    run.add_argument("--log-file", metavar="PATH",
+    run.add_argument("--log-level", default=defaults.get("log-level", "INFO"), type=str.upper,
+                     choices=LOG_LEVELS, help="the least severe level shown (default: INFO)")
+    run.add_argument("--log-json", action="store_true", default=defaults.get("log-json", False),
+                     help="log one JSON object per line")
+    run.add_argument("--log-file", metavar="PATH", default=defaults.get("log-file"),
                      help="also log to PATH, rotated at 10 MB, keeping 5 old files")
     run.add_argument("--no-entry-points", dest="entry_points", action="store_false",
+                     default=defaults.get("entry-points", True),
                      help="do not run workers from installed packages' 'hotreload.workers' entry points")
-    run.add_argument("--no-reload", dest="reload", action="store_false",
+    run.add_argument("--no-reload", dest="reload", action="store_false", default=defaults.get("reload", True),
                      help="do not watch for changes (for production)")
-    run.add_argument("--debounce", type=_seconds, default=0.01, metavar="SECONDS",
+    run.add_argument("--no-guard", dest="guard", action="store_false", default=defaults.get("guard", True),
+                     help="run the host bare, without the guardian process that starts it again "
+                     "if it dies (under systemd or a container runtime, which do that)")
+    run.add_argument("--debounce", type=_seconds, default=defaults.get("debounce", 0.01), metavar="SECONDS",
                      help="how long a burst of saves may last to be applied as one batch "
                      "(default: 0.01)")
+
+    status = commands.add_parser("status", help="show the workers of a running host",
+                                 description="One row per worker of the host running on DIR.")
+    _add_dir(status, config)
+    status.add_argument("--json", action="store_true", help="print the host's reply as JSON")
+    for name, verb in (("restart", "restart"), ("stop", "stop"), ("start", "start (also a fatal one)")):
+        sub = commands.add_parser(name, help=f"{verb} workers of a running host",
+                                  description=f"Ask the host running on DIR to {verb} the named workers.")
+        _add_dir(sub, config)
+        sub.add_argument("names", nargs="*" if name == "restart" else "+", metavar="NAME")
+        if name == "restart":
+            sub.add_argument("--host", action="store_true",
+                             help="restart the host process itself, gracefully, through its guardian")
+
+    listing = commands.add_parser(
+        "list", help="import-check every worker without running it",
+        description="Discover and import every worker of DIR without running it; exit 1 if any is broken.",
+    )
+    listing.add_argument("dir", nargs="?", default=defaults.get("dir", "workers"), metavar="DIR",
+                         help="the workers folder (default: ./workers)")
+    listing.add_argument("--no-entry-points", dest="entry_points", action="store_false",
+                         default=defaults.get("entry-points", True),
+                         help="leave out workers from installed packages' entry points")
+    new = commands.add_parser("new", help="write a new worker from a template",
+                              description="Write DIR/NAME.py, a worker showing ctx.sleep, ctx.log and ctx.state.")
+    new.add_argument("name", metavar="NAME", help="the worker's name: a Python identifier")
+    new.add_argument("dir", nargs="?", default=defaults.get("dir", "workers"), metavar="DIR",
+                     help="the workers folder (default: ./workers)")
     return parser
 
 
@@ -119,19 +166,45 @@ def _check_folder(parser: argparse.ArgumentParser, raw: str) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = find_config(Path.cwd())
+    except ConfigError as exc:
+        _Parser(prog="hotreload").error(str(exc))
+    parser = build_parser(config)
     args = parser.parse_args(argv)
+    if args.command == "new":
+        return _new(parser, args)
+    if args.command in ("status", "restart", "stop", "start"):
+        return _control(parser, args)
     folder = _check_folder(parser, args.dir)
+    if args.command == "list":
+        return _list(args, folder, config)
+    if args.guard:
+        from hotreload import guardian
 
-    from hotreload import host, log
+        return guardian.guard([sys.executable, "-m", "hotreload", *argv, "--no-guard"])
+    return _run(args, folder, config)
+
+
+def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
+    from hotreload import control, host, log
 
     log.configure(args.log_level, as_json=args.log_json, file=args.log_file)
     options = host.Options(folder, stop_timeout=args.stop_timeout, reload=args.reload,
-                           entry_points=args.entry_points, debounce=args.debounce)
+                           entry_points=args.entry_points, debounce=args.debounce,
+                           config=str(config.path) if config.path else None,
+                           defaults=worker_defaults(config.values))
     try:
         running = host.create(options)
     except Exception as exc:  # noqa: BLE001 - a broken __init__.py of the folder
         log.logger.error(f"cannot import the workers folder as a package:\n{log.format_error(exc)}")
+        return 1
+    try:
+        running.control = control.Server(folder, running.inbox)
+        running.control.claim()
+    except control.ControlError as exc:
+        log.logger.error(str(exc))
         return 1
     status = host.serve(running)
     leftover = host.leftover_threads()
@@ -141,6 +214,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     if status or leftover:
         host.exit_now(status)  # not through interpreter shutdown, which would wait for them
     return status
+
+
+def _control(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from hotreload import control, status
+
+    cmd = args.command
+    if cmd == "restart" and args.host:
+        if args.names:
+            parser.error("restart --host takes no worker names")
+        cmd = "restart-host"
+    elif cmd == "restart" and not args.names:
+        parser.error("restart needs worker names, or --host")
+    try:
+        reply = control.request(Path(args.dir), cmd, getattr(args, "names", []))
+    except control.ControlError as exc:
+        print(f"hotreload: {exc}", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"hotreload: {reply.get('error', 'the host refused')}", file=sys.stderr)
+        return 1
+    if cmd == "status":
+        print(json.dumps(reply, indent=2) if args.json else status.table(reply, colour=status.use_colour()))
+    else:
+        for name, result in reply.get("results", {}).items():
+            print(f"{name}: {result}")
+    return 0
+
+
+def _list(args: argparse.Namespace, folder: Path, config: Config) -> int:
+    from hotreload import status
+
+    return status.check_folder(folder, args.entry_points, worker_defaults(config.values))
+
+
+def _new(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from hotreload import scaffold
+
+    try:
+        path = scaffold.new_worker(Path(args.dir), args.name)
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(f"wrote {path}: edit it, then `hotreload run {args.dir}`")
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import heapq
 import importlib
+import os
 import signal
 import sys
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from hotreload import backoff, loader, settings
+from hotreload.control import Command
 from hotreload.debounce import Changes
 from hotreload import host as hosting
 from hotreload.log import format_error, logger
@@ -28,7 +30,7 @@ from hotreload.worker import Exited, Interrupted, Run, Worker
 if TYPE_CHECKING:
     from hotreload.host import Host, Swap
 
-__all__ = ["exit_status", "finished", "format_error", "handle", "logger", "start", "wakeup"]
+__all__ = ["exit_status", "finished", "format_error", "handle", "helpers", "load", "logger", "start", "wakeup"]
 
 # How long a worker that was interrupted past its stop timeout gets to unwind before the
 # host reports its stack and stops waiting for it.
@@ -42,6 +44,16 @@ JOIN_TIMEOUT = 1.0
 def start(host: Host) -> None:
     """Import every worker, log one summary of what was found, and launch them."""
     host.log.debug(f"supervising with {host.core_file}")
+    load(host)
+    _summary(host)
+    for worker in host.workers.values():
+        if worker.run is not None and worker.state == "stopped" and not host.stop_requested:
+            _launch(host, worker)
+
+
+def load(host: Host) -> None:
+    """Import every worker of the folder and of the entry points, recording each (with its
+    error, if it does not load) in ``host.workers``. Nothing is started: ``hotreload list``."""
     found, skipped = loader.discover(host.options.folder)
     for entry in skipped:
         host.log.warning(f"skipping {host.options.folder / entry}: not a valid module name")
@@ -50,10 +62,6 @@ def start(host: Host) -> None:
     if host.options.entry_points:
         _load_entry_points(host, set(found))
     _sync_graph(host)
-    _summary(host)
-    for worker in host.workers.values():
-        if worker.run is not None and worker.state == "stopped" and not host.stop_requested:
-            _launch(host, worker)
 
 
 def handle(host: Host, message: Any) -> None:
@@ -64,6 +72,8 @@ def handle(host: Host, message: Any) -> None:
         _on_changes(host, set(message.paths))
     elif isinstance(message, hosting.Signal):
         _shutdown(host, message.signum)
+    elif isinstance(message, Command):
+        message.answer(_on_command(host, message))
     _on_timers(host, time.monotonic())
 
 
@@ -139,6 +149,11 @@ def _on_exit(host: Host, message: Exited) -> None:
         if swap is not None and worker.name in swap.waiting:
             swap.waiting.discard(worker.name)
             _apply_swap_when_ready(host)
+        elif worker.name in host.restarting:
+            host.restarting.discard(worker.name)
+            if not host.stopping:
+                worker.restarts += 1
+                _launch(host, worker)
         return
     if error is not None:
         worker.last_error = _one_line(error)
@@ -237,6 +252,90 @@ def _shutdown(host: Host, signum: int) -> None:
         _stop(host, worker)
 
 
+# --- commands from the control socket ---------------------------------------------------
+
+
+def _on_command(host: Host, command: Command) -> dict[str, Any]:
+    if command.cmd == "status":
+        return {"ok": True, **_status(host)}
+    if command.cmd == "restart-host":
+        return _restart_host(host)
+    if host.stopping:
+        return {"ok": False, "error": "the host is stopping"}
+    if host.swap is not None:
+        return {"ok": False, "error": "a reload is in progress; try again"}
+    unknown = [name for name in command.names if name not in host.workers]
+    if unknown:
+        return {"ok": False, "error": f"no worker named {', '.join(unknown)}; "
+                                      f"the workers are: {', '.join(sorted(host.workers)) or 'none'}"}
+    act = {"restart": _restart_one, "stop": _stop_one, "start": _start_one}[command.cmd]
+    return {"ok": True, "results": {name: act(host, host.workers[name]) for name in command.names}}
+
+
+def _stop_one(host: Host, worker: Worker) -> str:
+    if worker.current is None and worker.state != "backoff":
+        return f"not running ({worker.state})"
+    host.restarting.discard(worker.name)
+    worker.log.info("stop requested from the control socket")
+    _stop(host, worker)
+    return "stopping" if worker.current is not None else "stopped"
+
+
+def _start_one(host: Host, worker: Worker) -> str:
+    if worker.current is not None:
+        return f"already {worker.state}"
+    if worker.run is None:
+        return f"cannot start: {worker.last_error or 'its module did not load'}; fix the file and save it"
+    worker.failures = 0
+    worker.log.info("start requested from the control socket")
+    _launch(host, worker)
+    return "started"
+
+
+def _restart_one(host: Host, worker: Worker) -> str:
+    if worker.current is None or worker.current.abandoned:
+        return _start_one(host, worker)
+    host.restarting.add(worker.name)
+    worker.log.info("restart requested from the control socket")
+    _stop(host, worker)
+    return "restarting"
+
+
+def _restart_host(host: Host) -> dict[str, Any]:
+    guardian = os.environ.get("HOTRELOAD_GUARDIAN_PID")
+    if not guardian or not guardian.isdigit():
+        return {"ok": False, "error": "this host runs without a guardian (--no-guard): "
+                                      "restart it the way it was started"}
+    host.log.info("host restart requested from the control socket")
+    os.kill(int(guardian), signal.SIGHUP)
+    return {"ok": True, "results": {"host": f"restarting (guardian pid {guardian})"}}
+
+
+def _status(host: Host) -> dict[str, Any]:
+    now = time.monotonic()
+    rows = []
+    for worker in sorted(host.workers.values(), key=lambda w: w.name):
+        run = worker.current
+        rows.append({
+            "name": worker.name,
+            "state": worker.state,
+            "uptime": round(now - run.started_at, 1) if run is not None and worker.state == "running" else None,
+            "restarts": worker.restarts,
+            "generation": worker.generation,
+            "last_error": worker.last_error,
+            "source": worker.source,
+        })
+    return {
+        "pid": os.getpid(),
+        "guardian": os.environ.get("HOTRELOAD_GUARDIAN_PID"),
+        "folder": str(host.options.folder),
+        "config": host.options.config,
+        "reload": host.options.reload,
+        "core_generation": host.core_generation,
+        "workers": rows,
+    }
+
+
 # --- start-up ------------------------------------------------------------------------------
 
 
@@ -282,12 +381,17 @@ def _load_entry_points(host: Host, folder_names: set[str]) -> None:
             _set_state(host, worker, "fatal", "entry point broken")
 
 
-def _summary(host: Host) -> None:
-    workers = sorted(host.workers.values(), key=lambda w: w.name)
-    helpers = sorted(
+def helpers(host: Host) -> list[str]:
+    """The folder's modules that are loaded and are not workers, by full name."""
+    return sorted(
         name for name in sys.modules
         if name.startswith(host.package + ".") and name.split(".")[1] not in host.workers
     )
+
+
+def _summary(host: Host) -> None:
+    workers = sorted(host.workers.values(), key=lambda w: w.name)
+    loaded_helpers = helpers(host)
     lines = [f"{len(workers)} worker(s) in {host.options.folder}"
              f" (reload {'on' if host.options.reload else 'off'}):"]
     width = max((len(w.name) for w in workers), default=0)
@@ -296,8 +400,10 @@ def _summary(host: Host) -> None:
         extra = " ".join(f"{key}={value!r}" for key, value in diff.items())
         broken = f"  BROKEN: {worker.last_error}" if worker.run is None else ""
         lines.append(f"  {worker.name:<{width}}  {worker.source}  {extra}{broken}".rstrip())
-    if helpers:
-        lines.append(f"  helpers: {', '.join(h[len(host.package) + 1:] for h in helpers)}")
+    if loaded_helpers:
+        lines.append(f"  helpers: {', '.join(h[len(host.package) + 1:] for h in loaded_helpers)}")
+    if host.options.config:
+        lines.append(f"  defaults from {host.options.config}")
     host.log.info("\n".join(lines))
 
 

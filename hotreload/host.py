@@ -14,11 +14,11 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hotreload import core, loader
+from hotreload import core, guardian, loader
 from hotreload.debounce import Windows
 from hotreload.inbox import Inbox
 from hotreload.settings import Settings
@@ -42,6 +42,8 @@ class Options:
     reload: bool = True
     entry_points: bool = True
     debounce: float = Windows.coalesce
+    config: str | None = None  # the config file the defaults came from, if any
+    defaults: Settings = Settings()  # every worker's RESTART / BACKOFF, from the config file
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class Host:
     # Heap of (when, worker name): backoff restarts and stop deadlines. An entry whose worker
     # no longer has that time due is skipped when it comes up, so none is ever removed early.
     timers: list[tuple[float, str]] = field(default_factory=list)
+    restarting: set[str] = field(default_factory=set)  # stopping, to start again: `hotreload restart`
+    control: Any = None  # the control.Server, once it holds the folder's lock
 
     @property
     def log(self) -> Any:
@@ -118,8 +122,11 @@ def serve(host: Host) -> int:
         roots = [host.options.folder, host.core_file.parent]
         host.watcher = Watcher(roots, host.inbox, Windows(coalesce=host.options.debounce))
         host.watcher.start()
+    if host.control is not None:
+        host.control.start()
     try:
         core.start(host)
+        guardian.notify_ready()
         while not core.finished(host):
             timeout = core.wakeup(host)
             message = host.inbox.get(None if timeout is None else max(0.0, timeout))
@@ -130,13 +137,16 @@ def serve(host: Host) -> int:
     finally:
         if host.watcher is not None:
             host.watcher.stop()
+        if host.control is not None:
+            host.control.stop()
     return core.exit_status(host)
 
 
 def create(options: Options) -> Host:
     """A host for ``options.folder``: its package installed and ready to import."""
     folder = options.folder.resolve()
-    host = Host(options=options, package=folder.name, defaults=Settings(stop_timeout=options.stop_timeout))
+    defaults = replace(options.defaults, stop_timeout=options.stop_timeout)
+    host = Host(options=options, package=folder.name, defaults=defaults)
     host.finder = loader.install(folder, host.package, extra=["hotreload.core"])
     host.own_digests = {path: loader.digest(path.read_bytes()) for path in host.core_file.parent.glob("*.py")}
     return host

@@ -8,9 +8,11 @@ with ``host.events()`` and waits on with ``host.wait_for(...)``. Every wait has 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -120,8 +122,16 @@ class Host:
         (self.folder / f"{marker}.py").write_text(worker_source())
         self.wait_started(marker, 1)
 
+    def host_pid(self) -> int:
+        """The host's pid: the guardian's child, or the process itself under --no-guard."""
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return int(children[0]) if children else self.proc.pid
+
     def threads(self) -> int:
-        return len(os.listdir(f"/proc/{self.proc.pid}/task"))
+        return len(os.listdir(f"/proc/{self.host_pid()}/task"))
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = WAIT) -> int:
         if self.proc.poll() is None:
@@ -133,7 +143,11 @@ class Host:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            for pid in {self.host_pid(), self.proc.pid}:  # the host has a process group of its own
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         self.proc.wait(WAIT)
 
 
@@ -163,6 +177,16 @@ def start_host(tmp_path: Path) -> Iterator[Callable[..., Host]]:
     yield start
     for host in started:
         host.kill()
+
+
+@pytest.fixture(autouse=True)
+def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test's control sockets in a folder of its own (short: a socket path must fit in
+    108 bytes), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="hr-"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(path))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def write(path: Path, text: str) -> None:

@@ -1,0 +1,170 @@
+"""Defaults for ``hotreload run`` from a config file, found as pytest finds its own.
+
+From the working directory upward, the first ``pyproject.toml`` with a ``[tool.hotreload]``
+table or ``setup.cfg`` with a ``[hotreload]`` section is used (in one folder, pyproject.toml
+first). Its keys are the long options of ``run`` (``stop-timeout = 2``) plus the default
+``restart`` and ``backoff`` of every worker. Precedence: command line > config file >
+built-in defaults. Pure apart from reading the files: an unknown key or a wrong type is a
+``ConfigError`` naming the file, the key and what is allowed.
+"""
+from __future__ import annotations
+
+import configparser
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hotreload.settings import RESTART_POLICIES, SettingsError, Settings, parse
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the tests run on 3.11
+    import tomli as tomllib
+
+__all__ = ["Config", "ConfigError", "LOG_LEVELS", "find", "worker_defaults"]
+
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+BACKOFF_KEYS = ("initial", "factor", "max", "jitter", "fatal_after")
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("a string")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.lower() in ("true", "yes", "on", "1")
+    if not isinstance(value, bool):
+        raise TypeError("true or false")
+    return value
+
+
+def _seconds(value: Any) -> float:
+    try:
+        number = float(value) if isinstance(value, str) else value
+    except ValueError:
+        raise TypeError("a positive number of seconds") from None
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 < number < float("inf"):
+        raise TypeError("a positive number of seconds")
+    return float(number)
+
+
+def _level(value: Any) -> str:
+    if not isinstance(value, str) or value.upper() not in LOG_LEVELS:
+        raise TypeError(f"one of {', '.join(LOG_LEVELS)}")
+    return value.upper()
+
+
+def _restart(value: Any) -> str:
+    if value not in RESTART_POLICIES:
+        raise TypeError(f"one of {', '.join(RESTART_POLICIES)}")
+    return value
+
+
+def _backoff(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise TypeError(f"a table with keys among {', '.join(BACKOFF_KEYS)}")
+    return {key: float(raw) if isinstance(raw, str) else raw for key, raw in value.items()}
+
+
+# Each key with the function that checks and converts its value (TypeError: what is allowed).
+KEYS: dict[str, Callable[[Any], Any]] = {
+    "dir": _text,
+    "stop-timeout": _seconds,
+    "log-level": _level,
+    "log-json": _flag,
+    "log-file": _text,
+    "entry-points": _flag,
+    "reload": _flag,
+    "debounce": _seconds,
+    "guard": _flag,
+    "restart": _restart,
+    "backoff": _backoff,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The file the defaults came from (None: built-in defaults only) and its values."""
+
+    path: Path | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def _check(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    values = {}
+    for key, value in raw.items():
+        convert = KEYS.get(key)
+        if convert is None:
+            raise ConfigError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(KEYS)}")
+        try:
+            values[key] = convert(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {key} must be {exc}, not {value!r}") from None
+    try:
+        worker_defaults(values)
+    except SettingsError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return values
+
+
+def _from_setup_cfg(path: Path) -> dict[str, Any] | None:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if not parser.has_section("hotreload"):
+        return None
+    raw: dict[str, Any] = {}
+    for key, value in parser.items("hotreload"):
+        if key.startswith("backoff."):  # backoff.initial = 1
+            raw.setdefault("backoff", {})[key[len("backoff."):]] = value
+        else:
+            raw[key] = value
+    return raw
+
+
+def _from_pyproject(path: Path) -> dict[str, Any] | None:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    section = data.get("tool", {}).get("hotreload")
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError(f"{path}: [tool.hotreload] must be a table")
+    return section
+
+
+def find(start: Path) -> Config:
+    """The config in effect for a command run in ``start``."""
+    for folder in [start, *start.parents]:
+        for name, read, section in (
+            ("pyproject.toml", _from_pyproject, "[tool.hotreload]"),
+            ("setup.cfg", _from_setup_cfg, "[hotreload]"),
+        ):
+            path = folder / name
+            if path.is_file():
+                raw = read(path)
+                if raw is not None:
+                    return Config(path, _check(raw, f"{path} {section}"))
+    return Config()
+
+
+def worker_defaults(values: dict[str, Any]) -> Settings:
+    """The default RESTART / BACKOFF / STOP_TIMEOUT of every worker, from checked values."""
+    namespace: dict[str, Any] = {}
+    if "restart" in values:
+        namespace["RESTART"] = values["restart"]
+    if "backoff" in values:
+        namespace["BACKOFF"] = values["backoff"]
+    if "stop-timeout" in values:
+        namespace["STOP_TIMEOUT"] = values["stop-timeout"]
+    return parse(namespace)

@@ -1,0 +1,41 @@
+"""``hotreload list``: import every worker without running it, and say what each one is.
+
+The workers are loaded exactly as ``hotreload run`` loads them (``core.load``), so a module
+that passes here starts there; errors are logged with their traceback as in ``run``, and
+the table gives each in one line. Exit status 1 when any worker is broken, for CI and
+pre-commit hooks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from hotreload import core, host, log, settings
+
+__all__ = ["check_folder"]
+
+
+def check_folder(folder: Path, entry_points: bool, defaults: settings.Settings) -> int:
+    log.configure("WARNING")
+    options = host.Options(folder, reload=False, entry_points=entry_points, defaults=defaults)
+    try:
+        checked = host.create(options)
+    except Exception as exc:  # noqa: BLE001 - a broken __init__.py of the folder
+        log.logger.error(f"cannot import the workers folder as a package:\n{log.format_error(exc)}")
+        return 1
+    core.load(checked)
+    rows = []
+    for worker in sorted(checked.workers.values(), key=lambda w: w.name):
+        kind = "worker" if worker.path is not None else "entry point"
+        diff = settings.differences(worker.settings, checked.defaults)
+        extra = " ".join(f"{key}={value!r}" for key, value in diff.items())
+        rows.append((worker.name, kind, extra, "" if worker.run is not None else worker.last_error or "broken"))
+    package = checked.package + "."
+    rows += [(name[len(package):], "helper", "", "") for name in core.helpers(checked)]
+    header = ("NAME", "KIND", "SETTINGS", "ERROR")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(3)]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+    broken = [row[0] for row in rows if row[3]]
+    if broken:
+        print(f"{len(broken)} broken: {', '.join(broken)}")
+    return 1 if broken else 0
