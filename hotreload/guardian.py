@@ -83,8 +83,11 @@ class _Guardian:
         if signum == signal.SIGHUP:
             self.restart = True
             signum = signal.SIGTERM
-        else:  # forwarded every time: the host is in its own process group, so a Ctrl-C at
-            self.stop_signal = signum  # the terminal reaches it only this way, and a second one exits at once
+        elif self.restart and self.stop_signal is None:
+            self.stop_signal = signum  # the host is already stopping for the restart: let it,
+            return  # and start no new one
+        else:  # forwarded every time: the host has its own process group, so a Ctrl-C at the
+            self.stop_signal = signum  # terminal reaches it only this way; a second one exits at once
         child = self.child
         if child is not None and child.returncode is None:
             try:

@@ -58,6 +58,12 @@ def worker_source(version: int = 1, body: str = "", top: str = "", **settings: o
     return "\n".join(lines)
 
 
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``hotreload ARGS`` to completion, output captured."""
+    return subprocess.run([str(HOTRELOAD), *args], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          env=None if env is None else {**os.environ, **env})
+
+
 def wait_for(condition: Callable[[], object], timeout: float = WAIT, what: str = "condition") -> object:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

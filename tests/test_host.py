@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import HOTRELOAD, worker_source, write
+from conftest import HOTRELOAD, run_cli, worker_source, write
 
 
 def test_crash_is_logged_once_with_its_traceback_and_restarted_with_state_kept(folder, start_host):
@@ -193,10 +193,6 @@ def test_entry_point_workers_run_unless_turned_off(folder, start_host, tmp_path)
     host.wait_log("0 worker(s) in")
     assert host.stop() == 0
     assert len(host.starts("fromplugin")) == 1
-
-
-def run_cli(*args, cwd):
-    return subprocess.run([str(HOTRELOAD), *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 def test_cli_errors_are_one_line_and_exit_2(tmp_path):
