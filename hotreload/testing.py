@@ -1,0 +1,135 @@
+"""Run one worker in-process for a test: a real ctx, a real thread, a clean stop.
+
+As a context manager::
+
+    from hotreload.testing import run_worker
+
+    def test_the_clock_ticks():
+        with run_worker("workers/clock.py") as worker:
+            worker.wait_for(lambda: worker.state.get("ticks", 0) >= 2)
+        assert worker.error is None
+
+As a pytest fixture (installing hotreload registers the plugin, ``pytest_plugin.py``)::
+
+    def test_the_clock_ticks(hotreload_worker):
+        worker = hotreload_worker("workers/clock.py")
+        worker.wait_for(lambda: worker.state.get("ticks", 0) >= 2)
+
+The worker runs exactly as under ``hotreload run``: the same ``ctx`` (``ctx.sleep``,
+``ctx.stopping``, ``ctx.log``, ``ctx.state``), its settings checked, sync or async ``run``,
+the module imported from its folder as a package so that ``from . import _helper`` works.
+Leaving the block asks it to stop and waits ``STOP_TIMEOUT``; a worker that does not stop
+fails the test. The module and its helpers are removed from ``sys.modules`` afterwards.
+"""
+from __future__ import annotations
+
+import contextlib
+import queue
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterator
+
+from hotreload import loader
+from hotreload.log import logger
+from hotreload.settings import Settings
+from hotreload.worker import Exited, Run, Worker
+
+__all__ = ["WorkerUnderTest", "run_worker"]
+
+
+class WorkerUnderTest:
+    """A worker started by ``run_worker``: its ctx state, and how its run ended."""
+
+    def __init__(self, record: Worker, run: Run) -> None:
+        self.name = record.name
+        self.settings = record.settings
+        self.state: dict[str, Any] = record.store
+        self.ctx = run.ctx
+        self._run = run
+        self._exits: queue.SimpleQueue = queue.SimpleQueue()
+        self.ended = False
+        self.error: BaseException | None = None  # what run raised, once it has ended
+
+    @property
+    def running(self) -> bool:
+        return self._run.thread.is_alive()
+
+    def wait_for(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Poll ``condition`` until it is truthy; TimeoutError after ``timeout`` seconds,
+        or at once if the worker ends first (its error attached)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if not self.running:
+                raise AssertionError(f"worker {self.name} ended before the condition held") from self.error
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker {self.name}: condition not met within {timeout} s")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Ask the worker to stop and wait for it, up to its ``STOP_TIMEOUT``."""
+        self._run.request_stop(self.settings.stop_timeout)
+        try:
+            exited = self._exits.get(timeout=self.settings.stop_timeout)
+        except queue.Empty:
+            raise AssertionError(
+                f"worker {self.name} did not stop within {self.settings.stop_timeout:g} s; it is at:\n"
+                f"{self._run.stack()}"
+            ) from None
+        self._run.thread.join()
+        self.ended, self.error = True, exited.error
+
+    def put(self, message: Any) -> None:  # the inbox the run posts its Exited to
+        if isinstance(message, Exited):
+            self._exits.put(message)
+
+
+def _load(target: str | Path | ModuleType) -> tuple[ModuleType, Callable[[], None]]:
+    """The worker module, and how to undo its import."""
+    if isinstance(target, ModuleType):
+        return target, lambda: None
+    path = Path(target).resolve()
+    if path.name == "__init__.py":
+        folder, name = path.parent.parent, path.parent.name
+    else:
+        folder, name = path.parent, path.stem
+    package = folder.name
+    if package in sys.modules:
+        raise RuntimeError(f"a module named {package!r} is already imported; cannot load {path} as {package}.{name}")
+    finder = loader.install(folder, package)
+
+    def undo() -> None:
+        sys.meta_path.remove(finder)
+        loader.forget(package)
+
+    try:
+        return __import__(f"{package}.{name}", fromlist=["run"]), undo
+    except BaseException:
+        undo()
+        raise
+
+
+@contextlib.contextmanager
+def run_worker(target: str | Path | ModuleType, state: dict[str, Any] | None = None) -> Iterator[WorkerUnderTest]:
+    """Start the worker in ``target`` (a file, or an imported module) in a thread with a real
+    ctx; ``state`` is its initial ``ctx.state``. Stops it when the block ends."""
+    module, undo = _load(target)
+    try:
+        run, settings = loader.worker_parts(module, Settings())
+        name = module.__name__.rsplit(".", 1)[-1]
+        record = Worker(name, str(getattr(module, "__file__", name)), logger.bind(worker=name), settings,
+                        module.__name__, run=run, store=state if state is not None else {})
+        worker = WorkerUnderTest(record, Run(record, None))
+        worker._run._inbox = worker
+        worker._run.start()
+        try:
+            yield worker
+        finally:
+            if not worker.ended:
+                worker.stop()
+    finally:
+        undo()
