@@ -243,9 +243,9 @@ def _control(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace, folder: Path, config: Config) -> int:
-    from hotreload import status
+    from hotreload import listing
 
-    return status.check_folder(folder, args.entry_points, worker_defaults(config.values))
+    return listing.check_folder(folder, args.entry_points, worker_defaults(config.values))
 
 
 def _new(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

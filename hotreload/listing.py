@@ -34,7 +34,7 @@ def check_folder(folder: Path, entry_points: bool, defaults: settings.Settings) 
     header = ("NAME", "KIND", "SETTINGS", "ERROR")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(3)]
     for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+        print(("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + "  " + row[3]).rstrip())
     broken = [row[0] for row in rows if row[3]]
     if broken:
         print(f"{len(broken)} broken: {', '.join(broken)}")
