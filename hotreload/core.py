@@ -46,6 +46,7 @@ def start(host: Host) -> None:
     host.log.debug(f"supervising with {host.core_file}")
     load(host)
     _summary(host)
+    _warn_if_writable(host)
     for worker in host.workers.values():
         if worker.run is not None and worker.state == "stopped" and not host.stop_requested:
             _launch(host, worker)
@@ -55,8 +56,8 @@ def load(host: Host) -> None:
     """Import every worker of the folder and of the entry points, recording each (with its
     error, if it does not load) in ``host.workers``. Nothing is started: ``hotreload list``."""
     found, skipped = loader.discover(host.options.folder)
-    for entry in skipped:
-        host.log.warning(f"skipping {host.options.folder / entry}: not a valid module name")
+    for entry, why in skipped.items():
+        host.log.warning(f"skipping {host.options.folder / entry}: {why}")
     for name, path in found.items():
         _import_worker(host, name, path)
     if host.options.entry_points:
@@ -405,6 +406,18 @@ def _summary(host: Host) -> None:
     if host.options.config:
         lines.append(f"  defaults from {host.options.config}")
     host.log.info("\n".join(lines))
+
+
+def _warn_if_writable(host: Host) -> None:
+    """Workers are code: a folder or file that other users can write lets them run theirs."""
+    exposed = [f"{path} ({who})" for path in loader.sources(host.options.folder)
+               if (who := loader.writable_by_others(path))]
+    if exposed:
+        host.log.warning(
+            "SECURITY: writable by other users, who could run their code in this process:\n  "
+            + "\n  ".join(exposed[:20]) + (f"\n  … and {len(exposed) - 20} more" if len(exposed) > 20 else "")
+            + f"\nFix: chmod -R go-w {host.options.folder}"
+        )
 
 
 # --- reloading -----------------------------------------------------------------------------

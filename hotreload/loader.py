@@ -9,6 +9,7 @@ edit of the same size within the same second) and records their digest and impor
 from __future__ import annotations
 
 import ast
+import grp
 import hashlib
 import importlib
 import importlib.abc
@@ -16,6 +17,7 @@ import importlib.machinery
 import importlib.util
 import keyword
 import os
+import pwd
 import sys
 import types
 from dataclasses import dataclass, field
@@ -26,8 +28,9 @@ from hotreload import settings as settings_mod
 
 __all__ = [
     "CONTRACT_NAMES", "ENTRY_POINT_GROUP", "Graph", "HotFinder", "NotAWorker", "Source", "WorkerError",
-    "dependents", "digest", "discover", "entry_points", "forget", "imports_of",
-    "install", "loaded_digest", "module_name", "reload", "reload_order", "worker_parts",
+    "dependents", "digest", "discover", "entry_points", "forget", "imports_of", "inside",
+    "install", "loaded_digest", "module_name", "reload", "reload_order", "sources", "worker_parts",
+    "writable_by_others",
 ]
 
 ENTRY_POINT_GROUP = "hotreload.workers"
@@ -166,12 +169,12 @@ def module_name(folder: Path, package: str, path: Path) -> str | None:
     return ".".join([package, *names])
 
 
-def discover(folder: Path) -> tuple[dict[str, Path], list[str]]:
+def discover(folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
     """Worker candidates directly in ``folder`` (``name.py`` or ``name/__init__.py``, not
-    starting with ``_``), by name, and the entries skipped because their name cannot be
-    imported."""
+    starting with ``_``), by name, and the entries skipped, with why: a name that cannot be
+    imported, or a symlink that leads out of the folder."""
     found: dict[str, Path] = {}
-    skipped: list[str] = []
+    skipped: dict[str, str] = {}
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if entry.name.startswith((".", "_", "#")):
             continue
@@ -181,11 +184,52 @@ def discover(folder: Path) -> tuple[dict[str, Path], list[str]]:
             name, path = entry.name, Path(entry.path, "__init__.py")
         else:
             continue
-        if name.isidentifier() and not keyword.iskeyword(name):
+        if entry.is_symlink() and not inside(folder, path):
+            skipped[entry.name] = f"a symlink to {Path(entry.path).resolve()}, outside the folder"
+        elif name.isidentifier() and not keyword.iskeyword(name):
             found[name] = path
         else:
-            skipped.append(entry.name)
+            skipped[entry.name] = "not a valid module name"
     return found, skipped
+
+
+def sources(folder: Path) -> list[Path]:
+    """The folder itself and every ``.py`` file under it, hidden folders and symlinked
+    folders left out."""
+    found = [folder]
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        found += [Path(root, f) for f in sorted(files) if f.endswith(".py") and not f.startswith(".")]
+    return found
+
+
+def writable_by_others(path: Path) -> str | None:
+    """Who besides the owner may write ``path`` ("everyone", "group NAME"), or None.
+    A group-writable file whose group is the owner's own private group is not counted."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    if info.st_mode & 0o002:
+        return "everyone"
+    if not info.st_mode & 0o020:
+        return None
+    try:
+        group = grp.getgrgid(info.st_gid)
+        private = info.st_gid == pwd.getpwuid(info.st_uid).pw_gid and not set(group.gr_mem) - {
+            pwd.getpwuid(info.st_uid).pw_name}
+    except KeyError:
+        return f"group {info.st_gid}"
+    return None if private else f"group {group.gr_name}"
+
+
+def inside(folder: Path, path: Path) -> bool:
+    """True if ``path``, symlinks resolved, is in ``folder`` (resolved too)."""
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+    except ValueError:
+        return False
+    return True
 
 
 class HotLoader(importlib.machinery.SourceFileLoader):
@@ -231,6 +275,10 @@ class HotFinder(importlib.abc.MetaPathFinder):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+            if fullname not in self.extra and not inside(self.folder, Path(spec.loader.path)):
+                raise ImportError(f"{fullname} is {spec.loader.path}, a symlink to "
+                                  f"{Path(spec.loader.path).resolve()}, outside the workers folder: "
+                                  f"not imported", name=fullname)
             spec.loader = HotLoader(fullname, spec.loader.path, self)
         return spec
 

@@ -261,3 +261,24 @@ def test_a_non_daemon_thread_left_behind_by_a_worker_does_not_hang_the_exit(fold
     host.wait_started("leaky", 1)
     assert host.stop(timeout=10) == 0
     assert "threads started by workers are still running: 'forgotten'; exiting without them" in host.log()
+
+
+def test_files_others_can_write_are_warned_about_and_symlinks_out_of_the_folder_are_not_imported(
+    folder, start_host, tmp_path
+):
+    write(folder / "alpha.py", worker_source())
+    (folder / "alpha.py").chmod(0o666)
+    marker = tmp_path / "outside-ran"
+    outside = tmp_path / "outside.py"
+    outside.write_text(f"open({str(marker)!r}, 'w').close()\ndef run(ctx):\n    pass\n")
+    (folder / "sneaky.py").symlink_to(outside)
+    (folder / "_stolen.py").symlink_to(outside)
+    write(folder / "borrower.py", worker_source(top="from . import _stolen"))
+    host = start_host(folder)
+    log = host.wait_log("SECURITY: writable by other users")
+    assert f"{folder / 'alpha.py'} (everyone)" in log and f"chmod -R go-w {folder}" in log
+    assert f"skipping {folder / 'sneaky.py'}: a symlink to {outside}, outside the folder" in log
+    assert "outside the workers folder: not imported" in log  # borrower's helper
+    assert not marker.exists()
+    host.wait_started("alpha", 1)
+    assert host.stop() == 0

@@ -105,9 +105,25 @@ def test_discover_finds_modules_and_packages_and_skips_helpers_and_bad_names(tmp
     (tmp_path / "not_a_package").mkdir()
     (tmp_path / "_private").mkdir()
     (tmp_path / "_private" / "__init__.py").write_text("")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.py"
+    outside.write_text("")
+    (tmp_path / "escape.py").symlink_to(outside)
+    (tmp_path / "alias.py").symlink_to(tmp_path / "a.py")  # a symlink within the folder is fine
     found, skipped = loader.discover(tmp_path)
-    assert found == {"a": tmp_path / "a.py", "pkg": tmp_path / "pkg" / "__init__.py"}
-    assert sorted(skipped) == ["class.py", "my-worker.py"]
+    assert found == {"a": tmp_path / "a.py", "alias": tmp_path / "alias.py", "pkg": tmp_path / "pkg" / "__init__.py"}
+    assert skipped == {"class.py": "not a valid module name", "my-worker.py": "not a valid module name",
+                       "escape.py": f"a symlink to {outside}, outside the folder"}
+    outside.unlink()
+
+
+def test_writable_by_others_names_who(tmp_path):
+    path = tmp_path / "w.py"
+    path.write_text("")
+    path.chmod(0o644)
+    assert loader.writable_by_others(path) is None
+    path.chmod(0o646)
+    assert loader.writable_by_others(path) == "everyone"
+    assert loader.sources(tmp_path) == [tmp_path, path]
 
 
 @pytest.fixture
