@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import (
-    BIN, WAIT, Probe, Process, proc_stats, save_in_place, settled_stats, summary, task_wakeups,
+    BIN, WAIT, Probe, Process, child_pid, proc_stats, save_in_place, settled_stats, summary, task_wakeups,
     worker_source,
 )
 
@@ -20,8 +20,10 @@ SLEEPER = "    ctx.sleep(float('inf'))"
 FIXED_BACKOFF = 'BACKOFF = {{"initial": {delay}, "factor": 1.0, "max": {delay}, "jitter": 0.0, "fatal_after": 10**9}}'
 
 
-def _host(root: Path, folder: Path, probe: Probe, *args: str) -> Process:
-    return Process([HOTRELOAD, "run", str(folder), *args], probe.env(), root, root / f"{folder.parent.name}.log")
+def _host(root: Path, folder: Path, probe: Probe, *args: str, guard: bool = False) -> Process:
+    """A host on ``folder``; bare unless ``guard``, so that its pid is the host's."""
+    argv = [HOTRELOAD, "run", str(folder), *args, *([] if guard else ["--no-guard"])]
+    return Process(argv, probe.env(), root, root / f"{folder.parent.name}.log")
 
 
 def _workers(root: Path, label: str, count: int, prefix: str = "w") -> Path:
@@ -65,17 +67,19 @@ def crash_restart(root: Path, probe: Probe, cycles: int, delay: float = 0.05) ->
 
 
 def idle(root: Path, probe: Probe, workers: int, seconds: float) -> dict[str, Any]:
-    """CPU, RSS and wake-ups of a host whose ``workers`` all sleep in ``ctx.sleep``."""
+    """CPU, RSS and wake-ups of a host whose ``workers`` all sleep in ``ctx.sleep``, and of
+    the guardian above it."""
     folder = _workers(root, "idle", workers, prefix="idle")
-    host = _host(root, folder, probe)
+    guardian = _host(root, folder, probe, guard=True)
     try:
         _wait_started(probe, [f"idle{i}" for i in range(workers)])
+        host_pid = child_pid(guardian.pid)
         time.sleep(1.0)  # let start-up logging and imports finish before the window opens
-        before, tasks_before = proc_stats(host.pid), task_wakeups(host.pid)
+        before, tasks_before, guardian_before = proc_stats(host_pid), task_wakeups(host_pid), proc_stats(guardian.pid)
         time.sleep(seconds)
-        after, tasks_after = proc_stats(host.pid), task_wakeups(host.pid)
+        after, tasks_after, guardian_after = proc_stats(host_pid), task_wakeups(host_pid), proc_stats(guardian.pid)
     finally:
-        host.stop()
+        guardian.stop()
     cpu = after["cpu_s"] - before["cpu_s"]
     woke = {tid: tasks_after.get(tid, 0) - n for tid, n in tasks_before.items() if tasks_after.get(tid, 0) > n}
     return {
@@ -87,6 +91,11 @@ def idle(root: Path, probe: Probe, workers: int, seconds: float) -> dict[str, An
         "threads": after["threads"],
         "wakeups_per_s": round((after["wakeups"] - before["wakeups"]) / seconds, 2),
         "threads_that_woke": len(woke),
+        "guardian": {
+            "rss_mb": round(guardian_after["rss_mb"], 1),
+            "cpu_s": round(guardian_after["cpu_s"] - guardian_before["cpu_s"], 3),
+            "wakeups": guardian_after["wakeups"] - guardian_before["wakeups"],
+        },
     }
 
 
@@ -185,24 +194,26 @@ def soak(root: Path, probe: Probe, cycles: int, warmup: int = 20) -> dict[str, A
 
 def startup(root: Path, runs: int) -> dict[str, Any]:
     """Wall time of ``hotreload --version``, and of ``hotreload run`` on an empty folder up to
-    its ready line, with bare ``python -c pass`` beside them as the floor, interleaved."""
+    its ready line (with its guardian, as users start it, and bare), with bare
+    ``python -c pass`` beside them as the floor, interleaved."""
     folder = root / "startup" / "svc"
     folder.mkdir(parents=True)
     python = str(BIN / "python")
-    times: dict[str, list[float]] = {"python": [], "version": [], "run_ready": []}
+    times: dict[str, list[float]] = {"python": [], "version": [], "run_ready": [], "run_ready_no_guard": []}
     for _ in range(runs):
         for label, argv in (("python", [python, "-c", "pass"]), ("version", [HOTRELOAD, "--version"])):
             began = time.monotonic()
             subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, timeout=WAIT)
             times[label].append(time.monotonic() - began)
-        began = time.monotonic()
-        with subprocess.Popen([HOTRELOAD, "run", str(folder)], cwd=root, stderr=subprocess.PIPE,
-                              text=True, start_new_session=True) as proc:
-            assert proc.stderr is not None
-            for line in proc.stderr:
-                if "worker(s) in" in line:
-                    break
-            times["run_ready"].append(time.monotonic() - began)
-            os.killpg(proc.pid, 2)
-            proc.communicate(timeout=WAIT)
+        for label, extra in (("run_ready", []), ("run_ready_no_guard", ["--no-guard"])):
+            began = time.monotonic()
+            with subprocess.Popen([HOTRELOAD, "run", str(folder), *extra], cwd=root, stderr=subprocess.PIPE,
+                                  text=True, start_new_session=True) as proc:
+                assert proc.stderr is not None
+                for line in proc.stderr:
+                    if "worker(s) in" in line:
+                        break
+                times[label].append(time.monotonic() - began)
+                os.killpg(proc.pid, 2)
+                proc.communicate(timeout=WAIT)
     return {label: summary(values) for label, values in times.items()}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 __all__ = [
-    "BIN", "Probe", "Process", "SAVES", "Start", "cpu_hogs", "proc_stats", "settled_stats", "summary",
+    "BIN", "Probe", "Process", "SAVES", "Start", "child_pid", "cpu_hogs", "proc_stats", "settled_stats", "summary",
     "task_wakeups",
     "temp_folder", "worker_source",
 ]
@@ -192,6 +192,18 @@ def settled_stats(pid: int, interval: float = 0.05, timeout: float = WAIT) -> di
         if same or time.monotonic() > deadline:
             return current
         previous = current
+
+
+def child_pid(pid: int, timeout: float = WAIT) -> int:
+    """The first child of ``pid`` (the host under its guardian), once it exists."""
+    deadline = time.monotonic() + timeout
+    while True:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process {pid} has no child")
+        time.sleep(0.01)
 
 
 def task_wakeups(pid: int) -> dict[str, int]:

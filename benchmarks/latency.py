@@ -79,7 +79,8 @@ def _subjects(root: Path, tools: list[str]) -> list[Subject]:
         path = folder / f"{name}.py"
         hotreload = [str(BIN / "hotreload"), "run", str(folder)]
         argv = hotreload if tool == "hotreload" else [
-            str(BIN / "watchfiles"), "--filter", "python", " ".join(hotreload + ["--no-reload"]), str(folder),
+            str(BIN / "watchfiles"), "--filter", "python", " ".join(hotreload + ["--no-reload", "--no-guard"]),
+            str(folder),
         ]
         subjects.append(Subject(name, tool, heavy, path, argv, lambda v, top=top: worker_source(v, top=top)))
     return subjects

@@ -67,8 +67,10 @@ def _print(section: str, results: Any) -> None:
         print(_row("overhead", results))
     elif section == "idle":
         print(f"Idle: {results['workers']} sleeping workers for {results['seconds']:g} s")
-        print(f"  CPU {results['cpu_s']} s ({results['core_percent']} % of a core), RSS {results['rss_mb']} MB, "
+        print(f"  host: CPU {results['cpu_s']} s ({results['core_percent']} % of a core), RSS {results['rss_mb']} MB, "
               f"{results['wakeups_per_s']} wake-ups/s, threads that woke: {results['threads_that_woke']}")
+        guardian = results["guardian"]
+        print(f"  guardian: CPU {guardian['cpu_s']} s, RSS {guardian['rss_mb']} MB, {guardian['wakeups']} wake-ups")
     elif section == "scale":
         print("Scale")
         for count, figures in results.items():
