@@ -55,9 +55,11 @@ def _die_with_parent() -> None:
     os.setpgid(0, 0)  # its own group: a Ctrl-C reaches the guardian, which forwards it once
 
 
-def _say(message: str) -> None:
-    stamp = time.strftime("%H:%M:%S")
-    sys.stderr.write(f"{stamp} | guardian | {message}\n")
+def _say(level: str, message: str) -> None:
+    """A line in the host's log format (the guardian has no loguru, by design)."""
+    now = time.time()
+    stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+    sys.stderr.write(f"{stamp} | {level:<7} | {'guardian':<10} | {message}\n")
     sys.stderr.flush()
 
 
@@ -131,14 +133,14 @@ class _Guardian:
                 return _exit_status(status)
             if self.restart:
                 self.restart = False
-                _say(f"host restarted on SIGHUP ({_describe(status)})")
+                _say("INFO", f"host restarted on SIGHUP ({_describe(status)})")
                 failures = 0
                 continue
             if status == 0 or not ready:
                 return _exit_status(status)
             failures = backoff.count_failure(failures, time.monotonic() - started, stable_after=POLICY.max)
             wait = backoff.delay(failures, POLICY.initial, POLICY.factor, POLICY.max, POLICY.jitter)
-            _say(f"the host {_describe(status)}; starting it again in {wait:.2f} s (attempt {failures})")
+            _say("ERROR", f"the host {_describe(status)}; starting it again in {wait:.2f} s (attempt {failures})")
             self.pause(wait)
             if self.stop_signal is not None:
                 return _exit_status(status)

@@ -21,7 +21,7 @@ def test_a_host_killed_by_sigsegv_comes_back_with_its_workers(folder, start_host
     host.wait_started("alpha", 1)
     first = host.host_pid()
     os.kill(first, signal.SIGSEGV)
-    host.wait_log("guardian | the host killed by SIGSEGV; starting it again in")
+    host.wait_log("| guardian   | the host killed by SIGSEGV; starting it again in")
     host.wait_started("alpha", 1, count=2)
     assert host.host_pid() != first
     assert host.stop() == 0
@@ -37,7 +37,7 @@ if not os.path.exists({str(marker)!r}):
 """
     write(folder / "alpha.py", worker_source(body=body))
     host = start_host(folder)
-    host.wait_log("guardian | the host exited with status 3; starting it again in")
+    host.wait_log("| guardian   | the host exited with status 3; starting it again in")
     host.wait_started("alpha", 1, count=2)
     assert host.stop() == 0
 
@@ -51,7 +51,7 @@ def test_sigterm_stops_guardian_and_host_and_nothing_is_started_again(folder, st
     assert host.stop(signal.SIGTERM) == 0
     assert not Path(f"/proc/{host_pid}").exists() or "zombie" in Path(f"/proc/{host_pid}/status").read_text()
     assert [e.split()[1] for e in host.events("alpha")] == ["start", "stop"]
-    assert "| guardian |" not in host.log()
+    assert "| guardian   |" not in host.log()
 
 
 def test_sighup_restarts_the_host_gracefully(folder, start_host):
@@ -61,7 +61,7 @@ def test_sighup_restarts_the_host_gracefully(folder, start_host):
     os.kill(host.proc.pid, signal.SIGHUP)
     host.wait_started("alpha", 1, count=2)
     assert [e.split()[1] for e in host.events("alpha")] == ["start", "stop", "start"]
-    assert "guardian | host restarted on SIGHUP" in host.log()
+    assert "| guardian   | host restarted on SIGHUP" in host.log()
     assert host.stop() == 0
 
 
