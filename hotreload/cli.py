@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.guard:
         from hotreload import guardian
 
-        return guardian.guard([sys.executable, "-m", "hotreload", *argv, "--no-guard"])
+        return guardian.guard([sys.executable, "-m", "hotreload", *argv, "--no-guard"], as_json=args.log_json)
     return _run(args, folder, config)
 
 

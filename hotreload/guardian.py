@@ -16,12 +16,14 @@ and no threads: it costs a few MB and wakes only for a signal or the host's exit
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import select
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from typing import Sequence
 
 from hotreload import backoff
@@ -55,11 +57,14 @@ def _die_with_parent() -> None:
     os.setpgid(0, 0)  # its own group: a Ctrl-C reaches the guardian, which forwards it once
 
 
-def _say(level: str, message: str) -> None:
-    """A line in the host's log format (the guardian has no loguru, by design)."""
-    now = time.time()
-    stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
-    sys.stderr.write(f"{stamp} | {level:<7} | {'guardian':<10} | {message}\n")
+def _say(level: str, message: str, as_json: bool) -> None:
+    """A line in the host's log format, text or JSON (the guardian has no loguru, by design)."""
+    now = datetime.now().astimezone()
+    if as_json:
+        line = json.dumps({"time": now.isoformat(), "level": level, "worker": "guardian", "message": message})
+    else:
+        line = f"{now:%H:%M:%S}.{now.microsecond // 1000:03d} | {level:<7} | {'guardian':<10} | {message}"
+    sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
 
@@ -73,8 +78,9 @@ def _describe(status: int) -> str:
 
 
 class _Guardian:
-    def __init__(self, argv: Sequence[str]) -> None:
+    def __init__(self, argv: Sequence[str], as_json: bool) -> None:
         self.argv = list(argv)
+        self.as_json = as_json
         self.child: subprocess.Popen | None = None
         self.stop_signal: int | None = None  # SIGINT/SIGTERM received: stop for good
         self.restart = False  # SIGHUP received: a graceful restart
@@ -133,14 +139,15 @@ class _Guardian:
                 return _exit_status(status)
             if self.restart:
                 self.restart = False
-                _say("INFO", f"host restarted on SIGHUP ({_describe(status)})")
+                _say("INFO", f"host restarted on SIGHUP ({_describe(status)})", self.as_json)
                 failures = 0
                 continue
             if status == 0 or not ready:
                 return _exit_status(status)
             failures = backoff.count_failure(failures, time.monotonic() - started, stable_after=POLICY.max)
             wait = backoff.delay(failures, POLICY.initial, POLICY.factor, POLICY.max, POLICY.jitter)
-            _say("ERROR", f"the host {_describe(status)}; starting it again in {wait:.2f} s (attempt {failures})")
+            _say("ERROR", f"the host {_describe(status)}; starting it again in {wait:.2f} s (attempt {failures})",
+                 self.as_json)
             self.pause(wait)
             if self.stop_signal is not None:
                 return _exit_status(status)
@@ -161,6 +168,7 @@ def _exit_status(status: int) -> int:
     return 128 - status if status < 0 else status
 
 
-def guard(argv: Sequence[str]) -> int:
-    """Run ``argv`` (the host's command line) under the guardian; returns the exit status."""
-    return _Guardian(argv).run()
+def guard(argv: Sequence[str], as_json: bool = False) -> int:
+    """Run ``argv`` (the host's command line) under the guardian; returns the exit status.
+    ``as_json``: its own log lines as JSON, like the host's with ``--log-json``."""
+    return _Guardian(argv, as_json).run()

@@ -1,4 +1,5 @@
 """The guardian: the host process is started again when it dies, and only then."""
+import json
 import os
 import signal
 import subprocess
@@ -62,6 +63,18 @@ def test_sighup_restarts_the_host_gracefully(folder, start_host):
     host.wait_started("alpha", 1, count=2)
     assert [e.split()[1] for e in host.events("alpha")] == ["start", "stop", "start"]
     assert "| guardian   | host restarted on SIGHUP" in host.log()
+    assert host.stop() == 0
+
+
+def test_with_log_json_the_guardian_logs_json_too(folder, start_host):
+    write(folder / "alpha.py", worker_source())
+    host = start_host(folder, "--log-json")
+    host.wait_started("alpha", 1)
+    os.kill(host.host_pid(), signal.SIGKILL)
+    host.wait_started("alpha", 1, count=2)
+    lines = [json.loads(line) for line in host.log().splitlines()]
+    assert {"level": "ERROR", "worker": "guardian"}.items() <= next(
+        line for line in lines if line["worker"] == "guardian").items()
     assert host.stop() == 0
 
 
