@@ -104,18 +104,17 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
                      "(default: 5; a worker's STOP_TIMEOUT overrides it)")
     run.add_argument("--log-level", default=defaults.get("log-level", "INFO"), type=str.upper,
                      choices=LOG_LEVELS, help="the least severe level shown (default: INFO)")
-    run.add_argument("--log-json", action="store_true", default=defaults.get("log-json", False),
+    run.add_argument("--log-json", action=argparse.BooleanOptionalAction, default=defaults.get("log-json", False),
                      help="log one JSON object per line")
     run.add_argument("--log-file", metavar="PATH", default=defaults.get("log-file"),
                      help="also log to PATH, rotated at 10 MB, keeping 5 old files")
-    run.add_argument("--no-entry-points", dest="entry_points", action="store_false",
-                     default=defaults.get("entry-points", True),
-                     help="do not run workers from installed packages' 'hotreload.workers' entry points")
-    run.add_argument("--no-reload", dest="reload", action="store_false", default=defaults.get("reload", True),
-                     help="do not watch for changes (for production)")
-    run.add_argument("--no-guard", dest="guard", action="store_false", default=defaults.get("guard", True),
-                     help="run the host bare, without the guardian process that starts it again "
-                     "if it dies (under systemd or a container runtime, which do that)")
+    run.add_argument("--entry-points", action=argparse.BooleanOptionalAction, default=defaults.get("entry-points", True),
+                     help="run workers from installed packages' 'hotreload.workers' entry points")
+    run.add_argument("--reload", action=argparse.BooleanOptionalAction, default=defaults.get("reload", True),
+                     help="watch for changes and reload (--no-reload for production)")
+    run.add_argument("--guard", action=argparse.BooleanOptionalAction, default=defaults.get("guard", True),
+                     help="run the host under a guardian process that starts it again if it dies "
+                     "(--no-guard under systemd or a container runtime, which do that)")
     run.add_argument("--debounce", type=_seconds, default=defaults.get("debounce", 0.01), metavar="SECONDS",
                      help="how long a burst of saves may last to be applied as one batch "
                      "(default: 0.01)")
@@ -139,9 +138,9 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
     )
     listing.add_argument("dir", nargs="?", default=defaults.get("dir", "workers"), metavar="DIR",
                          help="the workers folder (default: ./workers)")
-    listing.add_argument("--no-entry-points", dest="entry_points", action="store_false",
+    listing.add_argument("--entry-points", action=argparse.BooleanOptionalAction,
                          default=defaults.get("entry-points", True),
-                         help="leave out workers from installed packages' entry points")
+                         help="include workers from installed packages' entry points")
     new = commands.add_parser("new", help="write a new worker from a template",
                               description="Write DIR/NAME.py, a worker showing ctx.sleep, ctx.log and ctx.state.")
     new.add_argument("name", metavar="NAME", help="the worker's name: a Python identifier")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from hotreload import backoff, loader, settings
+from hotreload import guardian as guardian_process
 from hotreload.control import Command
 from hotreload.debounce import Changes
 from hotreload import host as hosting
@@ -303,7 +304,7 @@ def _restart_one(host: Host, worker: Worker) -> str:
 
 
 def _restart_host(host: Host) -> dict[str, Any]:
-    guardian = os.environ.get("HOTRELOAD_GUARDIAN_PID")
+    guardian = os.environ.get(guardian_process.GUARDIAN_ENV)
     if not guardian or not guardian.isdigit():
         return {"ok": False, "error": "this host runs without a guardian (--no-guard): "
                                       "restart it the way it was started"}
@@ -328,7 +329,7 @@ def _status(host: Host) -> dict[str, Any]:
         })
     return {
         "pid": os.getpid(),
-        "guardian": os.environ.get("HOTRELOAD_GUARDIAN_PID"),
+        "guardian": os.environ.get(guardian_process.GUARDIAN_ENV),
         "folder": str(host.options.folder),
         "config": host.options.config,
         "reload": host.options.reload,

@@ -29,7 +29,7 @@ from typing import Sequence
 from hotreload import backoff
 from hotreload.settings import Backoff
 
-__all__ = ["READY_FD_ENV", "guard", "notify_ready"]
+__all__ = ["GUARDIAN_ENV", "READY_FD_ENV", "guard", "notify_ready"]
 
 READY_FD_ENV = "HOTRELOAD_READY_FD"
 GUARDIAN_ENV = "HOTRELOAD_GUARDIAN_PID"

@@ -87,3 +87,8 @@ def test_command_line_beats_config_file_beats_defaults(folder, tmp_path, start_h
     assert "(reload off)" in log  # the file wins over the built-in default
     assert f"defaults from {tmp_path / 'pyproject.toml'}" in log
     assert host.stop() == 0
+    undone = run_cli("list", str(folder), "--entry-points", cwd=tmp_path)  # both forms exist
+    assert undone.returncode == 0
+    again = start_host(folder, "--log-level", "INFO", "--reload")  # the command line undoes the file
+    again.wait_log("(reload on)")
+    assert again.stop() == 0
