@@ -9,18 +9,12 @@ built-in defaults. Pure apart from reading the files: an unknown key or a wrong 
 """
 from __future__ import annotations
 
-import configparser
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from hotreload.settings import RESTART_POLICIES, SettingsError, Settings, parse
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - the tests run on 3.11
-    import tomli as tomllib
+if TYPE_CHECKING:
+    from hotreload.settings import Settings
 
 __all__ = ["Config", "ConfigError", "LOG_LEVELS", "find", "worker_defaults"]
 
@@ -63,6 +57,8 @@ def _level(value: Any) -> str:
 
 
 def _restart(value: Any) -> str:
+    from hotreload.settings import RESTART_POLICIES
+
     if value not in RESTART_POLICIES:
         raise TypeError(f"one of {', '.join(RESTART_POLICIES)}")
     return value
@@ -90,15 +86,18 @@ KEYS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-@dataclass(frozen=True)
-class Config:
-    """The file the defaults came from (None: built-in defaults only) and its values."""
+class Config(NamedTuple):
+    """The file the defaults came from (None: built-in defaults only) and its values.
+    Nothing here is imported until a config file is found: ``hotreload --version`` and the
+    control commands start without tomllib, configparser or the settings module."""
 
     path: Path | None = None
-    values: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, Any] = {}  # never mutated
 
 
 def _check(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    from hotreload.settings import SettingsError
+
     values = {}
     for key, value in raw.items():
         convert = KEYS.get(key)
@@ -116,6 +115,8 @@ def _check(raw: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _from_setup_cfg(path: Path) -> dict[str, Any] | None:
+    import configparser
+
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(path, encoding="utf-8")
@@ -133,6 +134,10 @@ def _from_setup_cfg(path: Path) -> dict[str, Any] | None:
 
 
 def _from_pyproject(path: Path) -> dict[str, Any] | None:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - the tests run on 3.11
+        import tomli as tomllib
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -160,6 +165,8 @@ def find(start: Path) -> Config:
 
 def worker_defaults(values: dict[str, Any]) -> Settings:
     """The default RESTART / BACKOFF / STOP_TIMEOUT of every worker, from checked values."""
+    from hotreload.settings import parse
+
     namespace: dict[str, Any] = {}
     if "restart" in values:
         namespace["RESTART"] = values["restart"]
