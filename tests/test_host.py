@@ -205,6 +205,20 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path):
     assert "must be a Python identifier" in run_cli("run", "my-workers", cwd=tmp_path).stderr
 
 
+def test_version_is_read_beside_the_package_when_installed_there(tmp_path):
+    from hotreload.cli import _version
+
+    (tmp_path / "hotreload-9.8.7.dist-info").mkdir()
+    (tmp_path / "hotreload-9.8.7.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: hotreload\nVersion: 9.8.7\nSummary: x\n")
+    assert _version(tmp_path) == "9.8.7"
+    (tmp_path / "hotreload-1.0.dist-info").mkdir()  # two: ambiguous, ask importlib-metadata
+    (tmp_path / "hotreload-1.0.dist-info" / "METADATA").write_text("Version: 1.0\n")
+    import importlib_metadata
+
+    assert _version(tmp_path) == importlib_metadata.version("hotreload")
+
+
 def test_version_and_help(tmp_path):
     import importlib_metadata
 
