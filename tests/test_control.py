@@ -169,3 +169,18 @@ def test_malformed_oversized_and_hostile_requests_get_an_error_and_never_hurt_th
         assert reply["ok"] and time.monotonic() - began < control.CLIENT_TIMEOUT + 3
     assert {w["name"]: w["state"] for w in reply["workers"]} == {"alpha": "running", "beta": "running"}
     assert host.stop() == 0
+
+
+def test_the_status_table_colours_states_only_when_asked():
+    from hotreload import status as status_table
+
+    reply = {"pid": 1, "guardian": None, "folder": "/w", "reload": True, "workers": [
+        {"name": "a", "state": "running", "uptime": 75.0, "restarts": 2, "generation": 3, "last_error": None},
+        {"name": "b", "state": "fatal", "uptime": None, "restarts": 9, "generation": 0,
+         "last_error": "RuntimeError: no"},
+    ]}
+    plain = status_table.table(reply).splitlines()
+    assert plain[2].split() == ["a", "running", "1m15s", "2", "3"]
+    assert plain[3].split() == ["b", "fatal", "-", "9", "0", "RuntimeError:", "no"]
+    coloured = status_table.table(reply, colour=True)
+    assert "\033[32mrunning" in coloured and "\033[31mfatal" in coloured
