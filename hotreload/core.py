@@ -48,6 +48,9 @@ def start(host: Host) -> None:
     load(host)
     _summary(host)
     _warn_if_writable(host)
+    # Ready before the first worker runs: one that kills the process at once (os._exit) is
+    # then a crash for the guardian to restart after, not a start-up failure.
+    guardian_process.notify_ready()
     for worker in host.workers.values():
         if worker.run is not None and worker.state == "stopped" and not host.stop_requested:
             _launch(host, worker)

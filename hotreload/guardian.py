@@ -38,7 +38,7 @@ POLICY = Backoff()
 
 
 def notify_ready() -> None:
-    """Called by the host once its workers are started: tells the guardian, if any."""
+    """Called by the host when its workers are about to start: tells the guardian, if any."""
     fd = os.environ.pop(READY_FD_ENV, None)
     if fd is not None:
         try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hotreload import core, guardian, loader
+from hotreload import core, loader
 from hotreload.debounce import Windows
 from hotreload.inbox import Inbox
 from hotreload.settings import Settings
@@ -126,7 +126,6 @@ def serve(host: Host) -> int:
         host.control.start()
     try:
         core.start(host)
-        guardian.notify_ready()
         while not core.finished(host):
             timeout = core.wakeup(host)
             message = host.inbox.get(None if timeout is None else max(0.0, timeout))
