@@ -25,7 +25,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 __all__ = [
     "COMMANDS", "AlreadyRunning", "Command", "ControlError", "Server", "request", "socket_path",
@@ -214,7 +214,7 @@ def _read_line(conn: socket.socket) -> bytes:
     return data.split(b"\n", 1)[0]
 
 
-def request(folder: Path, cmd: str, names: list[str] = (), timeout: float = 10.0) -> dict[str, Any]:  # type: ignore[assignment]
+def request(folder: Path, cmd: str, names: Sequence[str] = (), timeout: float = 10.0) -> dict[str, Any]:
     """Send one request to the host of ``folder`` and return its reply."""
     path = socket_path(folder)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:

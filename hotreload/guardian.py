@@ -109,6 +109,8 @@ class _Guardian:
         child = subprocess.Popen(self.argv, env=env, pass_fds=(ready_w,), preexec_fn=_die_with_parent)
         os.close(ready_w)
         self.child = child
+        if self.stop_signal is not None:  # it came while the child was being created
+            os.kill(child.pid, self.stop_signal)
         return child, ready_r
 
     def pause(self, seconds: float) -> None:
