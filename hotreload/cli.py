@@ -15,6 +15,8 @@ from hotreload.config import find as find_config
 
 __all__ = ["main"]
 
+SITE_PACKAGES = Path(__file__).resolve().parent.parent  # where a regular install put hotreload
+
 DESCRIPTION = """\
 Run the Python modules in a folder as supervised background workers in one process,
 and swap in each module's new code as soon as you save it.
@@ -55,7 +57,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _version(site: Path = Path(__file__).resolve().parent.parent) -> str:
+def _version(site: Path = SITE_PACKAGES) -> str:
     """The installed version, from the ``Version:`` header of hotreload's METADATA.
 
     A regular install has its ``.dist-info`` right beside the package: read it there, which

@@ -1,7 +1,6 @@
 """Controlling a running host from another shell, through its Unix socket."""
 import json
 import os
-import signal
 import socket
 import stat
 import time

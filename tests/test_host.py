@@ -1,11 +1,10 @@
 """The worker host, end to end: the real `hotreload run` in a subprocess on a temp folder."""
 import json
 import signal
-import subprocess
 
 import pytest
 
-from conftest import HOTRELOAD, run_cli, worker_source, write
+from conftest import run_cli, worker_source, write
 
 
 def test_crash_is_logged_once_with_its_traceback_and_restarted_with_state_kept(folder, start_host):
