@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 from hotreload import loader
 from hotreload.log import logger
 from hotreload.settings import Settings
-from hotreload.worker import Exited, Run, Worker
+from hotreload.worker import Run, Worker
 
 __all__ = ["WorkerUnderTest", "run_worker"]
 
@@ -42,13 +42,13 @@ __all__ = ["WorkerUnderTest", "run_worker"]
 class WorkerUnderTest:
     """A worker started by ``run_worker``: its ctx state, and how its run ended."""
 
-    def __init__(self, record: Worker, run: Run) -> None:
+    def __init__(self, record: Worker, run: Run, exits: queue.SimpleQueue) -> None:
         self.name = record.name
         self.settings = record.settings
         self.state: dict[str, Any] = record.store
         self.ctx = run.ctx
         self._run = run
-        self._exits: queue.SimpleQueue = queue.SimpleQueue()
+        self._exits = exits  # the run posts its Exited here, as it would to the host's inbox
         self.ended = False
         self.error: BaseException | None = None  # what run raised, once it has ended
 
@@ -82,10 +82,6 @@ class WorkerUnderTest:
             ) from None
         self._run.thread.join()
         self.ended, self.error = True, exited.error
-
-    def put(self, message: Any) -> None:  # the inbox the run posts its Exited to
-        if isinstance(message, Exited):
-            self._exits.put(message)
 
 
 def _load(target: str | Path | ModuleType) -> tuple[ModuleType, Callable[[], None]]:
@@ -123,8 +119,8 @@ def run_worker(target: str | Path | ModuleType, state: dict[str, Any] | None = N
         name = module.__name__.rsplit(".", 1)[-1]
         record = Worker(name, str(getattr(module, "__file__", name)), logger.bind(worker=name), settings,
                         module.__name__, run=run, store=state if state is not None else {})
-        worker = WorkerUnderTest(record, Run(record, None))
-        worker._run._inbox = worker
+        exits: queue.SimpleQueue = queue.SimpleQueue()
+        worker = WorkerUnderTest(record, Run(record, exits), exits)
         worker._run.start()
         try:
             yield worker
