@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import (
-    BIN, WAIT, Probe, Process, child_pid, proc_stats, save_in_place, settled_stats, summary, task_wakeups,
-    worker_source,
+    BIN, Probe, Process, child_pid, proc_stats, save_in_place, settled_stats, summary, task_wakeups,
+    wait_exactly, worker_source,
 )
 
 __all__ = ["crash_restart", "idle", "scale", "soak", "startup"]
@@ -203,8 +203,10 @@ def startup(root: Path, runs: int) -> dict[str, Any]:
     for _ in range(runs):
         for label, argv in (("python", [python, "-c", "pass"]), ("version", [HOTRELOAD, "--version"])):
             began = time.monotonic()
-            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, timeout=WAIT)
+            status = wait_exactly(subprocess.Popen(argv, stdout=subprocess.DEVNULL, start_new_session=True))
             times[label].append(time.monotonic() - began)
+            if status:
+                raise RuntimeError(f"{' '.join(argv)} exited with status {status}")
         for label, extra in (("run_ready", []), ("run_ready_no_guard", ["--no-guard"])):
             began = time.monotonic()
             with subprocess.Popen([HOTRELOAD, "run", str(folder), *extra], cwd=root, stderr=subprocess.PIPE,
@@ -215,5 +217,5 @@ def startup(root: Path, runs: int) -> dict[str, Any]:
                         break
                 times[label].append(time.monotonic() - began)
                 os.killpg(proc.pid, 2)
-                proc.communicate(timeout=WAIT)
+                wait_exactly(proc)  # its few stop lines fit in the pipe; the with block closes it
     return {label: summary(values) for label, values in times.items()}

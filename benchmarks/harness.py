@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 __all__ = [
-    "BIN", "Probe", "Process", "SAVES", "Start", "child_pid", "cpu_hogs", "proc_stats", "settled_stats", "summary",
+    "BIN", "Probe", "Process", "SAVES", "Start", "child_pid", "cpu_hogs", "proc_stats", "settled_stats", "summary", "wait_exactly",
     "task_wakeups",
     "temp_folder", "worker_source",
 ]
@@ -136,14 +137,25 @@ class Process:
         if self.popen.poll() is None:
             try:
                 os.killpg(self.pid, sig)
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self.popen.wait()
             except ProcessLookupError:
                 pass
+            wait_exactly(self.popen, timeout)
         self.log.close()
         return time.monotonic() - began
+
+
+def wait_exactly(popen: subprocess.Popen, timeout: float = WAIT) -> int:
+    """Wait for ``popen`` in one blocking call, killing its group after ``timeout`` seconds.
+
+    ``Popen.wait(timeout)`` polls with sleeps that grow to 50 ms, which would round every
+    timing up to 63.5, 113.5, 163.5 ms and so on; a blocking wait returns when it exits.
+    """
+    killer = threading.Timer(timeout, lambda: os.killpg(popen.pid, signal.SIGKILL))
+    killer.start()
+    try:
+        return popen.wait()
+    finally:
+        killer.cancel()
 
 
 def proc_stats(pid: int) -> dict[str, float]:
