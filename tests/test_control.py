@@ -141,7 +141,7 @@ def test_malformed_oversized_and_hostile_requests_get_an_error_and_never_hurt_th
     host = two_workers(folder, start_host)
     path = control.socket_path(folder)
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(st.one_of(
         st.binary(max_size=2000),
         st.text(max_size=300).map(str.encode),
