@@ -7,6 +7,7 @@ import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from conftest import run_cli, worker_source, write
 from hotreload import control
@@ -137,7 +138,7 @@ def ask(path, data: bytes, timeout: float = 5.0) -> bytes:
         return reply
 
 
-def test_malformed_oversized_and_hostile_requests_get_an_error_and_never_hurt_the_host(folder, start_host):
+def test_malformed_oversized_and_hostile_requests_get_an_error_and_never_hurt_the_host(folder, start_host, tmp_path):
     host = two_workers(folder, start_host)
     path = control.socket_path(folder)
 
@@ -158,7 +159,11 @@ def test_malformed_oversized_and_hostile_requests_get_an_error_and_never_hurt_th
         if not reply["ok"]:
             assert isinstance(reply["error"], str) and reply["error"]
 
-    one()
+    set_hypothesis_home_dir(tmp_path / "hypothesis")  # its caches go with the test's temp folder
+    try:
+        one()
+    finally:
+        set_hypothesis_home_dir(None)
     # too long, then a client that connects and says nothing: both are cut off, the host answers on
     assert b"longer than" in ask(path, b"x" * (control.MAX_LINE + 10))
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
