@@ -15,7 +15,6 @@ from benchmarks.harness import (
 __all__ = ["crash_restart", "idle", "scale", "soak", "startup"]
 
 HOTRELOAD = str(BIN / "hotreload")
-SLEEPER = "    ctx.sleep(float('inf'))"
 # A fixed delay (no growth, no jitter) so that the restart overhead is what is left over.
 FIXED_BACKOFF = 'BACKOFF = {{"initial": {delay}, "factor": 1.0, "max": {delay}, "jitter": 0.0, "fatal_after": 10**9}}'
 
