@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 from hotreload.config import LOG_LEVELS, Config, ConfigError, worker_defaults
 from hotreload.config import find as find_config
@@ -203,10 +203,8 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
                            entry_points=args.entry_points, debounce=args.debounce,
                            config=str(config.path) if config.path else None,
                            defaults=worker_defaults(config.values))
-    try:
-        running = host.create(options)
-    except Exception as exc:  # noqa: BLE001 - a broken __init__.py of the folder
-        log.logger.error(f"cannot import the workers folder as a package:\n{log.format_error(exc)}")
+    running = _create_host(options)
+    if running is None:
         return 1
     try:
         running.control = control.Server(folder, running.inbox)
@@ -252,10 +250,26 @@ def _control(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(args: argparse.Namespace, folder: Path, config: Config) -> int:
-    from hotreload import listing
+def _create_host(options: Any) -> Any:
+    """``host.create(options)``, or None once a folder whose package fails to import is
+    reported (its ``__init__.py`` raised)."""
+    from hotreload import host, log
 
-    return listing.check_folder(folder, args.entry_points, worker_defaults(config.values))
+    try:
+        return host.create(options)
+    except Exception as exc:  # noqa: BLE001 - a broken __init__.py of the folder
+        log.logger.error(f"cannot import the workers folder as a package:\n{log.format_error(exc)}")
+        return None
+
+
+def _list(args: argparse.Namespace, folder: Path, config: Config) -> int:
+    from hotreload import host, listing, log
+
+    log.configure("WARNING")
+    options = host.Options(folder, reload=False, entry_points=args.entry_points,
+                           defaults=worker_defaults(config.values))
+    checked = _create_host(options)
+    return 1 if checked is None else listing.report(checked)
 
 
 def _new(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

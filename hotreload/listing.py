@@ -7,21 +7,14 @@ pre-commit hooks.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from hotreload import core, host, settings
 
-from hotreload import core, host, log, settings
-
-__all__ = ["check_folder"]
+__all__ = ["report"]
 
 
-def check_folder(folder: Path, entry_points: bool, defaults: settings.Settings) -> int:
-    log.configure("WARNING")
-    options = host.Options(folder, reload=False, entry_points=entry_points, defaults=defaults)
-    try:
-        checked = host.create(options)
-    except Exception as exc:  # noqa: BLE001 - a broken __init__.py of the folder
-        log.logger.error(f"cannot import the workers folder as a package:\n{log.format_error(exc)}")
-        return 1
+def report(checked: host.Host) -> int:
+    """Load every worker of ``checked`` (a host not yet started), print the table, and
+    return the exit status: 1 when any worker is broken."""
     core.load(checked)
     rows = []
     for worker in sorted(checked.workers.values(), key=lambda w: w.name):
