@@ -387,10 +387,12 @@ def _load_entry_points(host: Host, folder_names: set[str]) -> None:
 
 
 def helpers(host: Host) -> list[str]:
-    """The folder's modules that are loaded and are not workers, by full name."""
+    """The folder's modules that are loaded and are not workers, by name within the folder
+    (``_util``, ``_shared.impl``)."""
+    prefix = host.package + "."
     return sorted(
-        name for name in sys.modules
-        if name.startswith(host.package + ".") and name.split(".")[1] not in host.workers
+        name[len(prefix):] for name in sys.modules
+        if name.startswith(prefix) and name.split(".")[1] not in host.workers
     )
 
 
@@ -401,12 +403,11 @@ def _summary(host: Host) -> None:
              f" (reload {'on' if host.options.reload else 'off'}):"]
     width = max((len(w.name) for w in workers), default=0)
     for worker in workers:
-        diff = settings.differences(worker.settings, host.defaults)
-        extra = " ".join(f"{key}={value!r}" for key, value in diff.items())
+        extra = settings.describe(worker.settings, host.defaults)
         broken = f"  BROKEN: {worker.last_error}" if worker.run is None else ""
         lines.append(f"  {worker.name:<{width}}  {worker.source}  {extra}{broken}".rstrip())
     if loaded_helpers:
-        lines.append(f"  helpers: {', '.join(h[len(host.package) + 1:] for h in loaded_helpers)}")
+        lines.append(f"  helpers: {', '.join(loaded_helpers)}")
     if host.options.config:
         lines.append(f"  defaults from {host.options.config}")
     host.log.info("\n".join(lines))

@@ -8,6 +8,7 @@ pre-commit hooks.
 from __future__ import annotations
 
 from hotreload import core, host, settings
+from hotreload.status import aligned
 
 __all__ = ["report"]
 
@@ -19,15 +20,11 @@ def report(checked: host.Host) -> int:
     rows = []
     for worker in sorted(checked.workers.values(), key=lambda w: w.name):
         kind = "worker" if worker.path is not None else "entry point"
-        diff = settings.differences(worker.settings, checked.defaults)
-        extra = " ".join(f"{key}={value!r}" for key, value in diff.items())
+        extra = settings.describe(worker.settings, checked.defaults)
         rows.append((worker.name, kind, extra, "" if worker.run is not None else worker.last_error or "broken"))
-    package = checked.package + "."
-    rows += [(name[len(package):], "helper", "", "") for name in core.helpers(checked)]
-    header = ("NAME", "KIND", "SETTINGS", "ERROR")
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(3)]
-    for row in [header, *rows]:
-        print(("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + "  " + row[3]).rstrip())
+    rows += [(name, "helper", "", "") for name in core.helpers(checked)]
+    for cells in aligned([("NAME", "KIND", "SETTINGS", "ERROR"), *rows]):
+        print("  ".join(cells).rstrip())
     broken = [row[0] for row in rows if row[3]]
     if broken:
         print(f"{len(broken)} broken: {', '.join(broken)}")

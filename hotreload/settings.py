@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
-__all__ = ["Backoff", "Settings", "SettingsError", "NAMES", "parse", "differences"]
+__all__ = ["Backoff", "Settings", "SettingsError", "NAMES", "parse", "differences", "describe"]
 
 RESTART_POLICIES = ("always", "on-failure", "never")
 NAMES = ("RESTART", "BACKOFF", "STOP_TIMEOUT")
@@ -108,3 +108,8 @@ def differences(settings: Settings, defaults: Settings) -> dict[str, Any]:
     if settings.stop_timeout != defaults.stop_timeout:
         diff["STOP_TIMEOUT"] = settings.stop_timeout
     return diff
+
+
+def describe(settings: Settings, defaults: Settings) -> str:
+    """The differences as the summary and ``hotreload list`` show them: ``RESTART='never' ...``."""
+    return " ".join(f"{key}={value!r}" for key, value in differences(settings, defaults).items())

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, Sequence
 
-__all__ = ["table", "use_colour"]
+__all__ = ["aligned", "table", "use_colour"]
 
 COLOURS = {"running": "32", "starting": "33", "stopping": "33", "backoff": "33", "fatal": "31"}
 DIM = "2"
@@ -23,6 +23,12 @@ def _uptime(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
 
 
+def aligned(rows: Sequence[Sequence[str]]) -> list[list[str]]:
+    """``rows`` with every column but the last padded to its widest cell."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return [[cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]] for row in rows]
+
+
 def table(reply: dict[str, Any], colour: bool = False) -> str:
     """One row per worker: name, state, uptime, restarts, generation, last error."""
     header = ("NAME", "STATE", "UPTIME", "RESTARTS", "GEN", "LAST ERROR")
@@ -31,14 +37,12 @@ def table(reply: dict[str, Any], colour: bool = False) -> str:
          (w["last_error"] or "")[:100])
         for w in reply["workers"]
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(5)]
     lines = [f"host pid {reply['pid']} on {reply['folder']}"
              + (f", guardian pid {reply['guardian']}" if reply.get("guardian") else "")
              + f", reload {'on' if reply['reload'] else 'off'}"]
-    for row in [header, *rows]:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths)] + [row[5]]
-        if colour and row is not header:
-            code = COLOURS.get(row[1], DIM)
+    for number, cells in enumerate(aligned([header, *rows])):
+        if colour and number:
+            code = COLOURS.get(cells[1].strip(), DIM)
             cells[1] = f"\033[{code}m{cells[1]}\033[0m"
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
