@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from hotreload.config import LOG_LEVELS, Config, ConfigError, worker_defaults
+from hotreload.config import LOG_LEVELS, Config, ConfigError, seconds, worker_defaults
 from hotreload.config import find as find_config
 
 __all__ = ["main"]
@@ -49,12 +49,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _seconds(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
+        return seconds(text)
+    except TypeError:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}") from None
 
 
 def _version(site: Path = SITE_PACKAGES) -> str:

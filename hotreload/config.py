@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 if TYPE_CHECKING:
     from hotreload.settings import Settings
 
-__all__ = ["Config", "ConfigError", "LOG_LEVELS", "find", "worker_defaults"]
+__all__ = ["Config", "ConfigError", "LOG_LEVELS", "find", "seconds", "worker_defaults"]
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
-BACKOFF_KEYS = ("initial", "factor", "max", "jitter", "fatal_after")
 
 
 class ConfigError(ValueError):
@@ -40,7 +39,9 @@ def _flag(value: Any) -> bool:
     return value
 
 
-def _seconds(value: Any) -> float:
+def seconds(value: Any) -> float:
+    """A positive, finite number of seconds from a number or its text (TypeError if not):
+    the one check for the config file and the command line."""
     try:
         number = float(value) if isinstance(value, str) else value
     except ValueError:
@@ -66,20 +67,24 @@ def _restart(value: Any) -> str:
 
 def _backoff(value: Any) -> dict[str, float]:
     if not isinstance(value, dict):
-        raise TypeError(f"a table with keys among {', '.join(BACKOFF_KEYS)}")
+        from dataclasses import fields
+
+        from hotreload.settings import Backoff
+
+        raise TypeError(f"a table with keys among {', '.join(f.name for f in fields(Backoff))}")
     return {key: float(raw) if isinstance(raw, str) else raw for key, raw in value.items()}
 
 
 # Each key with the function that checks and converts its value (TypeError: what is allowed).
 KEYS: dict[str, Callable[[Any], Any]] = {
     "dir": _text,
-    "stop-timeout": _seconds,
+    "stop-timeout": seconds,
     "log-level": _level,
     "log-json": _flag,
     "log-file": _text,
     "entry-points": _flag,
     "reload": _flag,
-    "debounce": _seconds,
+    "debounce": seconds,
     "guard": _flag,
     "restart": _restart,
     "backoff": _backoff,

@@ -215,9 +215,8 @@ def writable_by_others(path: Path) -> str | None:
     if not info.st_mode & 0o020:
         return None
     try:
-        group = grp.getgrgid(info.st_gid)
-        private = info.st_gid == pwd.getpwuid(info.st_uid).pw_gid and not set(group.gr_mem) - {
-            pwd.getpwuid(info.st_uid).pw_name}
+        group, owner = grp.getgrgid(info.st_gid), pwd.getpwuid(info.st_uid)
+        private = info.st_gid == owner.pw_gid and not set(group.gr_mem) - {owner.pw_name}
     except KeyError:
         return f"group {info.st_gid}"
     return None if private else f"group {group.gr_name}"
