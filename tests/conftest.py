@@ -157,6 +157,20 @@ class Host:
         self.proc.wait(WAIT)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A base temp folder of this session's own, unless one is given with --basetemp.
+
+    pytest's default base (/tmp/pytest-of-USER/) is shared by every session of the user, and
+    a session prunes the numbered folders it finds there: two sessions at once (two
+    terminals, parallel CI jobs, ``tox -p``) deleted each other's files mid-test.
+    """
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        base = tempfile.mkdtemp(prefix="hotreload-tests-")
+        config.option.basetemp = base
+        config.add_cleanup(lambda: shutil.rmtree(base, ignore_errors=True))
+
+
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """An empty workers folder."""
