@@ -209,6 +209,8 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
     except control.ControlError as exc:
         log.logger.error(str(exc))
         return 1
+    if running.control.notice:
+        log.logger.warning(running.control.notice)
     status = host.serve(running)
     leftover = host.leftover_threads()
     if leftover:

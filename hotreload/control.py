@@ -1,42 +1,58 @@
 """The control socket: ``hotreload status | restart | stop | start`` talk to a running host.
 
 A host listens on a Unix domain socket found from its workers folder: in
-``$XDG_RUNTIME_DIR/hotreload/`` (or ``/tmp/hotreload-UID/``), a folder only its owner may
-enter, the socket itself mode 0600. No TCP. A lock file beside the socket, held for the
-host's life, makes a second host on the same folder refuse to start; the kernel drops the
-lock when a host dies, so a socket left by a killed host is simply replaced.
+``$XDG_RUNTIME_DIR/hotreload/`` (or ``$TMPDIR/hotreload-UID/``), a folder only its owner may
+enter, the socket itself mode 0600. No TCP. If that folder belongs to someone else or is open
+to others (anyone may create ``/tmp/hotreload-UID`` first), the host makes a private
+``hotreload-UID-XXXXXXXX`` beside it instead and says so; clients look there too, trusting
+only folders that are this user's and mode 0700. If the runtime folder is too long for a
+socket path, the temp folder is used. A lock file beside the socket, held for the host's
+life, makes a second host on the same folder refuse to start; the kernel drops the lock when
+a host dies, so a socket left by a killed host is simply replaced.
 
-The protocol is one JSON object per line each way. Requests are checked here, in the
-control thread, and answered with ``{"ok": false, "error": ...}`` when malformed; a good one
-is posted to the host's inbox as a ``Command`` and answered with what ``core`` puts in it.
-Every read and write has a timeout and a size cap: a client that misbehaves can delay
-other clients by one timeout, never the host.
+The protocol is one JSON object per line each way. One thread serves every client at once
+with a selector, woken only by a client, an answer or a deadline (never periodically): a
+request must arrive whole within ``CLIENT_TIMEOUT`` and the reply be read within as long, so
+a slow or silent client holds up no one. A good request is posted to the host's inbox as a
+``Command``; if the host loop does not take it within ``ANSWER_TIMEOUT`` (it is busy), it is
+never acted on and the client is told it was not done. A client waits longer than that, so
+it always hears what happened.
 """
 from __future__ import annotations
 
 import fcntl
 import hashlib
 import json
+import math
 import os
 import selectors
 import socket
 import stat
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 __all__ = [
-    "COMMANDS", "AlreadyRunning", "Command", "ControlError", "Server", "request", "socket_path",
+    "COMMANDS", "AlreadyRunning", "Command", "ControlError", "Server", "host_socket_path", "request",
+    "socket_path",
 ]
 
 COMMANDS = ("status", "restart", "stop", "start", "restart-host")
-MAX_LINE = 64 * 1024  # bytes in one request or reply line
+MAX_LINE = 64 * 1024  # bytes in one request line (replies have no cap)
 MAX_NAMES = 1000
-CLIENT_TIMEOUT = 1.0  # seconds a client gets to send its request or read its reply
-ANSWER_TIMEOUT = 5.0  # seconds the host loop gets to answer
+MAX_CLIENTS = 100  # connections served at once; more wait in the listen backlog
+CLIENT_TIMEOUT = 1.0  # seconds a client gets to send its whole request, and to read its reply
+ANSWER_TIMEOUT = 5.0  # seconds the host loop gets to take a command; later, it is not done
+ANSWER_GRACE = 2.0  # seconds a command the host loop took gets to be answered
+CONNECT_TIMEOUT = 5.0  # seconds a client retries while the host's backlog is full
+REPLY_TIMEOUT = CLIENT_TIMEOUT + ANSWER_TIMEOUT + ANSWER_GRACE + 2.0  # longer than the host can take
+ACCEPT_PAUSE = 0.1  # seconds without accepting after accept() failed (out of file descriptors)
 JOIN_TIMEOUT = 2.0
+SOCKET_PATH_MAX = 107  # bytes: sun_path is 108, with its terminating NUL
+FALLBACK_SUFFIX = 9  # "-XXXXXXXX", the random part mkdtemp adds to a fallback folder
 
 
 class ControlError(Exception):
@@ -52,38 +68,148 @@ class AlreadyRunning(ControlError):
 
 @dataclass(eq=False)
 class Command:
-    """A checked request, waiting in the inbox for the host loop to answer it."""
+    """A checked request, waiting in the inbox for the host loop to answer it.
+
+    Its fate is decided once, under a lock: the host loop ``take``s it before acting, or the
+    control thread ``expire``s it when the loop was too busy to take it in time. An expired
+    command is never acted on, so a client told "not done" was told the truth.
+    """
 
     cmd: str
     names: list[str] = field(default_factory=list)
+    expires: float = math.inf  # time.monotonic() after which the host loop must not act on it
     reply: dict[str, Any] | None = None
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
+    notify: Callable[[], None] | None = field(default=None, repr=False)  # wakes the control thread
+    fate: str = "pending"  # then "taken" or "expired"
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take(self) -> bool:
+        """For the host loop, before it acts: True if it may; False once the command expired."""
+        with self._lock:
+            if self.fate == "pending":
+                self.fate = "taken" if time.monotonic() <= self.expires else "expired"
+            return self.fate == "taken"
+
+    def expire(self) -> bool:
+        """For the control thread, at the deadline: True if the command will never be acted on."""
+        with self._lock:
+            if self.fate == "pending":
+                self.fate = "expired"
+            return self.fate == "expired"
 
     def answer(self, reply: dict[str, Any]) -> None:
         self.reply = reply
         self.done.set()
+        if self.notify is not None:
+            self.notify()
 
 
-def runtime_dir() -> Path:
-    """The private folder for sockets: created 0700, and refused if anyone else can use it."""
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    path = Path(base, "hotreload") if base else Path(tempfile.gettempdir(), f"hotreload-{os.getuid()}")
+def socket_name(folder: Path) -> str:
+    """The socket's file name for ``folder``: one per resolved folder path."""
+    folder = folder.resolve()
+    key = hashlib.blake2b(os.fsencode(folder), digest_size=8).hexdigest()
+    return f"{folder.name[:16]}-{key}.sock"
+
+
+def _places() -> list[Path]:
+    """Where sockets go, best first: ``$XDG_RUNTIME_DIR/hotreload``, ``$TMPDIR/hotreload-UID``."""
+    temp = Path(tempfile.gettempdir(), f"hotreload-{os.getuid()}")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return [Path(runtime, "hotreload"), temp] if runtime else [temp]
+
+
+def _place(name: str) -> Path:
+    """The first place where a socket called ``name`` fits, even in a fallback folder."""
+    places = _places()
+    for place in places:
+        if len(os.fsencode(place)) + FALLBACK_SUFFIX + 1 + len(os.fsencode(name)) <= SOCKET_PATH_MAX:
+            return place
+    raise ControlError(f"the control socket path {places[-1] / name} would be longer than the "
+                       f"{SOCKET_PATH_MAX} bytes a socket path may have: set TMPDIR to a shorter folder")
+
+
+def _why_not_private(path: Path) -> str | None:
+    """Why ``path`` may not hold this user's sockets; None for a folder of this user's alone.
+    Raises OSError when it cannot be looked at (FileNotFoundError: there is none)."""
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        return "it is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a folder"
+    if info.st_uid != os.getuid():
+        return f"it belongs to uid {info.st_uid}"
+    if info.st_mode & 0o077:
+        return f"others may use it: mode {stat.S_IMODE(info.st_mode):o}"
+    return None
+
+
+def _is_private(path: Path) -> bool:
     try:
-        path.mkdir(mode=0o700, parents=bool(base), exist_ok=True)
-        info = path.lstat()
-    except OSError as exc:
-        raise ControlError(f"cannot use {path} for the control socket: {exc.strerror}") from None
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise ControlError(f"{path} is not a private folder of this user (it must be a folder, "
-                           f"owned by uid {os.getuid()}, mode 0700); remove it and try again")
-    return path
+        return _why_not_private(path) is None
+    except OSError:
+        return False
+
+
+def _fallbacks(place: Path) -> list[Path]:
+    """The private ``PLACE-XXXXXXXX`` folders beside ``place``, made by hosts that found
+    ``place`` unusable, in name order. Only folders this user owns, mode 0700, count: no one
+    else can make one of those."""
+    try:
+        beside = [Path(entry.path) for entry in os.scandir(place.parent) if entry.name.startswith(place.name + "-")]
+    except OSError:
+        return []
+    return sorted(path for path in beside if _is_private(path))
+
+
+def socket_paths(folder: Path) -> list[Path]:
+    """Where the host of ``folder`` may listen, in the order clients try them: the usual place
+    if it is private, then its fallbacks."""
+    name = socket_name(folder)
+    place = _place(name)
+    return [where / name for where in ([place] if _is_private(place) else []) + _fallbacks(place)]
 
 
 def socket_path(folder: Path) -> Path:
-    """Where the host of ``folder`` listens: one socket per resolved folder path."""
-    folder = folder.resolve()
-    key = hashlib.blake2b(str(folder).encode(), digest_size=8).hexdigest()
-    return runtime_dir() / f"{folder.name[:16]}-{key}.sock"
+    """Where the host of ``folder`` listens: the first of its places holding its socket, or
+    else where a host would listen if that place is usable."""
+    paths = socket_paths(folder)
+    for path in paths:
+        if path.exists():
+            return path
+    name = socket_name(folder)
+    return paths[0] if paths else _place(name) / name
+
+
+def host_socket_path(folder: Path) -> tuple[Path, str | None]:
+    """Where a new host of ``folder`` listens, its folder made if need be, and a note for the
+    log when that is not the usual place (taken by another user, or too long a path)."""
+    name = socket_name(folder)
+    place = _place(name)
+    usual = _places()[0]
+    in_runtime_dir = place == usual and "XDG_RUNTIME_DIR" in os.environ
+    try:
+        place.mkdir(mode=0o700, parents=in_runtime_dir, exist_ok=True)
+    except FileExistsError:  # something else of that name: not private, so not used
+        pass
+    except OSError as exc:
+        raise ControlError(f"cannot use {place} for the control socket: {exc.strerror}") from None
+    try:
+        why = _why_not_private(place)
+    except OSError as exc:
+        raise ControlError(f"cannot use {place} for the control socket: {exc.strerror}") from None
+    if why is None:
+        note = None if place == usual else (
+            f"$XDG_RUNTIME_DIR is too long for a socket path: using {place} for the control socket")
+        return place / name, note
+    fallbacks = _fallbacks(place)
+    try:
+        chosen = fallbacks[0] if fallbacks else Path(tempfile.mkdtemp(prefix=place.name + "-", dir=place.parent))
+    except OSError as exc:
+        raise ControlError(f"{place} is not a private folder of this user ({why}), and no other could be "
+                           f"made beside it: {exc.strerror}") from None
+    return chosen / name, (f"{place} is not a private folder of this user ({why}): "
+                           f"using {chosen} for the control socket")
 
 
 def check(raw: bytes) -> Command | dict[str, Any]:
@@ -108,15 +234,18 @@ def check(raw: bytes) -> Command | dict[str, Any]:
 
 
 class Server:
-    """The host's end: a lock, a listening socket and one thread that serves clients in turn."""
+    """The host's end: a lock, a listening socket and one thread that serves every client."""
 
     def __init__(self, folder: Path, inbox: Any) -> None:
         self.folder = folder
         self.inbox = inbox
-        self.path = socket_path(folder)
+        self.path, self.notice = host_socket_path(folder)
         self.lock_fd: int | None = None
         self.listener: socket.socket | None = None
-        self.wake_r, self.wake_w = os.pipe()
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r.setblocking(False)
+        self.wake_w.setblocking(False)
+        self.stopping = False
         self.thread = threading.Thread(target=self._main, name="hotreload:control", daemon=True)
 
     def claim(self) -> None:
@@ -124,8 +253,9 @@ class Server:
         lock = self.path.with_suffix(".lock")
         try:
             self._claim(lock)
+            self._refuse_a_twin()
         except OSError as exc:
-            raise ControlError(f"cannot create the control socket {self.path}: {exc.strerror}") from None
+            raise ControlError(f"cannot create the control socket {self.path}: {exc.strerror or exc}") from None
 
     def _claim(self, lock: Path) -> None:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
@@ -149,86 +279,320 @@ class Server:
         listener.listen(16)
         self.listener = listener
 
+    def _refuse_a_twin(self) -> None:
+        """Refuse, as for a host in the same place, when a host of the same folder holds its
+        lock in another of the folder's places (made while the usual one was not private)."""
+        for other in socket_paths(self.folder):
+            if other.parent == self.path.parent:
+                continue
+            try:
+                fd = os.open(other.with_suffix(".lock"), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+                self._release()
+                raise AlreadyRunning(self.folder, pid) from None
+            finally:
+                os.close(fd)
+
     def start(self) -> None:
         self.thread.start()
 
+    def wake(self) -> None:
+        """Wake the control thread: safe from any thread, also once the server is stopped."""
+        try:
+            self.wake_w.send(b"\0")
+        except OSError:  # full of wake-ups already, or closed
+            pass
+
     def stop(self) -> None:
-        os.write(self.wake_w, b"x")
-        self.thread.join(JOIN_TIMEOUT)
+        self.stopping = True
+        self.wake()
+        if self.thread.ident is not None:
+            self.thread.join(JOIN_TIMEOUT)
+        self._release()
+        self.wake_r.close()
+        self.wake_w.close()
+
+    def _release(self) -> None:
         if self.listener is not None:
             self.listener.close()
+            self.listener = None
             self.path.unlink(missing_ok=True)
         if self.lock_fd is not None:
             self.path.with_suffix(".lock").unlink(missing_ok=True)
             os.close(self.lock_fd)  # releases the lock
-        os.close(self.wake_r)
-        os.close(self.wake_w)
+            self.lock_fd = None
 
     def _main(self) -> None:
         assert self.listener is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.listener, selectors.EVENT_READ)
-            selector.register(self.wake_r, selectors.EVENT_READ)
-            while True:
-                ready = {key.fileobj for key, _ in selector.select()}
-                if self.wake_r in ready:
-                    return
-                try:
-                    conn, _ = self.listener.accept()
-                except OSError:
-                    continue
-                with conn:
-                    try:
-                        self._serve(conn)
-                    except Exception:  # noqa: BLE001 - no client may end this thread
-                        pass
-
-    def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(CLIENT_TIMEOUT)
+        clients = _Clients(self.listener, self.inbox, self.wake)
         try:
-            raw = _read_line(conn)
-        except (OSError, ControlError) as exc:
-            reply: dict[str, Any] = {"ok": False, "error": str(exc) or "timed out"}
-        else:
-            checked = check(raw)
-            if isinstance(checked, Command):
-                self.inbox.put(checked)
-                if checked.done.wait(ANSWER_TIMEOUT) and checked.reply is not None:
-                    reply = checked.reply
+            clients.serve(self.wake_r, lambda: self.stopping)
+        finally:
+            clients.farewell()
+
+
+@dataclass(eq=False)
+class _Client:
+    conn: socket.socket
+    deadline: float  # time.monotonic() by which its current phase must be over
+    phase: str = "reading"  # -> "waiting" (for the host loop) -> "writing" -> "closed"
+    received: bytearray = field(default_factory=bytearray)
+    command: Command | None = None
+    unsent: bytes = b""
+    graced: bool = False  # the host loop took its command: a little longer to answer it
+
+
+class _Clients:
+    """The control thread's work: every connection, each with its buffers and deadline, served
+    at once by one selector. It sleeps until a client, an answer or a deadline needs it: with
+    no connection open there is no deadline, and no wake-up at all."""
+
+    def __init__(self, listener: socket.socket, inbox: Any, wake: Callable[[], None]) -> None:
+        self.listener = listener
+        self.inbox = inbox
+        self.wake = wake
+        self.selector = selectors.DefaultSelector()
+        self.clients: set[_Client] = set()
+        self.listening = False
+        self.paused_until: float | None = None  # accept() failed (no file descriptors left)
+
+    def serve(self, wake_r: socket.socket, stopping: Callable[[], bool]) -> None:
+        self.listener.setblocking(False)
+        self.selector.register(wake_r, selectors.EVENT_READ)
+        while not stopping():
+            self._listen(len(self.clients) < MAX_CLIENTS and self.paused_until is None)
+            deadlines = [c.deadline for c in self.clients] + [t for t in [self.paused_until] if t is not None]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            for key, events in self.selector.select(timeout):
+                if key.fileobj is self.listener:
+                    self._accept()
+                elif key.fileobj is wake_r:
+                    _drain(wake_r)
                 else:
-                    reply = {"ok": False, "error": "the host did not answer in time"}
-            else:
-                reply = checked
-        conn.sendall(json.dumps(reply).encode() + b"\n")
+                    self._guarded(self._on_event, key.data, events)
+            now = time.monotonic()
+            if self.paused_until is not None and now >= self.paused_until:
+                self.paused_until = None
+            for client in list(self.clients):
+                self._guarded(self._on_time, client, now)
 
+    def farewell(self) -> None:
+        """At the host's stop: every client gets its answer if there is one, or is told why
+        not, in one attempt that does not wait; then everything is closed."""
+        for client in list(self.clients):
+            if client.phase == "reading":
+                client.unsent = _line({"ok": False, "error": "the host is stopping"})
+            elif client.phase == "waiting":
+                assert client.command is not None
+                client.unsent = _line(self._outcome(client.command, "the host is stopping"))
+            try:
+                client.conn.send(client.unsent)
+            except OSError:
+                pass
+            self._close(client)
+        self.selector.close()
 
-def _read_line(conn: socket.socket) -> bytes:
-    data = b""
-    while b"\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > MAX_LINE:
-            raise ControlError(f"request longer than {MAX_LINE} bytes")
-    return data.split(b"\n", 1)[0]
+    def _listen(self, wanted: bool) -> None:
+        if wanted and not self.listening:
+            self.selector.register(self.listener, selectors.EVENT_READ)
+        elif self.listening and not wanted:
+            self.selector.unregister(self.listener)
+        self.listening = wanted
 
+    def _accept(self) -> None:
+        while len(self.clients) < MAX_CLIENTS:
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # EMFILE and the like: the listener would stay readable, so pause
+                self.paused_until = time.monotonic() + ACCEPT_PAUSE
+                return
+            conn.setblocking(False)
+            client = _Client(conn, time.monotonic() + CLIENT_TIMEOUT)
+            self.clients.add(client)
+            self.selector.register(conn, selectors.EVENT_READ, client)
 
-def request(folder: Path, cmd: str, names: Sequence[str] = (), timeout: float = 10.0) -> dict[str, Any]:
-    """Send one request to the host of ``folder`` and return its reply."""
-    path = socket_path(folder)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(timeout)
+    def _guarded(self, step: Callable[..., None], client: _Client, *args: Any) -> None:
         try:
-            conn.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise ControlError(f"no hotreload host is running on {folder.resolve()}") from None
-        conn.sendall(json.dumps({"cmd": cmd, "names": list(names)}).encode() + b"\n")
+            step(client, *args)
+        except Exception:  # noqa: BLE001 - no client may end this thread
+            self._close(client)
+
+    def _on_event(self, client: _Client, events: int) -> None:
+        if client.phase == "reading" and events & selectors.EVENT_READ:
+            self._read(client)
+        elif client.phase == "writing" and events & selectors.EVENT_WRITE:
+            self._write(client)
+
+    def _on_time(self, client: _Client, now: float) -> None:
+        if client.phase == "waiting":
+            assert client.command is not None
+            if client.command.done.is_set() or now >= client.deadline and client.command.expire():
+                self._reply(client, self._outcome(client.command, f"the host was busy for {ANSWER_TIMEOUT:g} s"))
+            elif now >= client.deadline and not client.graced:
+                client.graced = True
+                client.deadline = now + ANSWER_GRACE
+            elif now >= client.deadline:
+                self._reply(client, self._outcome(client.command, ""))
+        elif client.phase == "reading" and now >= client.deadline:
+            self._reply(client, {"ok": False, "error": f"timed out: a whole request must arrive within "
+                                                       f"{CLIENT_TIMEOUT:g} s"})
+        elif client.phase == "writing" and now >= client.deadline:
+            self._close(client)
+
+    @staticmethod
+    def _outcome(command: Command, why_not: str) -> dict[str, Any]:
+        """The host's answer; else "not done" for an expired command; else, for one the host
+        loop took and did not answer (its log says why), that its outcome is unknown."""
+        if command.done.is_set() and command.reply is not None:
+            return command.reply
+        if command.expire():
+            return {"ok": False, "error": f"not done: {why_not}; try again"}
+        return {"ok": False, "error": "the host took the command but did not answer; see its log"}
+
+    def _read(self, client: _Client) -> None:
         try:
-            raw = _read_line(conn)
-            reply = json.loads(raw)
-        except (OSError, ValueError) as exc:
-            raise ControlError(f"no valid reply from the host on {folder.resolve()}: {exc}") from None
+            chunk = client.conn.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(client)
+            return
+        client.received += chunk
+        line, newline, _ = client.received.partition(b"\n")
+        if len(line) > MAX_LINE:
+            self._reply(client, {"ok": False, "error": f"request longer than {MAX_LINE} bytes"})
+        elif newline or not chunk:  # a whole line, or all the client will send
+            self._request(client, bytes(line))
+
+    def _request(self, client: _Client, raw: bytes) -> None:
+        checked = check(raw)
+        if not isinstance(checked, Command):
+            self._reply(client, checked)
+            return
+        checked.expires = client.deadline = time.monotonic() + ANSWER_TIMEOUT
+        checked.notify = self.wake
+        client.command = checked
+        client.phase = "waiting"
+        self.selector.unregister(client.conn)  # nothing more to read; the host loop answers
+        self.inbox.put(checked)
+
+    def _reply(self, client: _Client, reply: dict[str, Any]) -> None:
+        client.unsent = _line(reply)
+        client.phase = "writing"
+        client.deadline = time.monotonic() + CLIENT_TIMEOUT
+        self._write(client)
+        if client.phase == "writing":
+            try:
+                self.selector.modify(client.conn, selectors.EVENT_WRITE, client)
+            except KeyError:
+                self.selector.register(client.conn, selectors.EVENT_WRITE, client)
+
+    def _write(self, client: _Client) -> None:
+        try:
+            sent = client.conn.send(client.unsent)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(client)
+            return
+        client.unsent = client.unsent[sent:]
+        if not client.unsent:
+            self._close(client)
+
+    def _close(self, client: _Client) -> None:
+        try:
+            self.selector.unregister(client.conn)
+        except (KeyError, ValueError):
+            pass
+        client.conn.close()
+        client.phase = "closed"
+        self.clients.discard(client)
+
+
+def _line(reply: dict[str, Any]) -> bytes:
+    return json.dumps(reply).encode() + b"\n"
+
+
+def _drain(conn: socket.socket) -> None:
+    try:
+        while conn.recv(4096):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+
+
+def request(folder: Path, cmd: str, names: Sequence[str] = ()) -> dict[str, Any]:
+    """Send one request to the host of ``folder`` and return its reply.
+
+    Waits longer than the host may take to answer, so that the reply — done, or not done
+    because the host was busy — says what happened.
+    """
+    where = folder.resolve()
+    with _connect(where) as conn:
+        try:
+            conn.settimeout(REPLY_TIMEOUT)
+            conn.sendall(json.dumps({"cmd": cmd, "names": list(names)}).encode() + b"\n")
+            raw = _read_reply(conn, time.monotonic() + REPLY_TIMEOUT)
+        except socket.timeout:
+            raise ControlError(f"the host on {where} did not reply within {REPLY_TIMEOUT:g} s; "
+                               f"whether it acted is unknown") from None
+        except OSError as exc:
+            raise ControlError(f"lost the connection to the host on {where}: {exc.strerror or exc}") from None
+    if not raw:
+        raise ControlError(f"the host on {where} closed the connection without a reply")
+    try:
+        reply = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ControlError(f"the host on {where} sent a reply that is not JSON") from None
     if not isinstance(reply, dict):
         raise ControlError("the host sent a reply that is not an object")
     return reply
+
+
+def _connect(folder: Path) -> socket.socket:
+    """A connection to the host of ``folder``, retried while its listen backlog is full."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    pause = 0.01
+    for path in socket_paths(folder):
+        while True:
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.setblocking(False)
+            try:
+                conn.connect(str(path))
+                return conn
+            except (BlockingIOError, InterruptedError):  # the backlog is full: the host is busy
+                conn.close()
+                if time.monotonic() >= deadline:
+                    raise ControlError(f"the host on {folder} is not accepting connections: its backlog "
+                                       f"stayed full for {CONNECT_TIMEOUT:g} s") from None
+                time.sleep(pause)
+                pause = min(2 * pause, 0.1)
+            except (FileNotFoundError, ConnectionRefusedError):  # none, or left by a killed host
+                conn.close()
+                break
+            except OSError as exc:
+                conn.close()
+                raise ControlError(f"cannot reach the host on {folder} at {path}: {exc.strerror or exc}") from None
+    raise ControlError(f"no hotreload host is running on {folder}")
+
+
+def _read_reply(conn: socket.socket, deadline: float) -> bytes:
+    """The reply's line, read until its newline (or the end) by ``deadline``; no size cap."""
+    data = bytearray()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("timed out")
+        conn.settimeout(remaining)
+        chunk = conn.recv(65536)
+        end = chunk.find(b"\n")
+        if not chunk or end >= 0:
+            return bytes(data + chunk[:end] if end >= 0 else data)
+        data += chunk

@@ -77,7 +77,7 @@ def handle(host: Host, message: Any) -> None:
         _on_changes(host, set(message.paths))
     elif isinstance(message, hosting.Signal):
         _shutdown(host, message.signum)
-    elif isinstance(message, Command):
+    elif isinstance(message, Command) and message.take():  # not once expired: "not done" was said
         message.answer(_on_command(host, message))
     _on_timers(host, time.monotonic())
 

@@ -1,15 +1,21 @@
 """Controlling a running host from another shell, through its Unix socket."""
 import json
 import os
+import shutil
 import socket
 import stat
+import tempfile
+import threading
 import time
+from pathlib import Path
+
+import pytest
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from conftest import run_cli, worker_source, write
+from conftest import WAIT, run_cli, worker_source, write
 from hotreload import control
 
 
@@ -113,17 +119,50 @@ def test_only_the_owner_can_reach_the_socket(folder, start_host, runtime_dir):
     host.stop()
 
 
-def test_a_shared_runtime_folder_is_refused(tmp_path, monkeypatch):
-    shared = tmp_path / "run"
-    (shared / "hotreload").mkdir(parents=True)
-    os.chmod(shared / "hotreload", 0o777)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(shared))
+def test_a_shared_socket_folder_is_neither_used_by_a_host_nor_trusted_by_clients(tmp_path, runtime_dir):
+    shared = runtime_dir / "hotreload"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    path, note = control.host_socket_path(tmp_path)
+    assert path.parent != shared and path.parent.parent == runtime_dir
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert note == f"{shared} is not a private folder of this user (others may use it: mode 777): " \
+                   f"using {path.parent} for the control socket"
+    assert control.socket_paths(tmp_path) == [path]  # the shared folder is not even looked in
+    assert control.host_socket_path(tmp_path)[0] == path  # the next host uses the same one
+
+
+class Unread:
+    """An inbox that nobody reads: a host loop that is blocked."""
+
+    def __init__(self):
+        self.messages = []
+
+    def put(self, message):
+        self.messages.append(message)
+
+
+def test_a_second_host_is_refused_even_when_the_first_runs_in_a_fallback_folder(folder, runtime_dir):
+    usual = runtime_dir / "hotreload"
+    usual.mkdir()
+    os.chmod(usual, 0o777)
+    first = control.Server(folder, Unread())
+    first.claim()
     try:
-        control.socket_path(tmp_path)
-    except control.ControlError as exc:
-        assert "is not a private folder" in str(exc)
-    else:
-        raise AssertionError("a world-writable socket folder was accepted")
+        assert first.path.parent != usual
+        os.chmod(usual, 0o700)  # the usual folder is fine again: a second host would use it
+        second = control.Server(folder, Unread())
+        assert second.path.parent == usual
+        try:
+            second.claim()
+        except control.AlreadyRunning as exc:
+            assert exc.pid == str(os.getpid())
+        else:
+            raise AssertionError("a second host started beside the first")
+        assert list(usual.iterdir()) == []  # it left nothing behind
+        assert control.socket_path(folder) == first.path  # where clients find the first
+    finally:
+        first.stop()
 
 
 def ask(path, data: bytes, timeout: float = 5.0) -> bytes:
@@ -188,3 +227,234 @@ def test_the_status_table_colours_states_only_when_asked():
     assert plain[3].split() == ["b", "fatal", "-", "9", "0", "RuntimeError:", "no"]
     coloured = status_table.table(reply, colour=True)
     assert "\033[32mrunning" in coloured and "\033[31mfatal" in coloured
+
+
+# --- many workers, slow and many clients --------------------------------------------------
+
+
+def test_status_of_hundreds_of_workers_is_not_cut_at_the_request_size_cap(folder, start_host, tmp_path):
+    for i in range(600):
+        write(folder / f"w{i:03d}.py", "def run(ctx):\n    ctx.sleep(float('inf'))\n")
+    host = start_host(folder, "--no-reload")
+    host.wait_log(f"| {'w599':<10} | running")
+    result = run_cli("status", "-d", str(folder), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    assert len(reply["workers"]) == 600
+    assert len(json.dumps(reply)) > control.MAX_LINE  # the reply is longer than a request may be
+    assert host.stop() == 0
+
+
+def drip(path, stop):
+    """A client that sends its request one byte at a time, a little faster than once a second."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(str(path))
+        try:
+            for byte in b'{"cmd": "status"}\n' * 100:
+                conn.sendall(bytes([byte]))
+                if stop.wait(0.8):
+                    return
+        except OSError:  # cut off by the host: what should happen
+            return
+
+
+def test_slow_and_idle_clients_do_not_hold_up_anyone_else(folder, start_host, tmp_path):
+    host = two_workers(folder, start_host)
+    path = control.socket_path(folder)
+    stop = threading.Event()
+    dripper = threading.Thread(target=drip, args=(path, stop), name="dripper")
+    idle = []
+    try:
+        for _ in range(15):
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            idle.append(conn)
+            conn.connect(str(path))
+        dripper.start()
+        result = run_cli("status", "-d", str(folder), "--json", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr  # before: "did not answer in time" after 10 s
+        assert len(json.loads(result.stdout)["workers"]) == 2
+        for conn in idle:  # each was cut off with a reply saying why, not left hanging
+            conn.settimeout(WAIT)
+            reply = json.loads(conn.makefile("rb").readline())
+            assert reply["ok"] is False and "whole request" in reply["error"]
+    finally:
+        stop.set()
+        for conn in idle:
+            conn.close()
+        if dripper.is_alive() or dripper.ident:
+            dripper.join(WAIT)
+    assert host.stop() == 0
+
+
+def test_two_hundred_concurrent_status_calls_all_get_their_answer(folder, start_host):
+    host = two_workers(folder, start_host)
+    replies, errors = [], []
+
+    def one():
+        try:
+            replies.append(control.request(folder, "status"))
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assert
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, name=f"client-{i}") for i in range(200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert errors == []
+    assert len(replies) == 200 and all(r["ok"] for r in replies)
+    assert host.stop() == 0
+
+
+def test_a_full_backlog_is_retried_then_reported_in_one_line(folder, monkeypatch):
+    path = control.socket_path(folder)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    monkeypatch.setattr(control, "CONNECT_TIMEOUT", 0.3, raising=False)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(0)  # never accepted: the backlog fills up
+        queued = []
+        try:
+            while True:
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                conn.setblocking(False)
+                queued.append(conn)
+                conn.connect(str(path))
+        except BlockingIOError:
+            pass
+        try:
+            control.request(folder, "status")
+        except control.ControlError as exc:
+            assert "not accepting connections" in str(exc)
+        else:
+            raise AssertionError("a host that accepts nothing answered")
+        finally:
+            for conn in queued:
+                conn.close()
+
+
+# --- what the client reports is what happened ---------------------------------------------
+
+
+def test_a_command_the_host_picks_up_after_its_deadline_is_reported_not_done_and_never_done(
+    folder, monkeypatch
+):
+    monkeypatch.setattr(control, "ANSWER_TIMEOUT", 0.2)
+    inbox = Unread()
+    server = control.Server(folder, inbox)
+    server.claim()
+    server.start()
+    try:
+        reply = control.request(folder, "stop", ["b"])
+    finally:
+        server.stop()
+    assert reply == {"ok": False, "error": "not done: the host was busy for 0.2 s; try again"}
+    [command] = inbox.messages
+    assert command.take() is False  # the host loop, unblocked, must not act on it now
+
+
+def test_the_host_loop_does_not_act_on_an_expired_command(folder):
+    from hotreload import core, host
+
+    running = host.Host(options=host.Options(folder), package=folder.name)
+    late = control.Command("status", expires=time.monotonic() - 1)
+    core.handle(running, late)
+    assert not late.done.is_set() and late.reply is None
+    timely = control.Command("status", expires=time.monotonic() + 60)
+    core.handle(running, timely)
+    assert timely.reply["ok"] is True
+
+
+def test_a_command_sent_while_the_host_loop_is_blocked_is_done_exactly_when_reported_done(
+    folder, start_host, tmp_path
+):
+    """A reload whose import blocks (today on the host loop) while `stop b` is sent: either the
+    client hears it was done and b stops, or it hears it was not and b never stops."""
+    go = tmp_path / "go"
+    write(folder / "a.py", worker_source(1))
+    write(folder / "b.py", worker_source(1))
+    host = start_host(folder)
+    host.wait_started("a", 1)
+    host.wait_started("b", 1)
+    write(folder / "a.py", worker_source(2, top=f"""
+        import os, time
+        report("a", "importing", 2, 0)
+        _until = time.monotonic() + 30
+        while not os.path.exists({str(go)!r}) and time.monotonic() < _until:
+            time.sleep(0.01)
+    """))
+    host.wait_for(lambda: "a importing 2 0" in host.events("a"), "a's import to begin")
+    result = run_cli("stop", "-d", str(folder), "b", cwd=tmp_path)
+    go.touch()
+    host.wait_started("a", 2)
+    if result.returncode == 0:
+        assert result.stdout == "b: stopping\n"
+        host.wait_for(lambda: "b stop 1 1" in host.events("b"), "b to stop")
+    else:
+        assert "not done" in result.stderr or "try again" in result.stderr, result.stderr
+        host.barrier()
+        assert "b stop 1 1" not in host.events("b"), "b was stopped after the client was told it was not"
+    assert host.stop() == 0
+
+
+# --- where the socket is --------------------------------------------------------------------
+
+
+@pytest.fixture
+def short_tmp(monkeypatch):
+    """A TMPDIR of the test's own, sticky and open to all like /tmp, with XDG_RUNTIME_DIR unset."""
+    path = Path(tempfile.mkdtemp(prefix="hr-"))
+    os.chmod(path, 0o1777)
+    monkeypatch.setenv("TMPDIR", str(path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # this process reads TMPDIR again
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_socket_folder_taken_by_another_user_is_avoided_and_the_host_says_where(
+    folder, start_host, tmp_path, short_tmp
+):
+    taken = short_tmp / f"hotreload-{os.getuid()}"
+    taken.mkdir(mode=0o755)
+    if os.getuid() == 0:
+        os.chown(taken, 65534, 65534)  # as another user would have made it
+    else:
+        os.chmod(taken, 0o777)  # not ours alone: just as unusable
+    host = two_workers(folder, start_host)
+    log = host.wait_log("for the control socket")
+    [line] = [line for line in log.splitlines() if "for the control socket" in line]
+    assert f"{taken} is not a private folder of this user" in line
+    used = Path(line.split(" using ")[1].split(" for the control socket")[0])
+    assert used.parent == short_tmp and used.name.startswith(taken.name + "-")
+    assert stat.S_IMODE(used.stat().st_mode) == 0o700 and used.stat().st_uid == os.getuid()
+    assert status(folder, tmp_path)["alpha"]["state"] == "running"
+    assert run_cli("stop", "-d", str(folder), "beta", cwd=tmp_path).stdout == "beta: stopping\n"
+    host.wait_for(lambda: "beta stop 1 1" in host.events("beta"), "beta to stop")
+    assert host.stop() == 0
+
+
+def test_a_runtime_folder_too_long_for_a_socket_path_falls_back_to_a_short_one(
+    folder, start_host, tmp_path, short_tmp, monkeypatch
+):
+    long = short_tmp / ("x" * 100)
+    long.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(long))
+    host = two_workers(folder, start_host)
+    assert status(folder, tmp_path)["beta"]["state"] == "running"
+    assert f"using {short_tmp / f'hotreload-{os.getuid()}'} for the control socket" in host.log()
+    assert host.stop() == 0
+
+
+def test_a_socket_path_that_cannot_fit_is_a_one_line_error(folder, tmp_path, short_tmp, monkeypatch):
+    long = short_tmp / ("x" * 100)
+    long.mkdir(mode=0o1777)
+    monkeypatch.setenv("TMPDIR", str(long))
+    write(folder / "alpha.py", worker_source())
+    for args in (["status", "-d", str(folder)], ["run", str(folder), "--no-guard"]):
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert "longer than the 107 bytes a socket path may have" in line, line
+    assert not list(long.iterdir())  # nothing left behind
