@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import selectors
 import socket
 import stat
@@ -155,8 +156,9 @@ def _fallbacks(place: Path) -> list[Path]:
     """The private ``PLACE-XXXXXXXX`` folders beside ``place``, made by hosts that found
     ``place`` unusable, in name order. Only folders this user owns, mode 0700, count: no one
     else can make one of those."""
+    named = re.compile(re.escape(place.name) + r"-[a-z0-9_]{8}")  # as tempfile.mkdtemp names them
     try:
-        beside = [Path(entry.path) for entry in os.scandir(place.parent) if entry.name.startswith(place.name + "-")]
+        beside = [Path(entry.path) for entry in os.scandir(place.parent) if named.fullmatch(entry.name)]
     except OSError:
         return []
     return sorted(path for path in beside if _is_private(path))

@@ -277,11 +277,13 @@ def test_slow_and_idle_clients_do_not_hold_up_anyone_else(folder, start_host, tm
             conn.settimeout(WAIT)
             reply = json.loads(conn.makefile("rb").readline())
             assert reply["ok"] is False and "whole request" in reply["error"]
+        dripper.join(WAIT)
+        assert not dripper.is_alive(), "the slow client was not cut off"
     finally:
         stop.set()
         for conn in idle:
             conn.close()
-        if dripper.is_alive() or dripper.ident:
+        if dripper.ident is not None:
             dripper.join(WAIT)
     assert host.stop() == 0
 
@@ -351,6 +353,24 @@ def test_a_command_the_host_picks_up_after_its_deadline_is_reported_not_done_and
     assert reply == {"ok": False, "error": "not done: the host was busy for 0.2 s; try again"}
     [command] = inbox.messages
     assert command.take() is False  # the host loop, unblocked, must not act on it now
+
+
+def test_a_command_the_host_took_but_never_answered_is_reported_as_unknown(folder, monkeypatch):
+    monkeypatch.setattr(control, "ANSWER_TIMEOUT", 0.1)
+    monkeypatch.setattr(control, "ANSWER_GRACE", 0.1)
+
+    class TakesAndFails:  # a host loop that took the command, then failed before answering
+        def put(self, command):
+            assert command.take()
+
+    server = control.Server(folder, TakesAndFails())
+    server.claim()
+    server.start()
+    try:
+        reply = control.request(folder, "stop", ["b"])
+    finally:
+        server.stop()
+    assert reply == {"ok": False, "error": "the host took the command but did not answer; see its log"}
 
 
 def test_the_host_loop_does_not_act_on_an_expired_command(folder):
