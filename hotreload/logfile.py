@@ -54,7 +54,7 @@ class LogFile:
             current = (info.st_dev, info.st_ino)
         except FileNotFoundError:
             current = None
-        if current != self._identity:
+        if self._file is None or current != self._identity:  # stopped (a sink added again), or replaced
             self._close()
             self._open()
 

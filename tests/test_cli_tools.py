@@ -263,6 +263,9 @@ def test_the_log_file_is_rotated_keeping_a_few_old_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["host.log", "host.log.1", "host.log.2"]
     assert [path.read_text()[:2], (tmp_path / "host.log.1").read_text()[:2],
             (tmp_path / "host.log.2").read_text()[:2]] == ["08", "06", "04"]
+    sink.write("10 after a stop: loguru stops a sink it removes, and it may be added again\n")
+    sink.stop()
+    assert path.read_text().splitlines()[-1].startswith("10 after a stop")
 
 
 def read_terminal(folder, tmp_path, env):
