@@ -6,11 +6,13 @@ runs, so that ``--version`` and the control commands start fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
-from hotreload.config import LOG_LEVELS, Config, ConfigError, seconds, worker_defaults
+from hotreload import config as configuration
+from hotreload.config import LOG_LEVELS, Config, ConfigError, worker_defaults
 from hotreload.config import find as find_config
 
 __all__ = ["main"]
@@ -47,11 +49,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _seconds(text: str) -> float:
-    try:
-        return seconds(text)
-    except TypeError:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}") from None
+def _seconds(check: Callable[[Any], float]) -> Callable[[str], float]:
+    """An argparse type for a duration, with the config file's check and range."""
+
+    def parse(text: str) -> float:
+        try:
+            return check(float(text))
+        except (TypeError, ValueError) as exc:
+            allowed = str(exc) if isinstance(exc, TypeError) else "a number of seconds"
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+
+    return parse
 
 
 def _version(site: Path = SITE_PACKAGES) -> str:
@@ -83,8 +91,12 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
+def _default_dir(config: Config) -> str:
+    return configuration.path_of(config, "dir") or "workers"
+
+
 def _add_dir(parser: argparse.ArgumentParser, config: Config) -> None:
-    parser.add_argument("-d", "--dir", default=config.values.get("dir", "workers"), metavar="DIR",
+    parser.add_argument("-d", "--dir", default=_default_dir(config), metavar="DIR",
                         help="the workers folder of the running host (default: ./workers)")
 
 
@@ -103,17 +115,20 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
         "with backoff and reloading any module you save.",
         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("dir", nargs="?", default=defaults.get("dir", "workers"), metavar="DIR",
+    run.add_argument("dir", nargs="?", default=_default_dir(config), metavar="DIR",
                      help="the workers folder (default: ./workers)")
-    run.add_argument("--stop-timeout", type=_seconds, default=defaults.get("stop-timeout", 5.0), metavar="SECONDS",
+    run.add_argument("--stop-timeout", type=_seconds(configuration.stop_timeout),
+                     default=defaults.get("stop-timeout", 5.0), metavar="SECONDS",
                      help="how long a worker gets to stop when asked before it is interrupted "
-                     "(default: 5; a worker's STOP_TIMEOUT overrides it)")
+                     f"(default: 5, at most {configuration.STOP_TIMEOUT_MAX:g}; "
+                     "a worker's STOP_TIMEOUT overrides it)")
     run.add_argument("--log-level", default=defaults.get("log-level", "INFO"), type=str.upper,
                      choices=LOG_LEVELS, help="the least severe level shown (default: INFO)")
     run.add_argument("--log-json", action=argparse.BooleanOptionalAction, default=defaults.get("log-json", False),
                      help="log one JSON object per line")
-    run.add_argument("--log-file", metavar="PATH", default=defaults.get("log-file"),
-                     help="also log to PATH, rotated at 10 MB, keeping 5 old files")
+    run.add_argument("--log-file", metavar="PATH", default=configuration.path_of(config, "log-file"),
+                     help="also log to PATH, rotated at 10 MB (PATH.1 ... PATH.5 kept), "
+                     "created again if deleted")
     run.add_argument("--entry-points", action=argparse.BooleanOptionalAction, default=defaults.get("entry-points", True),
                      help="run workers from installed packages' 'hotreload.workers' entry points")
     run.add_argument("--reload", action=argparse.BooleanOptionalAction, default=defaults.get("reload", True),
@@ -121,9 +136,9 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
     run.add_argument("--guard", action=argparse.BooleanOptionalAction, default=defaults.get("guard", True),
                      help="run the host under a guardian process that starts it again if it dies "
                      "(--no-guard under systemd or a container runtime, which do that)")
-    run.add_argument("--debounce", type=_seconds, default=defaults.get("debounce", 0.01), metavar="SECONDS",
-                     help="how long a burst of saves may last to be applied as one batch "
-                     "(default: 0.01)")
+    run.add_argument("--debounce", type=_seconds(configuration.debounce), default=defaults.get("debounce", 0.01),
+                     metavar="SECONDS", help="how long a burst of saves may last to be applied as one batch "
+                     f"(default: 0.01, at most {configuration.DEBOUNCE_MAX:g})")
 
     status = commands.add_parser("status", help="show the workers of a running host",
                                  description="One row per worker of the host running on DIR.")
@@ -142,7 +157,7 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
         "list", help="import-check every worker without running it",
         description="Discover and import every worker of DIR without running it; exit 1 if any is broken.",
     )
-    listing.add_argument("dir", nargs="?", default=defaults.get("dir", "workers"), metavar="DIR",
+    listing.add_argument("dir", nargs="?", default=_default_dir(config), metavar="DIR",
                          help="the workers folder (default: ./workers)")
     listing.add_argument("--entry-points", action=argparse.BooleanOptionalAction,
                          default=defaults.get("entry-points", True),
@@ -150,27 +165,80 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
     new = commands.add_parser("new", help="write a new worker from a template",
                               description="Write DIR/NAME.py, a worker showing ctx.sleep, ctx.log and ctx.state.")
     new.add_argument("name", metavar="NAME", help="the worker's name: a Python identifier")
-    new.add_argument("dir", nargs="?", default=defaults.get("dir", "workers"), metavar="DIR",
+    new.add_argument("dir", nargs="?", default=_default_dir(config), metavar="DIR",
                      help="the workers folder (default: ./workers)")
     return parser
 
 
-def _check_folder(parser: argparse.ArgumentParser, raw: str) -> Path:
+def _origin(args: argparse.Namespace, config: Config) -> str:
+    """`` (dir = 'x' in FILE)`` when the folder asked for is the config file's, else ''."""
+    from_file = configuration.path_of(config, "dir")
+    return f" ({configuration.origin(config, 'dir')})" if from_file is not None and args.dir == from_file else ""
+
+
+def _check_folder(parser: argparse.ArgumentParser, raw: str, origin: str = "") -> Path:
     folder = Path(raw)
     if not folder.is_dir():
-        parser.error(f"workers folder {raw!r} does not exist" if not folder.exists()
-                     else f"{raw!r} is not a folder")
+        parser.error(f"workers folder {raw!r}{origin} does not exist" if not folder.exists()
+                     else f"{raw!r}{origin} is not a folder")
     name = folder.resolve().name
     if not name.isidentifier():
         parser.error(f"the workers folder is imported as a package, so its name must be a "
                      f"Python identifier; {name!r} is not")
-    if name in getattr(sys, "stdlib_module_names", ()) or name == "hotreload":
-        parser.error(f"the workers folder is imported as package {name!r}, which would clash "
-                     f"with the module of that name; rename the folder")
+    clash = importable_elsewhere(name, folder.resolve())
+    if clash is not None:
+        parser.error(f"the workers folder is imported as package {name!r}, which would hide the "
+                     f"module {name!r} ({clash}) from every worker and from hotreload; rename the folder")
     return folder.resolve()
 
 
+def importable_elsewhere(name: str, folder: Path) -> str | None:
+    """Where a top-level module ``name`` is found other than ``folder`` itself (the standard
+    library, an installed package, hotreload): a workers folder of that name would shadow it.
+    Looked up with the import system's finders, without importing anything."""
+    if name in sys.builtin_module_names or name in getattr(sys, "stdlib_module_names", ()):
+        return "the standard library"
+    if name == "hotreload":
+        return "this program"
+    import importlib.machinery
+
+    here = {folder.parent, Path.cwd().resolve()}  # the folder, seen from the current folder too
+    search = [entry for entry in sys.path if entry and Path(entry).resolve() not in here]
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is None:
+            continue
+        try:
+            if finder is importlib.machinery.PathFinder:
+                spec = importlib.machinery.PathFinder.find_spec(name, search)
+            else:
+                spec = find_spec(name, None)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None:
+            locations = list(spec.submodule_search_locations or ())
+            return spec.origin if spec.origin not in (None, "namespace") else (locations[:1] or ["installed"])[0]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``hotreload`` command. A reader of its output that went away (``| head -1``) ends
+    it quietly, with the status of a process killed by SIGPIPE, as Unix tools do."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            if sys.stdout is not None:
+                sys.stdout.flush()  # here, not at exit, where a broken pipe prints a warning
+    except BrokenPipeError:
+        # Python flushes stdout once more at exit: point it at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + 13  # SIGPIPE
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         config = find_config(Path.cwd())
@@ -179,17 +247,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(config)
     args = parser.parse_args(argv)
     if args.command == "new":
-        return _new(parser, args)
+        return _new(parser, args, _origin(args, config))
     if args.command in ("status", "restart", "stop", "start"):
         return _control(parser, args)
-    folder = _check_folder(parser, args.dir)
+    folder = _check_folder(parser, args.dir, _origin(args, config))
     if args.command == "list":
         return _list(args, folder, config)
+    if args.log_file:
+        _check_log_file(parser, args.log_file)
     if args.guard:
         from hotreload import guardian
 
         return guardian.guard([sys.executable, "-m", "hotreload", *argv, "--no-guard"], as_json=args.log_json)
     return _run(args, folder, config)
+
+
+def _check_log_file(parser: argparse.ArgumentParser, path: str) -> None:
+    """Refuse a log file that cannot be opened, before anything starts."""
+    from hotreload import logfile
+
+    try:
+        logfile.LogFile(path).stop()
+    except OSError as exc:
+        parser.error(f"cannot write the log file {path}: {exc.strerror or exc}")
 
 
 def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
@@ -243,10 +323,17 @@ def _control(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 1
     if cmd == "status":
         print(json.dumps(reply, indent=2) if args.json else status.table(reply, colour=status.use_colour()))
-    else:
-        for name, result in reply.get("results", {}).items():
-            print(f"{name}: {result}")
-    return 0
+        return 0
+    results = reply.get("results", {})
+    for name, result in results.items():
+        print(f"{name}: {result}")
+    return 1 if any(map(_failed, results.values())) else 0
+
+
+def _failed(result: Any) -> bool:
+    """A per-name result of ``start``/``restart``/``stop`` that did not happen: core words
+    those ``cannot ...`` (``already running`` or ``not running`` are what was asked for)."""
+    return str(result).startswith("cannot ")
 
 
 def _create_host(options: Any) -> Any:
@@ -271,13 +358,13 @@ def _list(args: argparse.Namespace, folder: Path, config: Config) -> int:
     return 1 if checked is None else listing.report(checked)
 
 
-def _new(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _new(parser: argparse.ArgumentParser, args: argparse.Namespace, origin: str = "") -> int:
     from hotreload import scaffold
 
     try:
         path = scaffold.new_worker(Path(args.dir), args.name)
     except ValueError as exc:
-        parser.error(str(exc))
+        parser.error(f"{exc}{origin}" if not Path(args.dir).is_dir() else str(exc))
     print(f"wrote {path}: edit it, then `hotreload run {args.dir}`")
     return 0
 

@@ -4,8 +4,11 @@ From the working directory upward, the first ``pyproject.toml`` with a ``[tool.h
 table or ``setup.cfg`` with a ``[hotreload]`` section is used (in one folder, pyproject.toml
 first). Its keys are the long options of ``run`` (``stop-timeout = 2``) plus the default
 ``restart`` and ``backoff`` of every worker. Precedence: command line > config file >
-built-in defaults. Pure apart from reading the files: an unknown key or a wrong type is a
-``ConfigError`` naming the file, the key and what is allowed.
+built-in defaults. Paths in the file (``dir``, ``log-file``) are relative to the file's
+folder, as pytest's are. Pure apart from reading the files: an unknown key or a wrong type
+is a ``ConfigError`` naming the file, the key and what is allowed. TOML has types of its own,
+and they must be right (``reload = "no"`` is an error); in setup.cfg every value is text, read
+strictly: a flag is true/false, yes/no, on/off or 1/0, a number is a number.
 """
 from __future__ import annotations
 
@@ -16,9 +19,15 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 if TYPE_CHECKING:
     from hotreload.settings import Settings
 
-__all__ = ["Config", "ConfigError", "LOG_LEVELS", "find", "seconds", "worker_defaults"]
+__all__ = ["Config", "ConfigError", "LOG_LEVELS", "debounce", "find", "origin", "path_of", "stop_timeout",
+           "worker_defaults"]
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+# The largest durations allowed, in seconds: a day to stop; a debounce window longer than
+# 10 s would hold every save back for longer than anyone waits for a reload.
+STOP_TIMEOUT_MAX = 86400.0
+DEBOUNCE_MAX = 10.0
+FLAG_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
 class ConfigError(ValueError):
@@ -32,23 +41,24 @@ def _text(value: Any) -> str:
 
 
 def _flag(value: Any) -> bool:
-    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-        return value.lower() in ("true", "yes", "on", "1")
     if not isinstance(value, bool):
         raise TypeError("true or false")
     return value
 
 
-def seconds(value: Any) -> float:
-    """A positive, finite number of seconds from a number or its text (TypeError if not):
-    the one check for the config file and the command line."""
-    try:
-        number = float(value) if isinstance(value, str) else value
-    except ValueError:
-        raise TypeError("a positive number of seconds") from None
-    if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 < number < float("inf"):
-        raise TypeError("a positive number of seconds")
-    return float(number)
+def _duration(most: float) -> Callable[[Any], float]:
+    """The check of a number of seconds in (0, ``most``]: finite, so that no timer overflows."""
+
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= most:
+            raise TypeError(f"a number of seconds > 0 and <= {most:g}")
+        return float(value)
+
+    return check
+
+
+stop_timeout = _duration(STOP_TIMEOUT_MAX)
+debounce = _duration(DEBOUNCE_MAX)
 
 
 def _level(value: Any) -> str:
@@ -72,19 +82,19 @@ def _backoff(value: Any) -> dict[str, float]:
         from hotreload.settings import Backoff
 
         raise TypeError(f"a table with keys among {', '.join(f.name for f in fields(Backoff))}")
-    return {key: float(raw) if isinstance(raw, str) else raw for key, raw in value.items()}
+    return dict(value)  # the numbers are checked by settings.parse, through worker_defaults
 
 
 # Each key with the function that checks and converts its value (TypeError: what is allowed).
 KEYS: dict[str, Callable[[Any], Any]] = {
     "dir": _text,
-    "stop-timeout": seconds,
+    "stop-timeout": stop_timeout,
     "log-level": _level,
     "log-json": _flag,
     "log-file": _text,
     "entry-points": _flag,
     "reload": _flag,
-    "debounce": seconds,
+    "debounce": debounce,
     "guard": _flag,
     "restart": _restart,
     "backoff": _backoff,
@@ -100,7 +110,25 @@ class Config(NamedTuple):
     values: dict[str, Any] = {}  # never mutated
 
 
-def _check(raw: dict[str, Any], where: str) -> dict[str, Any]:
+def _from_text(key: str, text: str) -> Any:
+    """A setup.cfg value as the type its key takes; text that is not one stays text, for the
+    key's check to reject with what is allowed."""
+    convert = KEYS[key]
+    if convert is _flag:
+        return FLAG_WORDS.get(text.strip().lower(), text)
+    if convert in (stop_timeout, debounce):
+        return _number_from_text(text)
+    return text
+
+
+def _number_from_text(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _check(raw: dict[str, Any], where: str, from_text: bool = False) -> dict[str, Any]:
     from hotreload.settings import SettingsError
 
     values = {}
@@ -108,8 +136,13 @@ def _check(raw: dict[str, Any], where: str) -> dict[str, Any]:
         convert = KEYS.get(key)
         if convert is None:
             raise ConfigError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(KEYS)}")
+        typed = value
+        if from_text and key == "backoff":
+            typed = {name: _number_from_text(number) for name, number in value.items()}
+        elif from_text:
+            typed = _from_text(key, value)
         try:
-            values[key] = convert(value)
+            values[key] = convert(typed)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: {key} must be {exc}, not {value!r}") from None
     try:
@@ -127,6 +160,8 @@ def _from_setup_cfg(path: Path) -> dict[str, Any] | None:
         parser.read(path, encoding="utf-8")
     except configparser.Error as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     if not parser.has_section("hotreload"):
         return None
     raw: dict[str, Any] = {}
@@ -147,6 +182,8 @@ def _from_pyproject(path: Path) -> dict[str, Any] | None:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     section = data.get("tool", {}).get("hotreload")
     if section is not None and not isinstance(section, dict):
         raise ConfigError(f"{path}: [tool.hotreload] must be a table")
@@ -164,8 +201,22 @@ def find(start: Path) -> Config:
             if path.is_file():
                 raw = read(path)
                 if raw is not None:
-                    return Config(path, _check(raw, f"{path} {section}"))
+                    return Config(path, _check(raw, f"{path} {section}", from_text=name == "setup.cfg"))
     return Config()
+
+
+def path_of(config: Config, key: str) -> str | None:
+    """The path a config file gives for ``key`` (``dir``, ``log-file``), relative to the file's
+    folder; None when the file does not set it."""
+    raw = config.values.get(key)
+    if raw is None or config.path is None:
+        return None
+    return str(config.path.parent / raw)
+
+
+def origin(config: Config, key: str) -> str:
+    """Where ``key``'s value comes from, for an error about it: ``dir = 'x' in /a/pyproject.toml``."""
+    return f"{key} = {config.values[key]!r} in {config.path}"
 
 
 def worker_defaults(values: dict[str, Any]) -> Settings:

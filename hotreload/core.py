@@ -109,7 +109,8 @@ def _set_state(host: Host, worker: Worker, state: str, note: str = "") -> None:
     if state == worker.state and not note:
         return
     worker.state = state
-    level = "DEBUG" if host.swap is not None and worker.name in host.swap.before else "INFO"
+    swap = host.swap  # a removed worker's stop is its last word: logged as it is
+    level = "DEBUG" if swap is not None and worker.name in swap.before and worker.name not in swap.removed else "INFO"
     worker.log.log(level, f"{state}{': ' + note if note else ''}")
 
 
@@ -332,13 +333,18 @@ def _status(host: Host) -> dict[str, Any]:
         })
     return {
         "pid": os.getpid(),
-        "guardian": os.environ.get(guardian_process.GUARDIAN_ENV),
+        "guardian": _guardian_pid(),
         "folder": str(host.options.folder),
         "config": host.options.config,
         "reload": host.options.reload,
         "core_generation": host.core_generation,
         "workers": rows,
     }
+
+
+def _guardian_pid() -> int | None:
+    guardian = os.environ.get(guardian_process.GUARDIAN_ENV, "")
+    return int(guardian) if guardian.isdigit() else None
 
 
 # --- start-up ------------------------------------------------------------------------------
@@ -456,7 +462,8 @@ def _on_own_changes(host: Host, paths: set[str], started: float) -> None:
             _reload_core(host, new_digest, started)
         else:
             host.own_digests[path] = new_digest
-            host.log.warning(f"{path} changed: only core.py reloads in place; restart hotreload to use it")
+            if _imported(path):  # the client's modules (status.py...) are read afresh by each command
+                host.log.warning(f"{path} changed: only core.py reloads in place; restart hotreload to use it")
 
 
 def _reload_core(host: Host, new_digest: str, started: float) -> None:
@@ -470,6 +477,13 @@ def _reload_core(host: Host, new_digest: str, started: float) -> None:
     host.own_digests[host.core_file] = new_digest
     host.core_generation += 1
     host.log.info(f"core reloaded (generation {host.core_generation}) in {_ms(started)}; workers untouched")
+
+
+def _imported(path: Path) -> bool:
+    """True if this process has run ``path`` as a module (``python -m`` ran __main__.py too)."""
+    path = path.resolve()
+    return any(getattr(m, "__file__", None) and Path(m.__file__).resolve() == path
+               for m in list(sys.modules.values()))
 
 
 def _check_core(module: Any) -> None:
@@ -512,6 +526,7 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
             if name in host.broken:  # a bad edit undone
                 host.broken.discard(name)
                 _log_for(host, name).info(f"{_shown(host, path)} is back to the code that runs")
+                _set_last_error(host, name, None)
             continue  # touched, or saved unchanged
         try:
             ast.parse(data, str(path))
@@ -519,6 +534,7 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
             host.broken.add(name)
             keeps = "; the previous version keeps running" if module is not None else ""
             _log_for(host, name).error(f"not loaded{keeps}:\n{format_error(exc)}")
+            _set_last_error(host, name, _one_line(exc))
             continue
         roots.add(name)
         top = _top(name)
@@ -620,8 +636,7 @@ def _load(host: Host, swap: Swap, module: str, worker: Worker | None, new_worker
         if module not in sys.modules:
             loader.forget(module)
         if worker is not None:
-            worker.last_error = _one_line(exc)
-            _not_swapped(host, swap, worker, f"its new code failed:\n{format_error(exc)}")
+            _not_swapped(host, swap, worker, f"its new code failed:\n{format_error(exc)}", _one_line(exc))
         elif is_worker:
             logger.bind(worker=top).error(f"cannot start this new worker:\n{format_error(exc)}")
         else:
@@ -648,8 +663,10 @@ def _load(host: Host, swap: Swap, module: str, worker: Worker | None, new_worker
     return True
 
 
-def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str) -> None:
-    """A worker whose new code failed: report, and put it back as it was before the swap."""
+def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str, error: str | None = None) -> None:
+    """A worker whose new code failed: report, and put it back as it was before the swap.
+    ``error`` (default: ``why``) becomes its last error, shown by ``status`` while it lasts."""
+    worker.last_error = error or why
     before = swap.before.get(worker.name, worker.state)
     keeps = worker.run is not None and before in ("running", "starting", "backoff")
     worker.log.error(f"not reloaded: {why}")
@@ -665,6 +682,15 @@ def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str) -> None:
 
 
 # --- small pieces --------------------------------------------------------------------------
+
+
+def _set_last_error(host: Host, module: str, error: str | None) -> None:
+    """The last error of the workers that run ``module`` (theirs, or a helper they import):
+    a saved edit that does not load, or None once that edit is undone."""
+    for name in loader.dependents(host.graph.rdeps, {module}):
+        worker = _worker_of(host, name)
+        if worker is not None:
+            worker.last_error = error
 
 
 def _helper_warning(host: Host, module: str) -> None:

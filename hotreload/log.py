@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 import traceback
@@ -12,16 +13,15 @@ from typing import Any
 
 from loguru import logger
 
+from hotreload.logfile import LogFile
 from hotreload.worker import THREAD_PREFIX
 
-__all__ = ["configure", "format_error", "logger"]
+__all__ = ["configure", "format_error", "logger", "no_colour"]
 
 TEXT_FORMAT = (
     "<green>{time:HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | "
     "<cyan>{extra[worker]: <10}</cyan> | <level>{message}</level>"
 )
-FILE_ROTATION = "10 MB"
-FILE_RETENTION = 5
 
 # Frames of the machinery between the host and the user's code: hidden from tracebacks of
 # the user's errors, so that the first frame shown is the user's file and line.
@@ -61,12 +61,18 @@ def configure(level: str = "INFO", as_json: bool = False, file: str | None = Non
     logger.configure(extra={"worker": "host"})
     fmt: Any = _json_line if as_json else TEXT_FORMAT
     common = dict(level=level, format=fmt, backtrace=False, diagnose=False)
-    logger.add(sys.stderr, colorize=None if not as_json else False, **common)
+    logger.add(sys.stderr, colorize=False if as_json or no_colour() else None, **common)
     if file:
-        logger.add(file, colorize=False, rotation=FILE_ROTATION, retention=FILE_RETENTION, **common)
+        sink = LogFile(file)
+        logger.add(sink, colorize=False, filter=sink.keep_record, **common)
     logging.basicConfig(handlers=[_Intercept()], level=0, force=True)
     # watchdog's DEBUG records describe every inotify event, our own imports included.
     logging.getLogger("watchdog").setLevel(logging.INFO)
+
+
+def no_colour() -> bool:
+    """True when the NO_COLOR convention (https://no-color.org) asks for plain text."""
+    return bool(os.environ.get("NO_COLOR"))
 
 
 def _user_frames(stack: traceback.StackSummary) -> traceback.StackSummary:

@@ -12,7 +12,9 @@ DIM = "2"
 
 
 def use_colour() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    """On a terminal, unless NO_COLOR is set (to anything but the empty string, as
+    https://no-color.org says; ``run``'s log follows the same rule)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _uptime(seconds: float | None) -> str:

@@ -65,10 +65,23 @@ class WorkerUnderTest:
             if value:
                 return value
             if not self.running:
-                raise AssertionError(f"worker {self.name} ended before the condition held") from self.error
+                self._collect_exit()
+                how = f"raised {_describe(self.error)}" if self.error is not None else "returned"
+                raise AssertionError(f"worker {self.name} ended before the condition held: run {how}") from self.error
             if time.monotonic() > deadline:
                 raise TimeoutError(f"worker {self.name}: condition not met within {timeout} s")
             time.sleep(0.01)
+
+    def _collect_exit(self) -> None:
+        """Record how a run that ended by itself ended: posting its Exited was its last act."""
+        if self.ended:
+            return
+        try:
+            exited = self._exits.get(timeout=1.0)
+        except queue.Empty:
+            return
+        self._run.thread.join()
+        self.ended, self.error = True, exited.error
 
     def stop(self) -> None:
         """Ask the worker to stop and wait for it, up to its ``STOP_TIMEOUT``."""
@@ -82,6 +95,15 @@ class WorkerUnderTest:
             ) from None
         self._run.thread.join()
         self.ended, self.error = True, exited.error
+
+
+def _describe(error: BaseException | None) -> str:
+    """``ValueError: bad input``, even for an exception whose ``str()`` fails."""
+    try:
+        text = str(error)
+    except Exception:  # noqa: BLE001 - the user's __str__
+        text = "<str() failed>"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _load(target: str | Path | ModuleType) -> tuple[ModuleType, Callable[[], None]]:

@@ -56,9 +56,17 @@ def test_a_crash_is_reported_and_a_worker_that_will_not_stop_fails_the_test(tmp_
     folder.mkdir()
     (folder / "boom.py").write_text("def run(ctx):\n    raise ValueError('bad input')\n")
     with run_worker(folder / "boom.py") as worker:
-        with pytest.raises(AssertionError, match="ended before the condition held"):
+        with pytest.raises(AssertionError, match="ended before the condition held: run raised ValueError: bad input"
+                           ) as failure:
             worker.wait_for(lambda: False)
+        assert failure.value.__cause__ is worker.error
     assert isinstance(worker.error, ValueError)
+
+    (folder / "done.py").write_text("def run(ctx):\n    return\n")
+    with run_worker(folder / "done.py") as worker:
+        with pytest.raises(AssertionError, match="ended before the condition held: run returned") as failure:
+            worker.wait_for(lambda: False)
+        assert failure.value.__cause__ is None
 
     (folder / "stubborn.py").write_text(
         "import time\nSTOP_TIMEOUT = 0.2\ndef run(ctx):\n    while True:\n        time.sleep(0.01)\n"
