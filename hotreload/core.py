@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from hotreload import backoff, loader, settings
+from hotreload import backoff, loader, safe, settings
 from hotreload import guardian as guardian_process
 from hotreload.control import Command
 from hotreload.debounce import Changes
@@ -719,8 +719,7 @@ def _shown(host: Host, path: Path) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return safe.one_line(exc)  # never raises, whatever the exception's __str__ does
 
 
 def _ms(started: float) -> str:

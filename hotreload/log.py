@@ -12,6 +12,7 @@ from typing import Any
 
 from loguru import logger
 
+from hotreload import safe
 from hotreload.worker import THREAD_PREFIX
 
 __all__ = ["configure", "format_error", "logger"]
@@ -49,9 +50,13 @@ class _Intercept(logging.Handler):
             level = record.levelno
         name = threading.current_thread().name
         worker = name[len(THREAD_PREFIX):] if name.startswith(THREAD_PREFIX) else "host"
-        message = record.getMessage()
-        if record.exc_info and record.exc_info[1] is not None:
-            message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        try:  # the arguments are the caller's objects: their __str__ may raise
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        except Exception:  # logging's convention: report it on stderr, never raise into the caller
+            self.handleError(record)
+            return
         logger.bind(worker=worker).log(level, "{}: {}", record.name, message)
 
 
@@ -82,7 +87,19 @@ def format_error(exc: BaseException) -> str:
     import machinery or of hotreload before it; chained exceptions are kept.
 
     For a SyntaxError the last lines show the file, line and a caret under the fault.
+    Never raises: the exception's ``__str__`` is user code, and if the traceback module
+    itself cannot format it, its type, message and where it was raised are given.
     """
+    try:
+        return _formatted(exc)
+    except BaseException:  # noqa: B036 - a __str__ raising SystemExit gets past traceback's own guard
+        frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
+        where = "".join(_user_frames(frames).format())
+        return f"Traceback (most recent call last):\n{where}{safe.one_line(exc)}"
+
+
+
+def _formatted(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError) and exc.filename:
         # The file, line and caret say it all; the frames would only be the compiler's.
         return "".join(traceback.format_exception_only(type(exc), exc)).rstrip()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from hotreload import safe
 from hotreload.settings import Settings
 
 __all__ = ["Context", "Exited", "Interrupted", "Run", "Worker", "THREAD_PREFIX"]
@@ -78,12 +79,15 @@ class Context:
         return f"<Context {self.name!r} stopping={self.stopping}>"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Exited:
     """Posted by a worker thread as its last act."""
 
     run: Run
     error: BaseException | None  # None when run() returned (or was cancelled on request)
+
+    def __repr__(self) -> str:  # the error is the user's object: its own repr may raise
+        return f"Exited(worker={self.run.worker.name!r}, error={safe.shown(self.error)})"
 
 
 class Run:
@@ -143,7 +147,7 @@ class Run:
             if inspect.isawaitable(result):
                 self._run_async(result)
         except SystemExit as exc:
-            if exc.code not in (None, 0):
+            if exc.code is not None and not (type(exc.code) is int and exc.code == 0):
                 error = exc
         except asyncio.CancelledError as exc:
             if not self.stop_event.is_set():

@@ -1,0 +1,50 @@
+"""Supervision never dies: whatever a worker raises, defines or leaves behind, the host
+keeps supervising every worker (the real `hotreload run` in a subprocess)."""
+import json
+
+from conftest import run_cli, worker_source, write
+
+# An exception whose __str__ (and __repr__) raise: formatting it is user code too.
+UNPRINTABLE = '''
+class DbError(Exception):
+    def __str__(self):
+        return self.detail  # no such attribute
+
+    def __repr__(self):
+        return self.detail
+'''
+FAST = {"initial": 0.01, "max": 0.05, "fatal_after": 1000}
+
+
+def status(folder, tmp_path):
+    result = run_cli("status", "-d", str(folder), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return {w["name"]: w for w in json.loads(result.stdout)["workers"]}
+
+
+def test_a_crash_with_an_unprintable_exception_backs_off_and_restarts(folder, start_host, tmp_path):
+    write(folder / "db.py", worker_source(top=UNPRINTABLE, body="raise DbError()", BACKOFF=FAST))
+    host = start_host(folder)
+    host.wait_for(lambda: len(host.starts("db")) >= 3, "the worker restarted twice")
+    log = host.log()
+    assert "internal error" not in log
+    assert "| db         | crashed after" in log and "str() failed>" in log  # traceback's own text
+    assert status(folder, tmp_path)["db"]["last_error"] == "<DbError: str() failed>"
+    assert host.stop() == 0
+
+
+def test_an_unprintable_exception_at_import_is_reported_at_start_and_at_a_reload(folder, start_host, tmp_path):
+    raising = UNPRINTABLE + "raise DbError()\n"
+    write(folder / "broken.py", raising + "def run(ctx):\n    pass\n")
+    write(folder / "svc.py", worker_source(1))
+    host = start_host(folder)
+    host.wait_started("svc", 1)
+    host.wait_log("| broken     | fatal: fix the file and save it")
+    write(folder / "svc.py", raising + worker_source(2))
+    host.wait_log("| svc        | not reloaded: its new code failed")
+    host.wait_for(lambda: host.events("svc")[-1] == "svc start 1 2", "the previous version to resume")
+    rows = status(folder, tmp_path)
+    assert rows["svc"]["state"] == "running"
+    assert rows["broken"]["last_error"] == rows["svc"]["last_error"] == "<DbError: str() failed>"
+    assert "internal error" not in host.log()
+    assert host.stop() == 0
