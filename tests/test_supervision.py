@@ -48,3 +48,28 @@ def test_an_unprintable_exception_at_import_is_reported_at_start_and_at_a_reload
     assert rows["broken"]["last_error"] == rows["svc"]["last_error"] == "<DbError: str() failed>"
     assert "internal error" not in host.log()
     assert host.stop() == 0
+
+
+def line_of(source, text):
+    """The number of the first line of ``source`` that contains ``text``."""
+    return next(n for n, line in enumerate(source.splitlines(), 1) if text in line)
+
+
+def test_an_infinite_or_huge_duration_is_reported_at_load_and_the_host_carries_on(folder, start_host):
+    forever = worker_source(1, top='STOP_TIMEOUT = float("inf")')
+    slow = worker_source(1, BACKOFF={"initial": 1e10})
+    write(folder / "forever.py", forever)
+    write(folder / "slow.py", slow)
+    write(folder / "good.py", worker_source(1))
+    host = start_host(folder)
+    host.wait_started("good", 1)
+    line = line_of(forever, "STOP_TIMEOUT")
+    log = host.wait_log(f"forever.py:{line}: STOP_TIMEOUT: must be > 0 and <= 86400 seconds, got inf")
+    assert (f"slow.py:{line_of(slow, 'BACKOFF')}: BACKOFF['initial']: must be > 0 and <= 86400 seconds,"
+            " got 10000000000.0") in log
+    write(folder / "forever.py", worker_source(2, top='STOP_TIMEOUT = float("inf")'))
+    host.wait_log(f"forever.py:{line}: STOP_TIMEOUT: must be", count=2)
+    write(folder / "forever.py", worker_source(3, STOP_TIMEOUT=86400))
+    host.wait_started("forever", 3)
+    assert host.starts("forever") == [3] and host.starts("slow") == []
+    assert host.stop() == 0
