@@ -113,17 +113,32 @@ def _set_state(host: Host, worker: Worker, state: str, note: str = "") -> None:
     worker.log.log(level, f"{state}{': ' + note if note else ''}")
 
 
-def _launch(host: Host, worker: Worker) -> None:
+# Why a worker whose abandoned thread still runs is not started: at most one version runs.
+STUCK = "its abandoned thread still runs (it ignored its stop)"
+STUCK_WAY_OUT = "`hotreload restart --host` replaces the process"
+
+
+def _launch(host: Host, worker: Worker) -> bool:
+    """Start the worker's ``run`` in a new thread, unless a thread of it still runs (an
+    abandoned one): then it starts when that thread ends. True if it was started."""
+    if worker.current is not None:
+        worker.start_pending = True
+        worker.log.warning(f"not started: {STUCK}; it starts when that thread ends, or {STUCK_WAY_OUT}")
+        return False
+    worker.start_pending = False
     worker.restart_at = None
     _set_state(host, worker, "starting")
     worker.current = Run(worker, host.inbox)
     worker.current.start()
     _set_state(host, worker, "running", f"generation {worker.generation}" if worker.generation else "")
+    return True
 
 
 def _stop(host: Host, worker: Worker) -> None:
     """Ask a running worker to stop (its ``Exited`` follows); a waiting one just stops."""
     run = worker.current
+    if run is not None and run.abandoned:  # given up on: it is fatal already
+        return
     if run is not None:
         run.request_stop(worker.settings.stop_timeout)
         if run.stop_deadline is not None:
@@ -141,6 +156,9 @@ def _on_exit(host: Host, message: Exited) -> None:
         worker.log.warning("its abandoned thread has ended at last")
         if worker.current is run:
             worker.current = None
+            if worker.start_pending and worker.run is not None and not host.stopping:
+                worker.failures = 0
+                _launch(host, worker)
         return
     worker.current = None
     run.thread.join(JOIN_TIMEOUT)  # posting Exited was its last act: this returns at once
@@ -238,7 +256,11 @@ def _on_timer(host: Host, worker: Worker, now: float) -> None:
     run.abandoned = True
     worker.last_error = "did not stop when asked"
     worker.log.error(f"still running after being interrupted; giving up on it. It is at:\n{run.stack()}")
-    _set_state(host, worker, "fatal", "did not stop; its thread is left running")
+    _set_state(host, worker, "fatal", f"did not stop; its thread is left running, and the worker is not started "
+                                      f"again until it ends; {STUCK_WAY_OUT}")
+    if worker.name in host.restarting:  # `hotreload restart`: done when the thread ends
+        host.restarting.discard(worker.name)
+        worker.start_pending = True
     swap = host.swap
     if swap is not None and worker.name in swap.waiting:
         swap.waiting.discard(worker.name)
@@ -278,6 +300,9 @@ def _on_command(host: Host, command: Command) -> dict[str, Any]:
 
 
 def _stop_one(host: Host, worker: Worker) -> str:
+    if worker.current is not None and worker.current.abandoned:
+        worker.start_pending = False
+        return f"not running ({worker.state}): {STUCK}; {STUCK_WAY_OUT}"
     if worker.current is None and worker.state != "backoff":
         return f"not running ({worker.state})"
     host.restarting.discard(worker.name)
@@ -287,6 +312,8 @@ def _stop_one(host: Host, worker: Worker) -> str:
 
 
 def _start_one(host: Host, worker: Worker) -> str:
+    if worker.current is not None and worker.current.abandoned:
+        return f"cannot start: {STUCK}; {STUCK_WAY_OUT}"
     if worker.current is not None:
         return f"already {worker.state}"
     if worker.run is None:
@@ -641,10 +668,9 @@ def _load(host: Host, swap: Swap, module: str, worker: Worker | None, new_worker
     worker.run, worker.settings = parts
     worker.failures = 0
     worker.last_error = None
-    if not host.stopping:
-        _launch(host, worker)
+    launched = not host.stopping and _launch(host, worker)
     action = "started" if fresh else f"reloaded (generation {worker.generation})"
-    worker.log.info(f"{action} in {_ms(swap.started)}")
+    worker.log.info(f"{action} in {_ms(swap.started)}{'' if launched or host.stopping else ', not started'}")
     return True
 
 

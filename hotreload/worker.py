@@ -51,6 +51,9 @@ class Worker:
     current: Run | None = None
     restart_at: float | None = None
     last_error: str | None = None
+    # A start was refused while its abandoned thread still runs (a save came): it happens
+    # when that thread ends.
+    start_pending: bool = False
 
 
 class Context:

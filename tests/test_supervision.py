@@ -1,6 +1,7 @@
 """Supervision never dies: whatever a worker raises, defines or leaves behind, the host
 keeps supervising every worker (the real `hotreload run` in a subprocess)."""
 import json
+import socket
 
 from conftest import run_cli, worker_source, write
 
@@ -72,4 +73,34 @@ def test_an_infinite_or_huge_duration_is_reported_at_load_and_the_host_carries_o
     write(folder / "forever.py", worker_source(3, STOP_TIMEOUT=86400))
     host.wait_started("forever", 3)
     assert host.starts("forever") == [3] and host.starts("slow") == []
+    assert host.stop() == 0
+
+
+STUCK_IN_ACCEPT = '''
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen()
+report(ctx.name, "port", srv.getsockname()[1])
+srv.accept()  # no timeout: neither the stop request nor Interrupted reaches it
+'''
+
+
+def test_a_stuck_thread_is_never_run_beside_its_new_version(folder, start_host, tmp_path):
+    write(folder / "stuck.py", worker_source(1, top="import socket", body=STUCK_IN_ACCEPT, STOP_TIMEOUT=0.2))
+    host = start_host(folder)
+    port = int(host.wait_for(lambda: [e.split()[2] for e in host.events("stuck") if " port " in e], "the port")[0])
+    write(folder / "stuck.py", worker_source(2))
+    log = host.wait_log("| stuck      | reloaded (generation 1) in")
+    assert "still running after being interrupted; giving up on it" in log
+    assert "not started: its abandoned thread still runs" in log and "hotreload restart --host" in log
+    for command in ("start", "restart"):
+        result = run_cli(command, "-d", str(folder), "stuck", cwd=tmp_path)
+        assert result.stdout.startswith("stuck: cannot start: its abandoned thread still runs"), result.stdout
+    host.barrier()
+    assert host.starts("stuck") == [1]
+    assert status(folder, tmp_path)["stuck"]["state"] == "fatal"
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()  # accept() returns: the thread ends
+    host.wait_started("stuck", 2)
+    old_stop, new_start = host.events("stuck")[-2:]
+    assert old_stop.startswith("stuck stop ") and new_start == "stuck start 2 2"  # one after the other
     assert host.stop() == 0
