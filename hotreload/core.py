@@ -554,7 +554,9 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
     gone |= {host.workers[name].module for name in removed}  # type: ignore[misc]
     if not roots and not gone:
         return None
-    affected = loader.dependents(host.graph.rdeps, roots | gone) - gone
+    reborn = _reborn(host, removed)
+    added |= reborn
+    affected = loader.dependents(host.graph.rdeps, roots | gone) - (gone - {f"{package}.{n}" for n in reborn})
     order = loader.reload_order(host.graph.deps, affected)
     return hosting.Swap(started=started, order=order, gone=gone, added=added, removed=removed)
 
@@ -592,8 +594,9 @@ def _apply_swap_when_ready(host: Host) -> None:
 def _apply(host: Host, swap: Swap) -> None:
     for name in swap.removed:
         removed = host.workers.pop(name)
+        host.stores[name] = removed.store
         _set_state(host, removed, "stopped")
-        removed.log.info("removed: its file is gone")
+        removed.log.info("removed: its file is gone" if name not in swap.added else "its file moved")
     for module in swap.gone:
         loader.forget(module)
         host.graph.drop(module)
@@ -661,6 +664,7 @@ def _load(host: Host, swap: Swap, module: str, worker: Worker | None, new_worker
     if worker is None:
         path = Path(sys.modules[module].__file__ or "")
         worker = Worker(top, _shown(host, path), logger.bind(worker=top), host.defaults, module, path)
+        worker.store = host.stores.pop(top, worker.store)  # a worker that went and came back
         host.workers[top] = worker
     fresh = worker.run is None
     if not fresh:
@@ -691,6 +695,14 @@ def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str) -> None:
 
 
 # --- small pieces --------------------------------------------------------------------------
+
+
+def _reborn(host: Host, removed: set[str]) -> set[str]:
+    """The removed workers whose name has a worker file again — ``w.py`` renamed to
+    ``w/__init__.py`` or back: the same worker, started from its new file."""
+    folder = host.options.folder
+    return {name for name in removed
+            if (folder / f"{name}.py").is_file() or (folder / name / "__init__.py").is_file()}
 
 
 def _helper_warning(host: Host, module: str) -> None:

@@ -1,6 +1,7 @@
 """Supervision never dies: whatever a worker raises, defines or leaves behind, the host
 keeps supervising every worker (the real `hotreload run` in a subprocess)."""
 import json
+import os
 import socket
 
 from conftest import run_cli, worker_source, write
@@ -103,4 +104,26 @@ def test_a_stuck_thread_is_never_run_beside_its_new_version(folder, start_host, 
     host.wait_started("stuck", 2)
     old_stop, new_start = host.events("stuck")[-2:]
     assert old_stop.startswith("stuck stop ") and new_start == "stuck start 2 2"  # one after the other
+    assert host.stop() == 0
+
+
+def test_a_module_renamed_to_a_package_and_back_is_the_same_worker_with_its_state(folder, start_host, tmp_path):
+    write(folder / "w.py", worker_source(1))
+    host = start_host(folder)
+    host.wait_started("w", 1)
+    package = folder / "w" / "__init__.py"
+    (folder / "w").mkdir()
+    os.rename(folder / "w.py", package)  # a rename: one batch
+    host.wait_for(lambda: "w start 1 2" in host.events(), "w started from its package")
+    assert status(folder, tmp_path)["w"]["source"] == os.path.join("workers", "w", "__init__.py")
+    os.rename(package, folder / "w.py")  # and back
+    os.rmdir(folder / "w")
+    host.wait_for(lambda: "w start 1 3" in host.events(), "w started from its module")
+    assert status(folder, tmp_path)["w"]["source"] == os.path.join("workers", "w.py")
+    os.remove(folder / "w.py")  # a delete and a later create: two batches
+    host.wait_log("| w          | removed: its file is gone")
+    (folder / "w").mkdir()
+    write(package, worker_source(2))
+    host.wait_started("w", 2)
+    assert host.events("w")[-1] == "w start 2 4"
     assert host.stop() == 0
