@@ -26,7 +26,7 @@ from hotreload.control import Command
 from hotreload.debounce import Changes
 from hotreload import host as hosting
 from hotreload.log import format_error, logger
-from hotreload.worker import Exited, Interrupted, Run, Worker
+from hotreload.worker import Exited, Interrupted, Run, Worker, call_problem
 
 if TYPE_CHECKING:
     from hotreload.host import Host, Swap
@@ -405,6 +405,9 @@ def _load_entry_points(host: Host, folder_names: set[str]) -> None:
             run = entry.load()
             if not callable(run):
                 raise TypeError(f"{entry.value} is {type(run).__name__}, not a callable run(ctx)")
+            problem = call_problem(run)
+            if problem is not None:
+                raise loader.WorkerError(problem[1], problem[2], problem[0])
             worker.run = run
             worker.settings = settings.parse(vars(importlib.import_module(entry.module)), host.defaults)
         except BaseException as exc:  # noqa: B036

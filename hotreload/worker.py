@@ -20,7 +20,7 @@ from typing import Any, Callable
 from hotreload import safe
 from hotreload.settings import Settings
 
-__all__ = ["Context", "Exited", "Interrupted", "Run", "Worker", "THREAD_PREFIX"]
+__all__ = ["Context", "Exited", "Interrupted", "Run", "Worker", "THREAD_PREFIX", "call_problem"]
 
 THREAD_PREFIX = "worker:"
 
@@ -54,6 +54,26 @@ class Worker:
     # A start was refused while its abandoned thread still runs (a save came): it happens
     # when that thread ends.
     start_pending: bool = False
+
+
+def call_problem(run: Callable[..., Any]) -> tuple[str, str | None, int | None] | None:
+    """Why ``run`` cannot be called as ``run(ctx)``, with the file and line of its ``def``
+    (None where unknown); None if it can, or if its signature cannot be read (some builtins:
+    they are tried when they run)."""
+    try:
+        signature = inspect.signature(run)
+    except Exception:  # noqa: BLE001 - no signature, or a __signature__ of the user's that raises
+        return None
+    try:
+        signature.bind(object())
+    except TypeError as exc:
+        try:
+            code = inspect.unwrap(run).__code__
+            path, line = code.co_filename, code.co_firstlineno
+        except Exception:  # noqa: BLE001 - not a plain function (a callable object, a partial)
+            path, line = None, None
+        return f"run{signature} cannot be called as run(ctx): {safe.text(exc)}", path, line
+    return None
 
 
 class Context:

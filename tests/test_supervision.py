@@ -127,3 +127,23 @@ def test_a_module_renamed_to_a_package_and_back_is_the_same_worker_with_its_stat
     host.wait_started("w", 2)
     assert host.events("w")[-1] == "w start 2 4"
     assert host.stop() == 0
+
+
+def test_a_run_that_cannot_take_ctx_is_reported_at_load_by_run_and_by_list(folder, start_host, tmp_path):
+    write(folder / "none.py", "X = 1\n\ndef run():\n    pass\n")
+    write(folder / "extra.py", "def run(ctx, extra):\n    pass\n")
+    write(folder / "good.py", worker_source(1))
+    listed = run_cli("list", str(folder), "--no-entry-points", cwd=tmp_path)
+    assert listed.returncode == 1 and listed.stdout.splitlines()[-1] == "2 broken: extra, none"
+    assert "none.py:3: run() cannot be called as run(ctx): too many positional arguments" in listed.stdout
+    assert "extra.py:1: run(ctx, extra) cannot be called as run(ctx): missing a required argument: 'extra'" in (
+        listed.stdout)
+    host = start_host(folder)
+    host.wait_started("good", 1)
+    host.wait_log("| none       | fatal: fix the file and save it")
+    write(folder / "good.py", worker_source(2).replace("def run(ctx):", "def run():"))
+    host.wait_log("| good       | not reloaded: its new code failed")
+    host.wait_for(lambda: host.events("good")[-1] == "good start 1 2", "the previous version to resume")
+    log = host.log()
+    assert "none.py:3: run() cannot be called as run(ctx)" in log and "TypeError" not in log
+    assert host.stop() == 0
