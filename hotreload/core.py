@@ -25,7 +25,7 @@ from hotreload import guardian as guardian_process
 from hotreload.control import Command
 from hotreload.debounce import Changes
 from hotreload import host as hosting
-from hotreload.log import format_error, logger
+from hotreload.log import SinksRemoved, format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
 from hotreload.worker import Exited, Interrupted, Run, Worker, call_problem
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ JOIN_TIMEOUT = 1.0
 def start(host: Host) -> None:
     """Import every worker, log one summary of what was found, and launch them."""
     host.log.debug(f"supervising with {host.core_file}")
+    wake_on_removal(host.inbox.put)
     load(host)
     _summary(host)
     _warn_if_writable(host)
@@ -67,6 +68,7 @@ def load(host: Host) -> None:
     if host.options.entry_points:
         _load_entry_points(host, set(found))
     _sync_graph(host)
+    _restore_logging(host)
 
 
 def handle(host: Host, message: Any) -> None:
@@ -79,6 +81,8 @@ def handle(host: Host, message: Any) -> None:
         _shutdown(host, message.signum)
     elif isinstance(message, Command):
         message.answer(_on_command(host, message))
+    elif isinstance(message, SinksRemoved):
+        _restore_logging(host)
     _on_timers(host, time.monotonic())
 
 
@@ -125,6 +129,7 @@ def _launch(host: Host, worker: Worker) -> bool:
         worker.start_pending = True
         worker.log.warning(f"not started: {STUCK}; it starts when that thread ends, or {STUCK_WAY_OUT}")
         return False
+    _restore_logging(host)  # a module just imported may have removed them: before it runs
     worker.start_pending = False
     worker.restart_at = None
     _set_state(host, worker, "starting")
@@ -132,6 +137,19 @@ def _launch(host: Host, worker: Worker) -> bool:
     worker.current.start()
     _set_state(host, worker, "running", f"generation {worker.generation}" if worker.generation else "")
     return True
+
+
+def _restore_logging(host: Host) -> None:
+    """Add the host's log sinks back if a worker's ``logger.remove()`` took them."""
+    remover = sinks_removed_by()
+    if remover is None:
+        return
+    restore_sinks()
+    path, _, line = remover.rpartition(":")
+    host.log.warning(
+        f"{_shown(host, Path(path))}:{line} removed the host's log sinks (loguru's logger.remove() removes every "
+        "handler); they are restored. Log with ctx.log, and leave the host's sinks to the host"
+    )
 
 
 def _stop(host: Host, worker: Worker) -> None:

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 import traceback
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
+import loguru
 from loguru import logger
 
 from hotreload import safe
 from hotreload.worker import THREAD_PREFIX
 
-__all__ = ["configure", "format_error", "logger"]
+__all__ = ["SinksRemoved", "configure", "format_error", "logger", "restore_sinks", "sinks_removed_by", "wake_on_removal"]
 
 TEXT_FORMAT = (
     "<green>{time:HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | "
@@ -60,15 +63,100 @@ class _Intercept(logging.Handler):
         logger.bind(worker=worker).log(level, "{}: {}", record.name, message)
 
 
+@dataclass(frozen=True)
+class SinksRemoved:
+    """Posted to the host when its sinks were removed by someone else: loguru's common
+    boilerplate ``logger.remove(); logger.add(sys.stderr)`` in a worker module removes every
+    handler, the host's among them (``--log-file``, ``--log-json`` and the worker tags)."""
+
+    by: str  # the file and line that called logger.remove()
+
+
+class _Canary:
+    """A sink that never writes, added beside the host's: loguru calls its ``stop()`` when it
+    is removed (documented for sinks with a ``write`` method). No one else knows the host's
+    handler ids, so what removes it is ``logger.remove()`` of every handler."""
+
+    def __init__(self, on_removed: Callable[[], None]) -> None:
+        self.on_removed: Callable[[], None] | None = on_removed  # None once the host removes it itself
+
+    def write(self, message: str) -> None:  # never called: its filter drops every record
+        pass
+
+    def stop(self) -> None:
+        on_removed, self.on_removed = self.on_removed, None
+        if on_removed is not None:
+            on_removed()
+
+
+class _Sinks:
+    """The host's sinks as ``configure`` set them up, to add again when they were removed."""
+
+    def __init__(self) -> None:
+        self.specs: list[tuple[Any, dict[str, Any]]] = []  # (sink, options) for logger.add
+        self.canary: _Canary | None = None
+        self.removed_by: str | None = None  # who removed them, until they are added again
+        self.post: Callable[[Any], None] | None = None  # how to wake the host
+        self.pid = os.getpid()
+
+    def add(self) -> None:
+        for sink, options in self.specs:
+            logger.add(sink, **options)
+        self.canary = _Canary(self._removed)
+        logger.add(self.canary, level=0, filter=lambda record: False, format="{message}")
+        self.removed_by = None
+
+    def _removed(self) -> None:
+        if os.getpid() != self.pid:  # a forked child removing its copies: not the host's
+            return
+        self.removed_by = _remover()
+        if self.post is not None:
+            self.post(SinksRemoved(self.removed_by))
+
+
+_LOGURU = os.path.dirname(loguru.__file__)
+
+
+def _remover() -> str:
+    """``file:line`` of the first frame outside loguru and this module: who called remove()."""
+    frame = sys._getframe(1)
+    while frame is not None and (frame.f_code.co_filename.startswith(_LOGURU) or frame.f_code.co_filename == __file__):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "(unknown)"
+
+
+_sinks = _Sinks()
+
+
+def sinks_removed_by() -> str | None:
+    """Who removed the host's sinks (``file:line``), if they are gone; None if in place."""
+    return _sinks.removed_by
+
+
+def restore_sinks() -> None:
+    """Add the host's sinks again, after ``sinks_removed_by`` said they are gone. The sinks
+    the remover added stay: they are its own."""
+    if _sinks.removed_by is not None:
+        _sinks.add()
+
+
+def wake_on_removal(post: Callable[[Any], None] | None) -> None:
+    """Have ``post(SinksRemoved(...))`` called (from any thread) when the sinks are removed."""
+    _sinks.post = post
+
+
 def configure(level: str = "INFO", as_json: bool = False, file: str | None = None) -> None:
     """Send every log line to stderr (and ``file``), as coloured text or one JSON object a line."""
+    if _sinks.canary is not None:
+        _sinks.canary.on_removed = None  # removed here, by the host itself
     logger.remove()
     logger.configure(extra={"worker": "host"})
     fmt: Any = _json_line if as_json else TEXT_FORMAT
     common = dict(level=level, format=fmt, backtrace=False, diagnose=False)
-    logger.add(sys.stderr, colorize=None if not as_json else False, **common)
+    _sinks.specs = [(sys.stderr, dict(colorize=None if not as_json else False, **common))]
     if file:
-        logger.add(file, colorize=False, rotation=FILE_ROTATION, retention=FILE_RETENTION, **common)
+        _sinks.specs.append((file, dict(colorize=False, rotation=FILE_ROTATION, retention=FILE_RETENTION, **common)))
+    _sinks.add()
     logging.basicConfig(handlers=[_Intercept()], level=0, force=True)
     # watchdog's DEBUG records describe every inotify event, our own imports included.
     logging.getLogger("watchdog").setLevel(logging.INFO)

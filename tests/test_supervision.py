@@ -147,3 +147,30 @@ def test_a_run_that_cannot_take_ctx_is_reported_at_load_by_run_and_by_list(folde
     log = host.log()
     assert "none.py:3: run() cannot be called as run(ctx)" in log and "TypeError" not in log
     assert host.stop() == 0
+
+
+LOGURU_BOILERPLATE = '''
+import sys
+from loguru import logger
+
+logger.remove()
+logger.add(sys.stderr, format="OWN {message}")
+'''
+
+
+def test_a_worker_that_removes_all_loguru_sinks_does_not_silence_the_host(folder, start_host, tmp_path):
+    source = worker_source(1, top=LOGURU_BOILERPLATE, body='ctx.log.info(f"hello {VERSION}")')
+    write(folder / "boiler.py", source)
+    log_file = tmp_path / "host.log"
+    host = start_host(folder, "--log-json", "--log-file", str(log_file))
+    host.wait_log('"worker": "boiler", "message": "hello 1"')
+    warning = f"boiler.py:{line_of(source, 'logger.remove()')} removed the host's log sinks"
+    host.wait_log(warning)
+    write(folder / "boiler.py", source.replace("VERSION = 1", "VERSION = 2"))
+    host.wait_log('"worker": "boiler", "message": "hello 2"')
+    host.wait_log(warning, count=2)
+    assert host.stop() == 0
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert [line["message"] for line in lines if line["worker"] == "boiler" and "hello" in line["message"]] == [
+        "hello 1", "hello 2"]
+    assert sum(warning in line["message"] for line in lines) == 2
