@@ -538,7 +538,9 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
     for raw in paths:
         path = Path(raw)
         name = loader.module_name(folder, package, path)
-        if not path.exists():
+        if name is not None and path.is_dir():  # b.py/: its module is gone, whatever is inside
+            _log_for(host, name).warning(f"{_shown(host, path)} is a folder, not a module file: not loaded")
+        if not path.exists() or (name is not None and path.is_dir()):
             prefix = name or loader.module_name(folder, package, path / "__init__.py")
             if prefix is None or prefix == package:  # the folder's own package stays
                 continue
@@ -546,7 +548,7 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
                 known = _known_modules(host)
             gone |= {m for m in known if m == prefix or m.startswith(prefix + ".")}
             worker = host.workers.get(_top(prefix))
-            if worker is not None and worker.path is not None and not worker.path.exists():
+            if worker is not None and worker.path is not None and not worker.path.is_file():
                 removed.add(worker.name)
             continue
         if name is None:

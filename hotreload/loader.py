@@ -183,6 +183,9 @@ def discover(folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
             name, path = entry.name[:-3], Path(entry.path)
         elif entry.is_dir() and os.path.isfile(os.path.join(entry.path, "__init__.py")):
             name, path = entry.name, Path(entry.path, "__init__.py")
+        elif entry.is_dir() and entry.name.endswith(".py"):
+            skipped[entry.name] = "a folder, not a module file"
+            continue
         else:
             continue
         if entry.is_symlink() and not inside(folder, path):

@@ -174,3 +174,28 @@ def test_a_worker_that_removes_all_loguru_sinks_does_not_silence_the_host(folder
     assert [line["message"] for line in lines if line["worker"] == "boiler" and "hello" in line["message"]] == [
         "hello 1", "hello 2"]
     assert sum(warning in line["message"] for line in lines) == 2
+
+
+def test_a_worker_file_replaced_by_a_folder_of_its_name_is_reported(folder, start_host, tmp_path):
+    (folder / "odd.py").mkdir()  # at start
+    write(folder / "b.py", worker_source(1))
+    release = tmp_path / "release"
+    write(folder / "gate.py", worker_source(1, top="import os, time", body=f'''
+        while not ctx.sleep(0.05):
+            pass
+        report(ctx.name, "holding")
+        deadline = time.monotonic() + 20
+        while not os.path.exists({str(release)!r}) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ''', STOP_TIMEOUT=30))
+    host = start_host(folder)
+    host.wait_started("b", 1)
+    host.wait_log(f"skipping {folder / 'odd.py'}: a folder, not a module file")
+    write(folder / "gate.py", worker_source(2))  # a swap that waits for gate to stop...
+    host.wait_for(lambda: "gate holding" in host.events(), "gate holding the swap")
+    os.remove(folder / "b.py")
+    (folder / "b.py").mkdir()  # ...so the host sees b.py only once it is a folder
+    release.touch()
+    host.wait_log(f"| b          | {os.path.join('workers', 'b.py')} is a folder, not a module file")
+    host.wait_log("| b          | removed: its file is gone")
+    assert host.stop() == 0
