@@ -174,8 +174,8 @@ def _on_exit(host: Host, message: Exited) -> None:
         worker.log.warning("its abandoned thread has ended at last")
         if worker.current is run:
             worker.current = None
-            current = host.workers.get(worker.name) is worker  # not removed meanwhile
-            if worker.start_pending and current and worker.run is not None and not host.stopping:
+            known = host.workers.get(worker.name) is worker  # not removed meanwhile
+            if worker.start_pending and known and worker.run is not None and not host.stopping:
                 worker.failures = 0
                 _launch(host, worker)
         return

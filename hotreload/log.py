@@ -18,7 +18,9 @@ from loguru import logger
 from hotreload import safe
 from hotreload.worker import THREAD_PREFIX
 
-__all__ = ["SinksRemoved", "configure", "format_error", "logger", "restore_sinks", "sinks_removed_by", "wake_on_removal"]
+__all__ = [
+    "SinksRemoved", "configure", "format_error", "logger", "restore_sinks", "sinks_removed_by", "wake_on_removal",
+]
 
 TEXT_FORMAT = (
     "<green>{time:HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | "
@@ -184,7 +186,6 @@ def format_error(exc: BaseException) -> str:
         frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
         where = "".join(_user_frames(frames).format())
         return f"Traceback (most recent call last):\n{where}{safe.one_line(exc)}"
-
 
 
 def _formatted(exc: BaseException) -> str:

@@ -170,7 +170,7 @@ class Run:
             if inspect.isawaitable(result):
                 self._run_async(result)
         except SystemExit as exc:
-            if exc.code is not None and not (type(exc.code) is int and exc.code == 0):
+            if exc.code is not None and not (type(exc.code) in (int, bool) and exc.code == 0):  # not the user's __eq__
                 error = exc
         except asyncio.CancelledError as exc:
             if not self.stop_event.is_set():

@@ -1,5 +1,6 @@
 """Text of user objects (str, repr, tracebacks) never raises: formatting is user code too."""
 import logging
+import queue
 
 from hotreload import safe
 from hotreload.log import _Intercept, format_error
@@ -54,3 +55,20 @@ def test_a_stdlib_record_whose_argument_cannot_be_formatted_does_not_raise_into_
     handler = _Intercept()
     handler.emit(record)  # logging's own convention: report on stderr, never raise
     assert "Logging error" in capsys.readouterr().err
+
+
+def test_sys_exit_with_a_code_whose_eq_raises_is_reported_as_the_workers_error():
+    class Code:
+        def __eq__(self, other):
+            raise DbError()
+
+        __hash__ = object.__hash__
+
+    def run(ctx):
+        raise SystemExit(Code())
+
+    exits = queue.SimpleQueue()
+    worker = Worker("w", "w.py", None, Settings(), run=run)
+    Run(worker, exits).start()
+    exited = exits.get(timeout=10)
+    assert isinstance(exited.error, SystemExit) and isinstance(exited.error.code, Code)

@@ -54,7 +54,8 @@ class Unprintable:
         ({"BACKOFF": {"factor": float("inf")}}, "BACKOFF['factor']: must be >= 1 and finite, got inf"),
         ({"BACKOFF": {"fatal_after": float("inf")}}, "BACKOFF['fatal_after']: must be a whole number >= 1"),
         ({"BACKOFF": {1: 2, "x": 3}}, "BACKOFF: unknown key 'x'; allowed keys"),
-        ({"STOP_TIMEOUT": Unprintable()}, "STOP_TIMEOUT: must be a number, not Unprintable <Unprintable: repr() failed>"),
+        ({"STOP_TIMEOUT": Unprintable()},
+         "STOP_TIMEOUT: must be a number, not Unprintable <Unprintable: repr() failed>"),
         ({"RESTART": Unprintable()}, "RESTART: must be one of 'always', 'on-failure', 'never', got <Unprintable: repr"),
     ],
 )
