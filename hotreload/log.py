@@ -105,7 +105,8 @@ class _Sinks:
         for sink, options in self.specs:
             logger.add(sink, **options)
         self.canary = _Canary(self._removed)
-        logger.add(self.canary, level=0, filter=lambda record: False, format="{message}")
+        # At the top level, so that it never lowers loguru's cut-off for cheap DEBUG calls.
+        logger.add(self.canary, level="CRITICAL", filter=lambda record: False, format="{message}")
         self.removed_by = None
 
     def _removed(self) -> None:
