@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from hotreload import backoff, loader, settings
+from hotreload import backoff, loader, safe, settings
 from hotreload import guardian as guardian_process
 from hotreload.control import Command
 from hotreload.debounce import Changes
 from hotreload import host as hosting
-from hotreload.log import format_error, logger
-from hotreload.worker import Exited, Interrupted, Run, Worker
+from hotreload.log import SinksRemoved, format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
+from hotreload.worker import Exited, Interrupted, Run, Worker, call_problem
 
 if TYPE_CHECKING:
     from hotreload.host import Host, Swap
@@ -45,6 +45,7 @@ JOIN_TIMEOUT = 1.0
 def start(host: Host) -> None:
     """Import every worker, log one summary of what was found, and launch them."""
     host.log.debug(f"supervising with {host.core_file}")
+    wake_on_removal(host.inbox.put)
     load(host)
     _summary(host)
     _warn_if_writable(host)
@@ -67,6 +68,7 @@ def load(host: Host) -> None:
     if host.options.entry_points:
         _load_entry_points(host, set(found))
     _sync_graph(host)
+    _restore_logging(host)
 
 
 def handle(host: Host, message: Any) -> None:
@@ -79,6 +81,8 @@ def handle(host: Host, message: Any) -> None:
         _shutdown(host, message.signum)
     elif isinstance(message, Command) and message.take():  # not once expired: "not done" was said
         message.answer(_on_command(host, message))
+    elif isinstance(message, SinksRemoved):
+        _restore_logging(host)
     _on_timers(host, time.monotonic())
 
 
@@ -114,17 +118,46 @@ def _set_state(host: Host, worker: Worker, state: str, note: str = "") -> None:
     worker.log.log(level, f"{state}{': ' + note if note else ''}")
 
 
-def _launch(host: Host, worker: Worker) -> None:
+# Why a worker whose abandoned thread still runs is not started: at most one version runs.
+STUCK = "its abandoned thread still runs (it ignored its stop)"
+STUCK_WAY_OUT = "`hotreload restart --host` replaces the process"
+
+
+def _launch(host: Host, worker: Worker) -> bool:
+    """Start the worker's ``run`` in a new thread, unless a thread of it still runs (an
+    abandoned one): then it starts when that thread ends. True if it was started."""
+    if worker.current is not None:
+        worker.start_pending = True
+        worker.log.warning(f"not started: {STUCK}; it starts when that thread ends, or {STUCK_WAY_OUT}")
+        return False
+    _restore_logging(host)  # a module just imported may have removed them: before it runs
+    worker.start_pending = False
     worker.restart_at = None
     _set_state(host, worker, "starting")
     worker.current = Run(worker, host.inbox)
     worker.current.start()
     _set_state(host, worker, "running", f"generation {worker.generation}" if worker.generation else "")
+    return True
+
+
+def _restore_logging(host: Host) -> None:
+    """Add the host's log sinks back if a worker's ``logger.remove()`` took them."""
+    remover = sinks_removed_by()
+    if remover is None:
+        return
+    restore_sinks()
+    path, _, line = remover.rpartition(":")
+    host.log.warning(
+        f"{_shown(host, Path(path))}:{line} removed the host's log sinks (loguru's logger.remove() removes every "
+        "handler); they are restored. Log with ctx.log, and leave the host's sinks to the host"
+    )
 
 
 def _stop(host: Host, worker: Worker) -> None:
     """Ask a running worker to stop (its ``Exited`` follows); a waiting one just stops."""
     run = worker.current
+    if run is not None and run.abandoned:  # given up on: it is fatal already
+        return
     if run is not None:
         run.request_stop(worker.settings.stop_timeout)
         if run.stop_deadline is not None:
@@ -142,6 +175,10 @@ def _on_exit(host: Host, message: Exited) -> None:
         worker.log.warning("its abandoned thread has ended at last")
         if worker.current is run:
             worker.current = None
+            known = host.workers.get(worker.name) is worker  # not removed meanwhile
+            if worker.start_pending and known and worker.run is not None and not host.stopping:
+                worker.failures = 0
+                _launch(host, worker)
         return
     worker.current = None
     run.thread.join(JOIN_TIMEOUT)  # posting Exited was its last act: this returns at once
@@ -239,7 +276,11 @@ def _on_timer(host: Host, worker: Worker, now: float) -> None:
     run.abandoned = True
     worker.last_error = "did not stop when asked"
     worker.log.error(f"still running after being interrupted; giving up on it. It is at:\n{run.stack()}")
-    _set_state(host, worker, "fatal", "did not stop; its thread is left running")
+    _set_state(host, worker, "fatal", f"did not stop; its thread is left running, and the worker is not started "
+                                      f"again until it ends; {STUCK_WAY_OUT}")
+    if worker.name in host.restarting:  # `hotreload restart`: done when the thread ends
+        host.restarting.discard(worker.name)
+        worker.start_pending = True
     swap = host.swap
     if swap is not None and worker.name in swap.waiting:
         swap.waiting.discard(worker.name)
@@ -279,6 +320,9 @@ def _on_command(host: Host, command: Command) -> dict[str, Any]:
 
 
 def _stop_one(host: Host, worker: Worker) -> str:
+    if worker.current is not None and worker.current.abandoned:
+        worker.start_pending = False
+        return f"not running ({worker.state}): {STUCK}; {STUCK_WAY_OUT}"
     if worker.current is None and worker.state != "backoff":
         return f"not running ({worker.state})"
     host.restarting.discard(worker.name)
@@ -288,6 +332,8 @@ def _stop_one(host: Host, worker: Worker) -> str:
 
 
 def _start_one(host: Host, worker: Worker) -> str:
+    if worker.current is not None and worker.current.abandoned:
+        return f"cannot start: {STUCK}; {STUCK_WAY_OUT}"
     if worker.current is not None:
         return f"already {worker.state}"
     if worker.run is None:
@@ -384,6 +430,9 @@ def _load_entry_points(host: Host, folder_names: set[str]) -> None:
             run = entry.load()
             if not callable(run):
                 raise TypeError(f"{entry.value} is {type(run).__name__}, not a callable run(ctx)")
+            problem = call_problem(run)
+            if problem is not None:
+                raise loader.WorkerError(problem[1], problem[2], problem[0])
             worker.run = run
             worker.settings = settings.parse(vars(importlib.import_module(entry.module)), host.defaults)
         except BaseException as exc:  # noqa: B036
@@ -504,7 +553,9 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
     for raw in paths:
         path = Path(raw)
         name = loader.module_name(folder, package, path)
-        if not path.exists():
+        if name is not None and path.is_dir():  # b.py/: its module is gone, whatever is inside
+            _log_for(host, name).warning(f"{_shown(host, path)} is a folder, not a module file: not loaded")
+        if not path.exists() or (name is not None and path.is_dir()):
             prefix = name or loader.module_name(folder, package, path / "__init__.py")
             if prefix is None or prefix == package:  # the folder's own package stays
                 continue
@@ -512,7 +563,7 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
                 known = _known_modules(host)
             gone |= {m for m in known if m == prefix or m.startswith(prefix + ".")}
             worker = host.workers.get(_top(prefix))
-            if worker is not None and worker.path is not None and not worker.path.exists():
+            if worker is not None and worker.path is not None and not worker.path.is_file():
                 removed.add(worker.name)
             continue
         if name is None:
@@ -543,7 +594,9 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
     gone |= {host.workers[name].module for name in removed}  # type: ignore[misc]
     if not roots and not gone:
         return None
-    affected = loader.dependents(host.graph.rdeps, roots | gone) - gone
+    reborn = _reborn(host, removed)
+    added |= reborn
+    affected = loader.dependents(host.graph.rdeps, roots | gone) - (gone - {f"{package}.{n}" for n in reborn})
     order = loader.reload_order(host.graph.deps, affected)
     return hosting.Swap(started=started, order=order, gone=gone, added=added, removed=removed)
 
@@ -581,8 +634,9 @@ def _apply_swap_when_ready(host: Host) -> None:
 def _apply(host: Host, swap: Swap) -> None:
     for name in swap.removed:
         removed = host.workers.pop(name)
+        host.stores[name] = removed.store
         _set_state(host, removed, "stopped")
-        removed.log.info("removed: its file is gone")
+        removed.log.info("removed: its file is gone" if name not in swap.added else "its file moved")
     for module in swap.gone:
         loader.forget(module)
         host.graph.drop(module)
@@ -649,6 +703,7 @@ def _load(host: Host, swap: Swap, module: str, worker: Worker | None, new_worker
     if worker is None:
         path = Path(sys.modules[module].__file__ or "")
         worker = Worker(top, _shown(host, path), logger.bind(worker=top), host.defaults, module, path)
+        worker.store = host.stores.pop(top, worker.store)  # a worker that went and came back
         host.workers[top] = worker
     fresh = worker.run is None
     if not fresh:
@@ -656,10 +711,9 @@ def _load(host: Host, swap: Swap, module: str, worker: Worker | None, new_worker
     worker.run, worker.settings = parts
     worker.failures = 0
     worker.last_error = None
-    if not host.stopping:
-        _launch(host, worker)
+    launched = not host.stopping and _launch(host, worker)
     action = "started" if fresh else f"reloaded (generation {worker.generation})"
-    worker.log.info(f"{action} in {_ms(swap.started)}")
+    worker.log.info(f"{action} in {_ms(swap.started)}{'' if launched or host.stopping else ', not started'}")
     return True
 
 
@@ -691,6 +745,14 @@ def _set_last_error(host: Host, module: str, error: str | None) -> None:
         worker = _worker_of(host, name)
         if worker is not None:
             worker.last_error = error
+
+
+def _reborn(host: Host, removed: set[str]) -> set[str]:
+    """The removed workers whose name has a worker file again — ``w.py`` renamed to
+    ``w/__init__.py`` or back: the same worker, started from its new file."""
+    folder = host.options.folder
+    return {name for name in removed
+            if (folder / f"{name}.py").is_file() or (folder / name / "__init__.py").is_file()}
 
 
 def _helper_warning(host: Host, module: str) -> None:
@@ -745,8 +807,7 @@ def _shown(host: Host, path: Path) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return safe.one_line(exc)  # never raises, whatever the exception's __str__ does
 
 
 def _ms(started: float) -> str:

@@ -74,6 +74,9 @@ class Host:
     inbox: Inbox = field(default_factory=Inbox)
     defaults: Settings = Settings()
     workers: dict[str, Worker] = field(default_factory=dict)
+    # ctx.state of workers whose file went away, by name: given back when a worker of that
+    # name comes back (git stash and stash pop, an editor's delete and rewrite, w.py -> w/).
+    stores: dict[str, dict[str, Any]] = field(default_factory=dict)
     graph: loader.Graph = field(default_factory=loader.Graph)
     finder: loader.HotFinder | None = None
     watcher: Any = None  # a watcher.Watcher, while reload is on

@@ -13,6 +13,7 @@ import collections
 import os
 import select
 import signal
+import threading
 from typing import Any
 
 __all__ = ["Inbox"]
@@ -35,8 +36,12 @@ class Inbox:
 
     def get(self, timeout: float | None = None) -> Any:
         """The next message, or None when none came within ``timeout`` seconds (None:
-        no limit) or a signal woke the wait; the signal's handler posts its message."""
+        no limit) or a signal woke the wait; the signal's handler posts its message.
+        A timeout beyond what the platform can wait (infinite, NaN, 1e10) waits the longest
+        it can: a timer set from a huge setting must not crash the host loop."""
         if not self._messages:
+            if timeout is not None and not timeout <= threading.TIMEOUT_MAX:
+                timeout = threading.TIMEOUT_MAX
             select.select([self._read], [], [], timeout)
             self._drain()
         return self._messages.popleft() if self._messages else None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from hotreload import settings as settings_mod
+from hotreload.worker import call_problem
 
 __all__ = [
     "CONTRACT_NAMES", "ENTRY_POINT_GROUP", "Graph", "HotFinder", "NotAWorker", "Source", "WorkerError",
@@ -182,6 +183,9 @@ def discover(folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
             name, path = entry.name[:-3], Path(entry.path)
         elif entry.is_dir() and os.path.isfile(os.path.join(entry.path, "__init__.py")):
             name, path = entry.name, Path(entry.path, "__init__.py")
+        elif entry.is_dir() and entry.name.endswith(".py"):
+            skipped[entry.name] = "a folder, not a module file"
+            continue
         else:
             continue
         if entry.is_symlink() and not inside(folder, path):
@@ -375,6 +379,10 @@ def worker_parts(
     run = module.__dict__["run"]
     if not callable(run):
         raise WorkerError(path, _line_of(path, "run"), f"run must be callable, not {type(run).__name__}")
+    problem = call_problem(run)
+    if problem is not None:  # else each start would fail with a TypeError inside hotreload
+        message, where, line = problem
+        raise WorkerError(where or path, line if where else _line_of(path, "run"), message)
     try:
         return run, settings_mod.parse(module.__dict__, defaults)
     except settings_mod.SettingsError as exc:

@@ -9,14 +9,20 @@ import os
 import sys
 import threading
 import traceback
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
+import loguru
 from loguru import logger
 
+from hotreload import safe
 from hotreload.logfile import LogFile
 from hotreload.worker import THREAD_PREFIX
 
-__all__ = ["configure", "format_error", "logger", "no_colour"]
+__all__ = [
+    "SinksRemoved", "configure", "format_error", "logger", "no_colour", "restore_sinks", "sinks_removed_by",
+    "wake_on_removal",
+]
 
 TEXT_FORMAT = (
     "<green>{time:HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | "
@@ -49,22 +55,112 @@ class _Intercept(logging.Handler):
             level = record.levelno
         name = threading.current_thread().name
         worker = name[len(THREAD_PREFIX):] if name.startswith(THREAD_PREFIX) else "host"
-        message = record.getMessage()
-        if record.exc_info and record.exc_info[1] is not None:
-            message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        try:  # the arguments are the caller's objects: their __str__ may raise
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        except Exception:  # logging's convention: report it on stderr, never raise into the caller
+            self.handleError(record)
+            return
         logger.bind(worker=worker).log(level, "{}: {}", record.name, message)
+
+
+@dataclass(frozen=True)
+class SinksRemoved:
+    """Posted to the host when its sinks were removed by someone else: loguru's common
+    boilerplate ``logger.remove(); logger.add(sys.stderr)`` in a worker module removes every
+    handler, the host's among them (``--log-file``, ``--log-json`` and the worker tags)."""
+
+    by: str  # the file and line that called logger.remove()
+
+
+class _Canary:
+    """A sink that never writes, added beside the host's: loguru calls its ``stop()`` when it
+    is removed (documented for sinks with a ``write`` method). No one else knows the host's
+    handler ids, so what removes it is ``logger.remove()`` of every handler."""
+
+    def __init__(self, on_removed: Callable[[], None]) -> None:
+        self.on_removed: Callable[[], None] | None = on_removed  # None once the host removes it itself
+
+    def write(self, message: str) -> None:  # never called: its filter drops every record
+        pass
+
+    def stop(self) -> None:
+        on_removed, self.on_removed = self.on_removed, None
+        if on_removed is not None:
+            on_removed()
+
+
+class _Sinks:
+    """The host's sinks as ``configure`` set them up, to add again when they were removed."""
+
+    def __init__(self) -> None:
+        self.specs: list[tuple[Any, dict[str, Any]]] = []  # (sink, options) for logger.add
+        self.canary: _Canary | None = None
+        self.removed_by: str | None = None  # who removed them, until they are added again
+        self.post: Callable[[Any], None] | None = None  # how to wake the host
+        self.pid = os.getpid()
+
+    def add(self) -> None:
+        for sink, options in self.specs:
+            logger.add(sink, **options)
+        self.canary = _Canary(self._removed)
+        # At the top level, so that it never lowers loguru's cut-off for cheap DEBUG calls.
+        logger.add(self.canary, level="CRITICAL", filter=lambda record: False, format="{message}")
+        self.removed_by = None
+
+    def _removed(self) -> None:
+        if os.getpid() != self.pid:  # a forked child removing its copies: not the host's
+            return
+        self.removed_by = _remover()
+        if self.post is not None:
+            self.post(SinksRemoved(self.removed_by))
+
+
+_LOGURU = os.path.dirname(loguru.__file__)
+
+
+def _remover() -> str:
+    """``file:line`` of the first frame outside loguru and this module: who called remove()."""
+    frame = sys._getframe(1)
+    while frame is not None and (frame.f_code.co_filename.startswith(_LOGURU) or frame.f_code.co_filename == __file__):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "(unknown)"
+
+
+_sinks = _Sinks()
+
+
+def sinks_removed_by() -> str | None:
+    """Who removed the host's sinks (``file:line``), if they are gone; None if in place."""
+    return _sinks.removed_by
+
+
+def restore_sinks() -> None:
+    """Add the host's sinks again, after ``sinks_removed_by`` said they are gone. The sinks
+    the remover added stay: they are its own."""
+    if _sinks.removed_by is not None:
+        _sinks.add()
+
+
+def wake_on_removal(post: Callable[[Any], None] | None) -> None:
+    """Have ``post(SinksRemoved(...))`` called (from any thread) when the sinks are removed."""
+    _sinks.post = post
 
 
 def configure(level: str = "INFO", as_json: bool = False, file: str | None = None) -> None:
     """Send every log line to stderr (and ``file``), as coloured text or one JSON object a line."""
+    if _sinks.canary is not None:
+        _sinks.canary.on_removed = None  # removed here, by the host itself
     logger.remove()
     logger.configure(extra={"worker": "host"})
     fmt: Any = _json_line if as_json else TEXT_FORMAT
     common = dict(level=level, format=fmt, backtrace=False, diagnose=False)
-    logger.add(sys.stderr, colorize=False if as_json or no_colour() else None, **common)
+    _sinks.specs = [(sys.stderr, dict(colorize=False if as_json or no_colour() else None, **common))]
     if file:
         sink = LogFile(file)
-        logger.add(sink, colorize=False, filter=sink.keep_record, **common)
+        _sinks.specs.append((sink, dict(colorize=False, filter=sink.keep_record, **common)))
+    _sinks.add()
     logging.basicConfig(handlers=[_Intercept()], level=0, force=True)
     # watchdog's DEBUG records describe every inotify event, our own imports included.
     logging.getLogger("watchdog").setLevel(logging.INFO)
@@ -88,7 +184,18 @@ def format_error(exc: BaseException) -> str:
     import machinery or of hotreload before it; chained exceptions are kept.
 
     For a SyntaxError the last lines show the file, line and a caret under the fault.
+    Never raises: the exception's ``__str__`` is user code, and if the traceback module
+    itself cannot format it, its type, message and where it was raised are given.
     """
+    try:
+        return _formatted(exc)
+    except BaseException:  # noqa: B036 - a __str__ raising SystemExit gets past traceback's own guard
+        frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
+        where = "".join(_user_frames(frames).format())
+        return f"Traceback (most recent call last):\n{where}{safe.one_line(exc)}"
+
+
+def _formatted(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError) and exc.filename:
         # The file, line and caret say it all; the frames would only be the compiler's.
         return "".join(traceback.format_exception_only(type(exc), exc)).rstrip()

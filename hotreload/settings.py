@@ -1,17 +1,26 @@
 """A worker's optional module-level settings: RESTART, BACKOFF, STOP_TIMEOUT.
 
 Validation is pure: it takes the module's namespace and returns a frozen ``Settings``
-or raises ``SettingsError`` naming the setting and what is allowed.
+or raises ``SettingsError`` naming the setting and what is allowed. The values are the
+user's objects: they are shown with ``safe.shown``, whose ``repr`` cannot raise.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
-__all__ = ["Backoff", "Settings", "SettingsError", "NAMES", "parse", "differences", "describe"]
+from hotreload import safe
+
+__all__ = [
+    "Backoff", "Settings", "SettingsError", "MAX_SECONDS", "NAMES", "parse", "differences", "describe", "seconds",
+]
 
 RESTART_POLICIES = ("always", "on-failure", "never")
 NAMES = ("RESTART", "BACKOFF", "STOP_TIMEOUT")
+# The longest duration any setting or option may have: a day. Longer is a typo, and an
+# infinite or huge one cannot be waited for (the platform's timers overflow).
+MAX_SECONDS = 86400.0
 
 
 class SettingsError(ValueError):
@@ -44,29 +53,69 @@ class Settings:
 
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SettingsError(name, f"must be a number, not {type(value).__name__} {value!r}")
-    return float(value)
+        raise SettingsError(name, f"must be a number, not {type(value).__name__} {safe.shown(value)}")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond any float
+        return math.inf
+
+
+def _seconds_range(maximum: float) -> str:
+    return f"> 0 and <= {maximum:g}"
+
+
+def _seconds_rule(maximum: float) -> str:
+    return f"a number of seconds {_seconds_range(maximum)}"
+
+
+def seconds(value: Any, maximum: float = MAX_SECONDS) -> float:
+    """A duration: a number (not a bool), finite, > 0 and <= ``maximum`` seconds, as a float.
+
+    The one rule for every duration — a worker's STOP_TIMEOUT and BACKOFF, and the command
+    line's and config file's seconds. Anything else raises ``ValueError`` whose text is what
+    is allowed ("a number of seconds > 0 and <= 86400"), to follow "must be".
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(_seconds_rule(maximum))
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(_seconds_rule(maximum)) from None
+    if not 0 < number <= maximum:  # NaN fails this too
+        raise ValueError(_seconds_rule(maximum))
+    return number
+
+
+def _duration(name: str, value: Any) -> float:
+    number = _number(name, value)
+    try:
+        return seconds(number)
+    except ValueError:
+        raise SettingsError(name, f"must be {_seconds_range(MAX_SECONDS)} seconds, got {safe.shown(value)}") from None
 
 
 def _backoff(value: Any) -> Backoff:
     if not isinstance(value, Mapping):
-        raise SettingsError("BACKOFF", f"must be a dict, not {type(value).__name__} {value!r}")
+        raise SettingsError("BACKOFF", f"must be a dict, not {type(value).__name__} {safe.shown(value)}")
     allowed = [f.name for f in fields(Backoff)]
-    unknown = sorted(set(value) - set(allowed))
+    unknown = sorted((safe.shown(key) for key in value if not (type(key) is str and key in allowed)))
     if unknown:
-        raise SettingsError("BACKOFF", f"unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
-    values: dict[str, Any] = {key: _number(f"BACKOFF[{key!r}]", raw) for key, raw in value.items()}
+        raise SettingsError("BACKOFF", f"unknown key {unknown[0]}; allowed keys: {', '.join(allowed)}")
+    durations = ("initial", "max")
+    values: dict[str, Any] = {
+        key: (_duration if key in durations else _number)(f"BACKOFF[{key!r}]", raw) for key, raw in value.items()
+    }
     checks = {
-        "initial": (lambda v: v > 0, "must be > 0"),
-        "factor": (lambda v: v >= 1, "must be >= 1"),
-        "max": (lambda v: v > 0, "must be > 0"),
+        "factor": (lambda v: 1 <= v < math.inf, "must be >= 1 and finite"),
         "jitter": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
-        "fatal_after": (lambda v: v >= 1 and v == int(v), "must be a whole number >= 1"),
+        "fatal_after": (lambda v: 1 <= v < math.inf and v == int(v), "must be a whole number >= 1"),
     }
     for key, number in values.items():
+        if key in durations:
+            continue
         ok, rule = checks[key]
         if not ok(number):
-            raise SettingsError(f"BACKOFF[{key!r}]", f"{rule}, got {value[key]!r}")
+            raise SettingsError(f"BACKOFF[{key!r}]", f"{rule}, got {safe.shown(value[key])}")
     if "fatal_after" in values:
         values["fatal_after"] = int(values["fatal_after"])
     return replace(Backoff(), **values)
@@ -77,19 +126,17 @@ def parse(namespace: Mapping[str, Any], defaults: Settings = Settings()) -> Sett
     result = defaults
     if "RESTART" in namespace:
         restart = namespace["RESTART"]
-        if restart not in RESTART_POLICIES:
+        if not (isinstance(restart, str) and str.__str__(restart) in RESTART_POLICIES):
             choices = ", ".join(repr(p) for p in RESTART_POLICIES)
-            raise SettingsError("RESTART", f"must be one of {choices}, got {restart!r}")
+            raise SettingsError("RESTART", f"must be one of {choices}, got {safe.shown(restart)}")
+        restart = str.__str__(restart)
         result = replace(result, restart=restart)
     if "BACKOFF" in namespace:
         partial = _backoff(namespace["BACKOFF"])
         given = {key: getattr(partial, key) for key in namespace["BACKOFF"]}
         result = replace(result, backoff=replace(defaults.backoff, **given))
     if "STOP_TIMEOUT" in namespace:
-        timeout = _number("STOP_TIMEOUT", namespace["STOP_TIMEOUT"])
-        if timeout <= 0:
-            raise SettingsError("STOP_TIMEOUT", f"must be > 0, got {namespace['STOP_TIMEOUT']!r}")
-        result = replace(result, stop_timeout=timeout)
+        result = replace(result, stop_timeout=_duration("STOP_TIMEOUT", namespace["STOP_TIMEOUT"]))
     return result
 
 

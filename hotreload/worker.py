@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from hotreload import safe
 from hotreload.settings import Settings
 
-__all__ = ["Context", "Exited", "Interrupted", "Run", "Worker", "THREAD_PREFIX"]
+__all__ = ["Context", "Exited", "Interrupted", "Run", "Worker", "THREAD_PREFIX", "call_problem"]
 
 THREAD_PREFIX = "worker:"
 
@@ -50,6 +51,29 @@ class Worker:
     current: Run | None = None
     restart_at: float | None = None
     last_error: str | None = None
+    # A start was refused while its abandoned thread still runs (a save came): it happens
+    # when that thread ends.
+    start_pending: bool = False
+
+
+def call_problem(run: Callable[..., Any]) -> tuple[str, str | None, int | None] | None:
+    """Why ``run`` cannot be called as ``run(ctx)``, with the file and line of its ``def``
+    (None where unknown); None if it can, or if its signature cannot be read (some builtins:
+    they are tried when they run)."""
+    try:
+        signature = inspect.signature(run)
+    except Exception:  # noqa: BLE001 - no signature, or a __signature__ of the user's that raises
+        return None
+    try:
+        signature.bind(object())
+    except TypeError as exc:
+        try:
+            code = inspect.unwrap(run).__code__
+            path, line = code.co_filename, code.co_firstlineno
+        except Exception:  # noqa: BLE001 - not a plain function (a callable object, a partial)
+            path, line = None, None
+        return f"run{signature} cannot be called as run(ctx): {safe.text(exc)}", path, line
+    return None
 
 
 class Context:
@@ -78,12 +102,15 @@ class Context:
         return f"<Context {self.name!r} stopping={self.stopping}>"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Exited:
     """Posted by a worker thread as its last act."""
 
     run: Run
     error: BaseException | None  # None when run() returned (or was cancelled on request)
+
+    def __repr__(self) -> str:  # the error is the user's object: its own repr may raise
+        return f"Exited(worker={self.run.worker.name!r}, error={safe.shown(self.error)})"
 
 
 class Run:
@@ -143,7 +170,7 @@ class Run:
             if inspect.isawaitable(result):
                 self._run_async(result)
         except SystemExit as exc:
-            if exc.code not in (None, 0):
+            if exc.code is not None and not (type(exc.code) in (int, bool) and exc.code == 0):  # not the user's __eq__
                 error = exc
         except asyncio.CancelledError as exc:
             if not self.stop_event.is_set():

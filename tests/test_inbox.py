@@ -47,3 +47,15 @@ def test_a_signal_delivered_to_another_thread_wakes_the_main_thread(usr1_posts_t
         message = inbox.get(10.0)
     worker.join(10.0)
     assert message == "signal"
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 1e10, float("nan")])
+def test_a_timeout_too_long_for_the_platform_is_a_long_wait_not_a_crash(timeout):
+    inbox = Inbox()
+    timer = threading.Timer(0.05, inbox.put, args=("hello",))
+    timer.start()
+    message = inbox.get(timeout)
+    while message is None:  # a wake-up byte can outlive its message: wait again
+        message = inbox.get(timeout)
+    timer.join(5)
+    assert message == "hello"

@@ -338,16 +338,16 @@ def test_the_folders_own_init_is_a_helper_too(folder, start_host):
     assert host.stop() == 0
 
 
-def test_a_deleted_worker_is_forgotten_and_a_new_file_of_its_name_starts_fresh(folder, start_host):
+def test_a_deleted_worker_is_forgotten_and_a_new_file_of_its_name_starts_with_its_state(folder, start_host):
     host = started_host(folder, start_host, "svc")
     os.remove(folder / "svc.py")
     host.wait_log("| svc        | removed: its file is gone")
     write(folder / "probe.py",
           worker_source(1, top="import sys", body="report(ctx.name, 'loaded', 'workers.svc' in sys.modules)"))
     host.wait_for(lambda: "probe loaded False" in host.events(), "the probe")
-    write(folder / "svc.py", worker_source(2))
+    write(folder / "svc.py", worker_source(2))  # git stash pop, an editor's delete and rewrite
     host.wait_started("svc", 2)
-    assert host.events("svc")[-1] == "svc start 2 1"  # a new worker: its state starts empty
+    assert host.events("svc")[-1] == "svc start 2 2"  # ctx.state is the worker's for the life of the host
     assert host.stop() == 0
 
 

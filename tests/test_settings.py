@@ -1,7 +1,7 @@
 """Validation of RESTART, BACKOFF and STOP_TIMEOUT."""
 import pytest
 
-from hotreload.settings import Backoff, Settings, SettingsError, differences, parse
+from hotreload.settings import MAX_SECONDS, Backoff, Settings, SettingsError, differences, parse, seconds
 
 
 def test_defaults_when_nothing_is_set():
@@ -21,6 +21,16 @@ def test_a_partial_backoff_keeps_the_other_defaults():
     assert parse({"BACKOFF": {"factor": 3}}, defaults).backoff == Backoff(factor=3.0, max=5.0)
 
 
+class Unprintable:
+    def __repr__(self):
+        raise AttributeError("detail")
+
+    def __eq__(self, other):
+        raise AttributeError("detail")
+
+    __hash__ = object.__hash__
+
+
 @pytest.mark.parametrize(
     "namespace, message",
     [
@@ -29,12 +39,24 @@ def test_a_partial_backoff_keeps_the_other_defaults():
         ({"BACKOFF": {"inital": 1}}, "BACKOFF: unknown key 'inital'"),
         ({"BACKOFF": {"initial": "1"}}, "BACKOFF['initial']: must be a number, not str"),
         ({"BACKOFF": {"initial": True}}, "BACKOFF['initial']: must be a number, not bool"),
-        ({"BACKOFF": {"initial": 0}}, "BACKOFF['initial']: must be > 0"),
+        ({"BACKOFF": {"initial": 0}}, "BACKOFF['initial']: must be > 0 and <= 86400 seconds, got 0"),
         ({"BACKOFF": {"factor": 0.5}}, "BACKOFF['factor']: must be >= 1"),
         ({"BACKOFF": {"jitter": 1.5}}, "BACKOFF['jitter']: must be between 0 and 1"),
         ({"BACKOFF": {"fatal_after": 2.5}}, "BACKOFF['fatal_after']: must be a whole number >= 1"),
-        ({"STOP_TIMEOUT": -1}, "STOP_TIMEOUT: must be > 0"),
+        ({"STOP_TIMEOUT": -1}, "STOP_TIMEOUT: must be > 0 and <= 86400 seconds, got -1"),
         ({"STOP_TIMEOUT": None}, "STOP_TIMEOUT: must be a number, not NoneType"),
+        ({"STOP_TIMEOUT": float("inf")}, "STOP_TIMEOUT: must be > 0 and <= 86400 seconds, got inf"),
+        ({"STOP_TIMEOUT": float("nan")}, "STOP_TIMEOUT: must be > 0 and <= 86400 seconds, got nan"),
+        ({"STOP_TIMEOUT": 1e10}, "STOP_TIMEOUT: must be > 0 and <= 86400 seconds, got 10000000000.0"),
+        ({"STOP_TIMEOUT": 10**400}, "STOP_TIMEOUT: must be > 0 and <= 86400 seconds, got 1000"),
+        ({"BACKOFF": {"initial": float("inf")}}, "BACKOFF['initial']: must be > 0 and <= 86400 seconds"),
+        ({"BACKOFF": {"max": 1e10}}, "BACKOFF['max']: must be > 0 and <= 86400 seconds"),
+        ({"BACKOFF": {"factor": float("inf")}}, "BACKOFF['factor']: must be >= 1 and finite, got inf"),
+        ({"BACKOFF": {"fatal_after": float("inf")}}, "BACKOFF['fatal_after']: must be a whole number >= 1"),
+        ({"BACKOFF": {1: 2, "x": 3}}, "BACKOFF: unknown key 'x'; allowed keys"),
+        ({"STOP_TIMEOUT": Unprintable()},
+         "STOP_TIMEOUT: must be a number, not Unprintable <Unprintable: repr() failed>"),
+        ({"RESTART": Unprintable()}, "RESTART: must be one of 'always', 'on-failure', 'never', got <Unprintable: repr"),
     ],
 )
 def test_a_wrong_setting_names_itself_and_what_is_allowed(namespace, message):
@@ -48,3 +70,13 @@ def test_differences_lists_only_what_differs_by_module_level_name():
     settings = parse({"RESTART": "never", "BACKOFF": {"max": 5, "initial": 0.5}}, defaults)
     assert differences(settings, defaults) == {"RESTART": "never", "BACKOFF": {"max": 5.0}}
     assert differences(defaults, defaults) == {}
+
+
+def test_seconds_is_the_one_rule_for_every_duration():
+    assert seconds(2) == 2.0 and seconds(MAX_SECONDS) == MAX_SECONDS and seconds(0.001) == 0.001
+    for bad in (0, -1, float("inf"), float("nan"), MAX_SECONDS * 2, 10**400, True, "1", None):
+        with pytest.raises(ValueError) as caught:
+            seconds(bad)
+        assert str(caught.value) == "a number of seconds > 0 and <= 86400"
+    with pytest.raises(ValueError, match="^a number of seconds > 0 and <= 60$"):
+        seconds(61, maximum=60)

@@ -1,0 +1,41 @@
+"""The worker contract's pure parts: can ``run`` be called as ``run(ctx)``?"""
+import functools
+
+from hotreload.worker import call_problem
+
+
+def takes_ctx(ctx):
+    pass
+
+
+def takes_nothing():
+    pass
+
+
+def takes_two(ctx, extra):
+    pass
+
+
+async def async_takes_ctx(ctx):
+    pass
+
+
+class Callable:
+    def __call__(self, ctx):
+        pass
+
+
+def test_run_that_takes_ctx_passes_in_every_form():
+    for run in (takes_ctx, async_takes_ctx, Callable(), lambda ctx, extra=1: None, lambda *args: None,
+                functools.wraps(takes_ctx)(lambda *a, **k: takes_ctx(*a, **k)), print):
+        assert call_problem(run) is None, run
+
+
+def test_a_run_that_cannot_take_ctx_is_reported_with_its_file_and_line():
+    message, path, line = call_problem(takes_nothing)
+    assert message == "run() cannot be called as run(ctx): too many positional arguments"
+    assert (path, line) == (__file__, takes_nothing.__code__.co_firstlineno)
+    message, _, _ = call_problem(takes_two)
+    assert message == "run(ctx, extra) cannot be called as run(ctx): missing a required argument: 'extra'"
+    message, path, line = call_problem(functools.partial(takes_two, 1, 2))
+    assert message.startswith("run() cannot be called as run(ctx)") and (path, line) == (None, None)
