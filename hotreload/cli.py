@@ -193,8 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
-    from hotreload import control, host, log
+    from hotreload import control, guardian, host, log
 
+    guardian.connect()  # before anything can fail: leaving early is then a failure it is told of
     log.configure(args.log_level, as_json=args.log_json, file=args.log_file)
     options = host.Options(folder, stop_timeout=args.stop_timeout, reload=args.reload,
                            entry_points=args.entry_points, debounce=args.debounce,
@@ -214,6 +215,8 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
     if leftover:
         names = ", ".join(repr(t.name) for t in leftover)
         log.logger.warning(f"threads started by workers are still running: {names}; exiting without them")
+    if running.reexec:
+        host.replace_process(running)  # returns only if that failed
     if status or leftover:
         host.exit_now(status)  # not through interpreter shutdown, which would wait for them
     return status
