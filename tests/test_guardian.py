@@ -72,6 +72,19 @@ def test_sighup_restarts_the_host_gracefully(folder, start_host):
     assert host.stop() == 0
 
 
+def test_sighup_sent_to_a_guarded_host_restarts_it_through_the_guardian(folder, start_host):
+    write(folder / "alpha.py", worker_source())
+    host = start_host(folder)
+    host.wait_started("alpha", 1)
+    first = host.host_pid()
+    os.kill(first, signal.SIGHUP)
+    host.wait_started("alpha", 1, count=2)
+    assert [e.split()[1] for e in host.events("alpha")] == ["start", "stop", "start"]
+    assert "| guardian   | host restarted on SIGHUP" in host.log()
+    assert host.host_pid() != first
+    assert host.stop() == 0
+
+
 def test_with_log_json_the_guardian_logs_json_too(folder, start_host):
     write(folder / "alpha.py", worker_source())
     host = start_host(folder, "--log-json")
