@@ -193,9 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
-    from hotreload import control, guardian, host, log
+    from hotreload import guardian
 
     guardian.connect()  # before anything can fail: leaving early is then a failure it is told of
+    guardian.handle_signals_while_starting()
+    from hotreload import control, host, log
+
     log.configure(args.log_level, as_json=args.log_json, file=args.log_file)
     options = host.Options(folder, stop_timeout=args.stop_timeout, reload=args.reload,
                            entry_points=args.entry_points, debounce=args.debounce,

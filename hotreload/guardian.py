@@ -41,7 +41,8 @@ from typing import Sequence
 from hotreload import backoff, signals
 from hotreload.settings import Backoff
 
-__all__ = ["GUARDIAN_ENV", "READY_FD_ENV", "connect", "guard", "notify_ready", "notify_stopping"]
+__all__ = ["GUARDIAN_ENV", "READY_FD_ENV", "connect", "guard", "handle_signals_while_starting", "notify_ready",
+           "notify_stopping"]
 
 READY_FD_ENV = "HOTRELOAD_READY_FD"
 GUARDIAN_ENV = "HOTRELOAD_GUARDIAN_PID"
@@ -93,6 +94,24 @@ def connect() -> None:
             fd = None
     _link = _Link(fd)
     atexit.register(_at_exit, _link)
+
+
+def handle_signals_while_starting() -> None:
+    """In the host's main thread, before its slow imports (seconds on a busy machine): until
+    ``host.serve`` installs the real handlers, SIGINT or SIGTERM ends the host quietly, as
+    an announced stop (no worker has started, so there is nothing to stop: no
+    ``KeyboardInterrupt`` traceback), and SIGHUP is ignored (the host that is starting reads
+    the code as it is now)."""
+
+    def leave(signum: int, frame: object) -> None:
+        notify_stopping()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGINT, leave)
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGHUP, lambda signum, frame: None)
+    # Held across the exec of a restart in place (host.replace_process): handled from now on.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
 
 
 def _at_exit(link: _Link) -> None:

@@ -122,8 +122,8 @@ def _on_signal(host: Host, signum: int, frame: Any) -> None:
         os._exit(128 + signum)
     if action == signals.RESTART:
         keeper = os.environ.get(guardian.GUARDIAN_ENV, "")
-        if keeper.isdigit():  # the guardian restarts hosts: it will ask this one to stop
-            os.kill(int(keeper), signal.SIGHUP)
+        if keeper.isdigit() and int(keeper) == os.getppid():  # the guardian restarts hosts:
+            os.kill(int(keeper), signal.SIGHUP)  # it will ask this one to stop
             return
         host.reexec = True
     else:
@@ -144,7 +144,6 @@ def serve(host: Host) -> int:
     host.inbox.wake_on_signals()
     for signum in HANDLED_SIGNALS:
         signal.signal(signum, lambda s, f: _on_signal(host, s, f))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)  # held by replace_process
     if host.options.reload:
         from hotreload.watcher import Watcher  # watchdog is imported only where it is used
 
@@ -207,8 +206,8 @@ def replace_process(host: Host) -> None:
     ``serve`` has stopped the watcher and the control thread, and released the socket and
     the lock, which the new program takes again; threads a worker left running end with the
     old program. The stop and restart signals are blocked until the new program has its
-    handlers: one that arrives in between waits for them instead of killing the process.
-    Returns only if the exec failed (logged)."""
+    handlers (``guardian.handle_signals_while_starting``): one that arrives in between waits
+    for them instead of killing the process. Returns only if the exec failed (said on stderr)."""
     argv = list(getattr(sys, "orig_argv", [sys.executable, "-m", "hotreload", *sys.argv[1:]]))
     host.log.info(f"restarting on SIGHUP: running the same command line again, pid {os.getpid()}")
     core.logger.remove()  # closes, and so flushes, every sink

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOTRELOAD, WAIT, run_cli, wait_for, worker_source, write
+from conftest import HOTRELOAD, REPORT_FUNCTION, WAIT, run_cli, wait_for, worker_source, write
 
 
 def proc_field(pid: int, name: str) -> int:
@@ -126,6 +126,28 @@ def test_a_host_that_ends_during_start_up_without_saying_why_is_a_crash(folder, 
     host.wait_log("| guardian   | the host exited with status 0; starting it again in")
     host.wait_started("alpha", 1)
     assert host.stop() == 0
+
+
+def test_ctrl_c_while_the_host_is_starting_stops_it_quietly(folder, start_host, tmp_path):
+    """`timeout -s INT 2 hotreload run` on a busy machine: the signal comes while the host
+    still imports (here: its workers folder's __init__.py, until released)."""
+    release = tmp_path / "release"
+    write(folder / "__init__.py", REPORT_FUNCTION + f"""
+import os, time
+report("package", "importing")
+deadline = time.monotonic() + 20
+while not os.path.exists({str(release)!r}) and time.monotonic() < deadline:
+    time.sleep(0.02)
+""")
+    write(folder / "alpha.py", worker_source())
+    host = start_host(folder)
+    host.wait_for(lambda: host.events("package"), "the package import")
+    try:
+        assert host.stop(signal.SIGINT) == 128 + signal.SIGINT
+    finally:
+        release.touch()
+    assert "Traceback" not in host.log() and "starting it again" not in host.log()
+    assert host.starts("alpha") == []
 
 
 def test_a_stop_asked_of_the_host_itself_is_final_whatever_its_status(folder, start_host):
