@@ -323,3 +323,19 @@ def test_sighup_restarts_a_bare_host_in_place_same_pid(folder, start_host, tmp_p
     assert run_cli("status", "-d", str(folder), cwd=tmp_path).returncode == 0  # claimed before workers start
     assert host.stop() == 0
     assert [e.split()[1] for e in host.events("alpha")] == ["start", "stop", "start", "stop"]
+
+
+def test_a_stop_during_a_bare_hosts_restart_makes_it_final(folder, start_host, tmp_path):
+    """systemctl stop during systemctl reload: the restart's graceful stop goes on, and no new
+    program is run."""
+    release = tmp_path / "release"
+    slow_to_stop(folder, release)
+    host = start_host(folder, "--no-guard")
+    host.wait_started("alpha", 1)
+    os.kill(host.proc.pid, signal.SIGHUP)
+    host.wait_log("| alpha      | stopping")
+    os.kill(host.proc.pid, signal.SIGTERM)
+    release.touch()
+    assert host.proc.wait(WAIT) == 0
+    assert [e.split()[1] for e in host.events("alpha")] == ["start", "stop"]
+    assert "restarting on SIGHUP" not in host.log() and "again: exiting now" not in host.log()
