@@ -219,7 +219,7 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
         names = ", ".join(repr(t.name) for t in leftover)
         log.logger.warning(f"threads started by workers are still running: {names}; exiting without them")
     if running.reexec:
-        host.replace_process(running)  # returns only if that failed
+        host.replace_process(running)  # never returns
     if status or leftover:
         host.exit_now(status)  # not through interpreter shutdown, which would wait for them
     return status

@@ -5,10 +5,10 @@ line with ``--no-guard`` as its child, the host, and then only waits. Standard l
 and no threads: it costs a few MB and wakes only for a signal or the host's exit.
 
 The host talks to it through a pipe (``HOTRELOAD_READY_FD``), one byte per announcement:
-ready (its workers are about to start), stopping (a stop was asked of it: a signal, whoever
-sent it), failed (it is leaving before it was ready: a usage error, a second host refused).
-The guardian reads them once the host has exited, never waits for the pipe to close (a
-worker's forked child may hold it open), and:
+stopping (a stop was asked of it: a signal, whoever sent it), failed (it is leaving, by a
+Python-level exit, before it was ready: a usage error, a second host refused). The guardian
+reads them once the host has exited, never waits for the pipe to close (a worker's forked
+child may hold it open), and:
 
 - a host that announced a stop or a start-up failure is final: the guardian exits with its
   status, whatever that is.
@@ -49,7 +49,6 @@ GUARDIAN_ENV = "HOTRELOAD_GUARDIAN_PID"
 PR_SET_PDEATHSIG = 1
 POLICY = Backoff()
 # The host's announcements, one byte each.
-READY = b"r"
 STOPPING = b"s"
 FAILED = b"f"
 
@@ -120,11 +119,11 @@ def _at_exit(link: _Link) -> None:
 
 
 def notify_ready() -> None:
-    """Called by the host when its workers are about to start: tells the guardian, if any."""
+    """Called by the host when its workers are about to start: from now on, an end it does
+    not announce is a crash, which the guardian answers with a new host."""
     connect()
     assert _link is not None
     _link.ready = True
-    _link.tell(READY)
 
 
 def notify_stopping() -> None:

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hotreload import core, guardian, loader, signals
 from hotreload.debounce import Windows
@@ -65,6 +65,13 @@ class Swap:
     waiting: set[str] = field(default_factory=set)  # workers still stopping
 
 
+def _current_folder() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # deleted under us
+        return None
+
+
 @dataclass(eq=False)
 class Host:
     """Everything the host knows. Created once; ``core`` reads and updates it, and a reload
@@ -94,7 +101,7 @@ class Host:
     restarting: set[str] = field(default_factory=set)  # stopping, to start again: `hotreload restart`
     control: Any = None  # the control.Server, once it holds the folder's lock
     pid: int = field(default_factory=os.getpid)  # a worker's forked child is not the host
-    cwd: str = field(default_factory=os.getcwd)  # where a SIGHUP restart runs the command line again
+    cwd: str | None = field(default_factory=_current_folder)  # where a SIGHUP restart runs again
     last_signal: signals.Delivery | None = None  # the last stop or restart signal that counted
     reexec: bool = False  # SIGHUP without a guardian: once stopped, replace the process
 
@@ -199,7 +206,7 @@ def exit_now(status: int) -> None:
     os._exit(status)
 
 
-def replace_process(host: Host) -> None:
+def replace_process(host: Host) -> NoReturn:
     """After a graceful stop on SIGHUP without a guardian: run the same command line again
     in this process (``os.execv``: same pid, as ``ExecReload=kill -HUP $MAINPID`` needs).
 
@@ -207,7 +214,7 @@ def replace_process(host: Host) -> None:
     the lock, which the new program takes again; threads a worker left running end with the
     old program. The stop and restart signals are blocked until the new program has its
     handlers (``guardian.handle_signals_while_starting``): one that arrives in between waits
-    for them instead of killing the process. Returns only if the exec failed (said on stderr)."""
+    for them instead of killing the process. If the exec fails, says so and exits 1."""
     argv = list(getattr(sys, "orig_argv", [sys.executable, "-m", "hotreload", *sys.argv[1:]]))
     host.log.info(f"restarting on SIGHUP: running the same command line again, pid {os.getpid()}")
     core.logger.remove()  # closes, and so flushes, every sink
@@ -218,8 +225,9 @@ def replace_process(host: Host) -> None:
             pass
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
     try:
-        os.chdir(host.cwd)
+        if host.cwd is not None:
+            os.chdir(host.cwd)
         os.execv(sys.executable, argv)
     except OSError as exc:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
-        os.write(2, f"hotreload: cannot restart: running {argv[0]} again failed: {exc}\n".encode())
+        os.write(2, f"hotreload: cannot restart: running {' '.join(argv)} failed: {exc}\n".encode())
+    os._exit(1)
