@@ -98,13 +98,13 @@ def connect() -> None:
 def handle_signals_while_starting() -> None:
     """In the host's main thread, before its slow imports (seconds on a busy machine): until
     ``host.serve`` installs the real handlers, SIGINT or SIGTERM ends the host quietly, as
-    an announced stop (no worker has started, so there is nothing to stop: no
-    ``KeyboardInterrupt`` traceback), and SIGHUP is ignored (the host that is starting reads
-    the code as it is now)."""
+    an announced stop with status 0 like any graceful stop (no worker has started, so none
+    failed to stop; no ``KeyboardInterrupt`` traceback), and SIGHUP is ignored (the host that
+    is starting reads the code as it is now)."""
 
     def leave(signum: int, frame: object) -> None:
         notify_stopping()
-        raise SystemExit(128 + signum)
+        raise SystemExit(0)
 
     signal.signal(signal.SIGINT, leave)
     signal.signal(signal.SIGTERM, leave)

@@ -143,7 +143,7 @@ while not os.path.exists({str(release)!r}) and time.monotonic() < deadline:
     host = start_host(folder)
     host.wait_for(lambda: host.events("package"), "the package import")
     try:
-        assert host.stop(signal.SIGINT) == 128 + signal.SIGINT
+        assert host.stop(signal.SIGINT) == 0  # a graceful stop: no worker failed to stop
     finally:
         release.touch()
     assert "Traceback" not in host.log() and "starting it again" not in host.log()
