@@ -1,6 +1,7 @@
 """The guardian: the host process is started again when it dies, and only then."""
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -224,6 +225,7 @@ def test_the_guardian_outlives_a_closed_output_and_still_brings_the_host_back(fo
         return report.read_text().count("alpha start") >= count
 
     try:
+        assert select.select([proc.stderr], [], [], WAIT)[0], "no output at all"
         proc.stderr.readline()
         proc.stderr.close()  # head -1 has its line and exits
         wait_for(lambda: started(1), what="the first start")
