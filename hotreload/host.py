@@ -215,7 +215,7 @@ def replace_process(host: Host) -> NoReturn:
     old program. The stop and restart signals are blocked until the new program has its
     handlers (``guardian.handle_signals_while_starting``): one that arrives in between waits
     for them instead of killing the process. If the exec fails, says so and exits 1."""
-    argv = list(getattr(sys, "orig_argv", [sys.executable, "-m", "hotreload", *sys.argv[1:]]))
+    argv = _command_line()
     host.log.info(f"restarting on SIGHUP: running the same command line again, pid {os.getpid()}")
     core.logger.remove()  # closes, and so flushes, every sink
     for stream in (sys.stdout, sys.stderr):
@@ -231,3 +231,13 @@ def replace_process(host: Host) -> NoReturn:
     except OSError as exc:
         os.write(2, f"hotreload: cannot restart: running {' '.join(argv)} failed: {exc}\n".encode())
     os._exit(1)
+
+
+def _command_line() -> list[str]:
+    """This process's command line, to run it again. Before Python 3.10 (no ``sys.orig_argv``)
+    it is rebuilt from ``sys.argv``, without the interpreter's own options."""
+    if hasattr(sys, "orig_argv"):
+        return list(sys.orig_argv)
+    script = sys.argv[0]
+    head = ["-m", "hotreload"] if script.endswith("__main__.py") else [script]
+    return [sys.executable, *head, *sys.argv[1:]]

@@ -341,3 +341,14 @@ def test_a_stop_during_a_bare_hosts_restart_makes_it_final(folder, start_host, t
     assert host.proc.wait(WAIT) == 0
     assert [e.split()[1] for e in host.events("alpha")] == ["start", "stop"]
     assert "restarting on SIGHUP" not in host.log() and "again: exiting now" not in host.log()
+
+
+@pytest.mark.parametrize("argv0, head", [("/venv/bin/hotreload", ["/venv/bin/hotreload"]),
+                                         ("/site/hotreload/__main__.py", ["-m", "hotreload"])])
+def test_the_command_line_run_again_without_orig_argv(monkeypatch, argv0, head):
+    """Python 3.9 has no sys.orig_argv: the script, or -m for `python -m hotreload`."""
+    from hotreload import host
+
+    monkeypatch.delattr(sys, "orig_argv", raising=False)
+    monkeypatch.setattr(sys, "argv", [argv0, "run", "workers", "--no-guard"])
+    assert host._command_line() == [sys.executable, *head, "run", "workers", "--no-guard"]
