@@ -273,6 +273,10 @@ def _check_log_file(parser: argparse.ArgumentParser, path: str) -> None:
 
 
 def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
+    from hotreload import guardian
+
+    guardian.connect()  # before anything can fail: leaving early is then a failure it is told of
+    guardian.handle_signals_while_starting()
     from hotreload import control, host, log
 
     log.configure(args.log_level, as_json=args.log_json, file=args.log_file)
@@ -296,6 +300,8 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
     if leftover:
         names = ", ".join(repr(t.name) for t in leftover)
         log.logger.warning(f"threads started by workers are still running: {names}; exiting without them")
+    if running.reexec:
+        host.replace_process(running)  # never returns
     if status or leftover:
         host.exit_now(status)  # not through interpreter shutdown, which would wait for them
     return status

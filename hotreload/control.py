@@ -20,6 +20,7 @@ it always hears what happened.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -260,10 +261,20 @@ class Server:
             raise ControlError(f"cannot create the control socket {self.path}: {exc.strerror or exc}") from None
 
     def _claim(self, lock: Path) -> None:
+        """The lock is a POSIX record lock (``lockf``), which belongs to the process: a
+        worker's forked child (``multiprocessing``, ``os.fork``, a C library's fork) inherits
+        the lock file's descriptor but not the lock, so a host killed while such a child
+        lives on can be replaced. A ``flock`` belongs to the open file and would pass to the
+        child. (The catch, that closing any descriptor of the file releases the lock, cannot
+        bite: only this opens it. The child's copy of the listening socket needs nothing: a
+        new host binds a new socket at the path.)"""
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                os.close(fd)
+                raise
             pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise AlreadyRunning(self.folder, pid) from None

@@ -16,21 +16,22 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from hotreload import core, loader
+from hotreload import core, guardian, loader, signals
 from hotreload.debounce import Windows
 from hotreload.inbox import Inbox
 from hotreload.settings import Settings
 from hotreload.worker import Worker
 
-__all__ = ["Host", "Options", "Signal", "Swap", "create", "exit_now", "leftover_threads", "serve"]
+__all__ = ["Host", "Options", "Signal", "Swap", "create", "exit_now", "leftover_threads", "replace_process", "serve"]
 
 CORE_FILE = Path(core.__file__).resolve()
 # A save reaches the new code through six threads (watchdog's three, the watcher, the host,
 # the worker). Next to a worker that never blocks, each hand-over waits out the interpreter's
 # switch interval (5 ms by default); at 1 ms a save lands ~2.5x sooner. Only while watching.
 SWITCH_INTERVAL = 0.001
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,13 @@ class Swap:
     waiting: set[str] = field(default_factory=set)  # workers still stopping
 
 
+def _current_folder() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # deleted under us
+        return None
+
+
 @dataclass(eq=False)
 class Host:
     """Everything the host knows. Created once; ``core`` reads and updates it, and a reload
@@ -95,6 +103,10 @@ class Host:
     timers: list[tuple[float, str]] = field(default_factory=list)
     restarting: set[str] = field(default_factory=set)  # stopping, to start again: `hotreload restart`
     control: Any = None  # the control.Server, once it holds the folder's lock
+    pid: int = field(default_factory=os.getpid)  # a worker's forked child is not the host
+    cwd: str | None = field(default_factory=_current_folder)  # where a SIGHUP restart runs again
+    last_signal: signals.Delivery | None = None  # the last stop or restart signal that counted
+    reexec: bool = False  # SIGHUP without a guardian: once stopped, replace the process
 
     @property
     def log(self) -> Any:
@@ -102,9 +114,33 @@ class Host:
 
 
 def _on_signal(host: Host, signum: int, frame: Any) -> None:
-    if host.stop_requested:
+    """SIGINT, SIGTERM: a graceful stop, final (the guardian is told); a second one exits at
+    once. SIGHUP: a graceful restart, by the guardian if there is one, else in place
+    (``replace_process``). A duplicate delivery counts once (``hotreload.signals``)."""
+    if os.getpid() != host.pid:  # a worker's forked child: what the signal would do to it
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    now = time.monotonic()
+    under_way = None if not host.stop_requested else signals.RESTART if host.reexec else signals.STOP
+    action = signals.react(under_way, host.last_signal, signum, now)
+    if action == signals.IGNORE:
+        return
+    host.last_signal = signals.Delivery(signum, now)
+    if action == signals.EXIT_NOW:
         os.write(2, f"hotreload: {signal.Signals(signum).name} again: exiting now\n".encode())
         os._exit(128 + signum)
+    if action == signals.RESTART:
+        keeper = os.environ.get(guardian.GUARDIAN_ENV, "")
+        if keeper.isdigit() and int(keeper) == os.getppid():  # the guardian restarts hosts:
+            os.kill(int(keeper), signal.SIGHUP)  # it will ask this one to stop
+            return
+        host.reexec = True
+    else:
+        guardian.notify_stopping()
+        if under_way == signals.RESTART:  # the stop under way becomes final
+            host.reexec = False
+            return
     host.stop_requested = True
     host.inbox.put(Signal(signum))
 
@@ -116,7 +152,7 @@ def serve(host: Host) -> int:
     shutdown; then the watcher is armed, so that an edit made while workers start is seen.
     """
     host.inbox.wake_on_signals()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in HANDLED_SIGNALS:
         signal.signal(signum, lambda s, f: _on_signal(host, s, f))
     if host.options.reload:
         from hotreload.watcher import Watcher  # watchdog is imported only where it is used
@@ -171,3 +207,40 @@ def exit_now(status: int) -> None:
     core.logger.complete()
     sys.stderr.flush()
     os._exit(status)
+
+
+def replace_process(host: Host) -> NoReturn:
+    """After a graceful stop on SIGHUP without a guardian: run the same command line again
+    in this process (``os.execv``: same pid, as ``ExecReload=kill -HUP $MAINPID`` needs).
+
+    ``serve`` has stopped the watcher and the control thread, and released the socket and
+    the lock, which the new program takes again; threads a worker left running end with the
+    old program. The stop and restart signals are blocked until the new program has its
+    handlers (``guardian.handle_signals_while_starting``): one that arrives in between waits
+    for them instead of killing the process. If the exec fails, says so and exits 1."""
+    argv = _command_line()
+    host.log.info(f"restarting on SIGHUP: running the same command line again, pid {os.getpid()}")
+    core.logger.remove()  # closes, and so flushes, every sink
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+    try:
+        if host.cwd is not None:
+            os.chdir(host.cwd)
+        os.execv(sys.executable, argv)
+    except OSError as exc:
+        os.write(2, f"hotreload: cannot restart: running {' '.join(argv)} failed: {exc}\n".encode())
+    os._exit(1)
+
+
+def _command_line() -> list[str]:
+    """This process's command line, to run it again. Before Python 3.10 (no ``sys.orig_argv``)
+    it is rebuilt from ``sys.argv``, without the interpreter's own options."""
+    if hasattr(sys, "orig_argv"):
+        return list(sys.orig_argv)
+    script = sys.argv[0]
+    head = ["-m", "hotreload"] if script.endswith("__main__.py") else [script]
+    return [sys.executable, *head, *sys.argv[1:]]
