@@ -302,9 +302,11 @@ class Server:
                 fd = os.open(other.with_suffix(".lock"), os.O_RDONLY)
             except OSError:
                 continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
+            try:  # the same kind of lock as _claim's: another process's shows as taken
+                fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                    continue
                 pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
                 self._release()
                 raise AlreadyRunning(self.folder, pid) from None

@@ -4,6 +4,8 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -142,27 +144,42 @@ class Unread:
         self.messages.append(message)
 
 
+FIRST_HOST = """
+import sys
+from pathlib import Path
+from hotreload import control
+server = control.Server(Path(sys.argv[1]), None)
+server.claim()
+print(server.path, flush=True)
+sys.stdin.read()
+server.stop()
+"""
+
+
 def test_a_second_host_is_refused_even_when_the_first_runs_in_a_fallback_folder(folder, runtime_dir):
     usual = runtime_dir / "hotreload"
     usual.mkdir()
     os.chmod(usual, 0o777)
-    first = control.Server(folder, Unread())
-    first.claim()
+    # The lock belongs to a process (lockf): the first host must be another one.
+    first = subprocess.Popen([sys.executable, "-c", FIRST_HOST, str(folder)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
     try:
-        assert first.path.parent != usual
+        first_path = Path(first.stdout.readline().strip())
+        assert first_path.parent.parent == runtime_dir and first_path.parent != usual
         os.chmod(usual, 0o700)  # the usual folder is fine again: a second host would use it
         second = control.Server(folder, Unread())
         assert second.path.parent == usual
         try:
             second.claim()
         except control.AlreadyRunning as exc:
-            assert exc.pid == str(os.getpid())
+            assert exc.pid == str(first.pid)
         else:
+            second.stop()
             raise AssertionError("a second host started beside the first")
         assert list(usual.iterdir()) == []  # it left nothing behind
-        assert control.socket_path(folder) == first.path  # where clients find the first
+        assert control.socket_path(folder) == first_path  # where clients find the first
     finally:
-        first.stop()
+        first.communicate("", timeout=WAIT)
 
 
 def ask(path, data: bytes, timeout: float = 5.0) -> bytes:
