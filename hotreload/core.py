@@ -10,7 +10,6 @@ A worker's states: ``starting`` -> ``running`` -> (``stopping`` ->) ``stopped`` 
 """
 from __future__ import annotations
 
-import ast
 import heapq
 import importlib
 import os
@@ -479,8 +478,30 @@ def _check_core(module: Any) -> None:
             raise AttributeError(f"core.py no longer defines {name}()")
 
 
-def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
-    """What a batch of changed paths means: modules to reload in order, workers added/removed."""
+def _to_check(host: Host, paths: Iterable[str]) -> dict[str, str | None]:
+    """The changed paths that can be modules of the folder, each with the digest of the code
+    its module runs (None if not loaded): what ``loader.check_sources`` reads and parses."""
+    folder, package = host.options.folder, host.package
+    found: dict[str, str | None] = {}
+    for raw in paths:
+        name = loader.module_name(folder, package, Path(raw))
+        if name is not None:
+            module = sys.modules.get(name)
+            found[raw] = loader.loaded_digest(module) if module is not None else None
+    return found
+
+
+def _parse_error(host: Host, path: Path, exc: Exception) -> str:
+    """A file that does not parse, in a line or three: a syntax error with its line and caret,
+    anything else (RecursionError, MemoryError...) after the file's name."""
+    if isinstance(exc, SyntaxError):
+        return format_error(exc)
+    return f"{_shown(host, path)}: {type(exc).__name__}: {exc}"
+
+
+def _plan(host: Host, paths: Iterable[str], started: float, checked: dict[str, loader.Checked | None]) -> Swap | None:
+    """What a batch of changed paths means: modules to reload in order, workers added/removed.
+    ``checked``: the files as ``loader.check_sources`` read them."""
     folder, package = host.options.folder, host.package
     roots: set[str] = set()
     gone: set[str] = set()
@@ -504,21 +525,18 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
         if name is None:
             continue
         module = sys.modules.get(name)
-        try:
-            data = path.read_bytes()
-        except OSError:
+        source = checked.get(raw)
+        if source is None:  # unreadable: gone again, or not ours to read
             continue
-        if module is not None and loader.loaded_digest(module) == loader.digest(data):
+        if module is not None and loader.loaded_digest(module) == source.digest:
             if name in host.broken:  # a bad edit undone
                 host.broken.discard(name)
                 _log_for(host, name).info(f"{_shown(host, path)} is back to the code that runs")
             continue  # touched, or saved unchanged
-        try:
-            ast.parse(data, str(path))
-        except SyntaxError as exc:  # reported before anything is stopped
+        if source.error is not None:  # reported before anything is stopped
             host.broken.add(name)
             keeps = "; the previous version keeps running" if module is not None else ""
-            _log_for(host, name).error(f"not loaded{keeps}:\n{format_error(exc)}")
+            _log_for(host, name).error(f"not loaded{keeps}:\n{_parse_error(host, path, source.error)}")
             continue
         roots.add(name)
         top = _top(name)
@@ -533,7 +551,7 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
 
 
 def _begin_swap(host: Host, paths: set[str], started: float) -> None:
-    swap = _plan(host, paths, started)
+    swap = _plan(host, paths, started, loader.check_sources(_to_check(host, paths)))
     if swap is None:
         return
     host.swap = swap
