@@ -20,6 +20,7 @@ from typing import Any
 
 from hotreload import core, loader
 from hotreload.debounce import Windows
+from hotreload.importer import Importer, Job
 from hotreload.inbox import Inbox
 from hotreload.settings import Settings
 from hotreload.worker import Worker
@@ -31,6 +32,8 @@ CORE_FILE = Path(core.__file__).resolve()
 # the worker). Next to a worker that never blocks, each hand-over waits out the interpreter's
 # switch interval (5 ms by default); at 1 ms a save lands ~2.5x sooner. Only while watching.
 SWITCH_INTERVAL = 0.001
+# How long a stopping host waits for a module still importing once its workers have stopped.
+IMPORT_GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class Swap:
     removed: set[str]  # workers whose module is gone, by name
     before: dict[str, str] = field(default_factory=dict)  # affected workers: state before the swap
     waiting: set[str] = field(default_factory=set)  # workers still stopping
+    next: int | None = None  # once they have stopped: the index in ``order`` to load next
+    failed: set[str] = field(default_factory=set)  # modules of ``order`` that did not load
 
 
 @dataclass(eq=False)
@@ -92,6 +97,9 @@ class Host:
     timers: list[tuple[float, str]] = field(default_factory=list)
     restarting: set[str] = field(default_factory=set)  # stopping, to start again: `hotreload restart`
     control: Any = None  # the control.Server, once it holds the folder's lock
+    importer: Importer | None = None  # the thread that imports modules, while serving
+    job: Job | None = None  # the importer's job in flight: at most one at a time
+    startup: list[Job] = field(default_factory=list)  # start-up imports not yet submitted
 
     @property
     def log(self) -> Any:
@@ -111,6 +119,8 @@ def serve(host: Host) -> int:
 
     Signal handlers go in first, so that a signal at any moment leads to the same clean
     shutdown; then the watcher is armed, so that an edit made while workers start is seen.
+    Modules are imported in the importer thread, so that a slow one delays nothing else; a
+    stopping host waits ``IMPORT_GRACE`` for one still importing, then leaves it behind.
     """
     host.inbox.wake_on_signals()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -124,6 +134,8 @@ def serve(host: Host) -> int:
         host.watcher.start()
     if host.control is not None:
         host.control.start()
+    host.importer = Importer(host.inbox)
+    host.importer.start()
     try:
         core.start(host)
         while not core.finished(host):
@@ -138,6 +150,9 @@ def serve(host: Host) -> int:
             host.watcher.stop()
         if host.control is not None:
             host.control.stop()
+        if not host.importer.stop(IMPORT_GRACE):
+            doing = host.job.doing if host.job is not None else "importing"
+            host.log.warning(f"still {doing} after {IMPORT_GRACE:g} s more; exiting without it")
     return core.exit_status(host)
 
 
