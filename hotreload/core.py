@@ -410,7 +410,8 @@ def _worker_imported(host: Host, job: importer.Job) -> None:
     good save of it (or of what it imports) starts it.
     """
     worker: Worker = job.subject
-    name, module_name = worker.name, worker.module
+    name = worker.name
+    module_name = f"{host.package}.{name}"
     try:
         if job.error is not None:
             raise job.error
@@ -421,7 +422,7 @@ def _worker_imported(host: Host, job: importer.Job) -> None:
     except BaseException as exc:  # noqa: B036 - even sys.exit() at import time is the user's to see
         worker.last_error = _one_line(exc)
         worker.log.error(f"cannot load {worker.source}:\n{format_error(exc)}")
-        loader.forget(module_name)  # type: ignore[arg-type] # a folder worker has its module
+        loader.forget(module_name)
         _set_state(host, worker, "fatal", "fix the file and save it to start the worker")
     host.workers[name] = worker
 
@@ -588,7 +589,9 @@ def _parse_error(host: Host, path: Path, exc: Exception) -> str:
     return f"{_shown(host, path)}: {type(exc).__name__}: {exc}"
 
 
-def _plan(host: Host, paths: Iterable[str], started: float, checked: dict[str, loader.Checked | None]) -> Swap | None:
+def _plan(
+    host: Host, paths: Iterable[str], started: float, checked: dict[str, loader.Checked | None]
+) -> Swap | None:
     """What a batch of changed paths means: modules to reload in order, workers added/removed.
     ``checked``: the files as ``loader.check_sources`` read them."""
     folder, package = host.options.folder, host.package
@@ -639,7 +642,9 @@ def _plan(host: Host, paths: Iterable[str], started: float, checked: dict[str, l
     return hosting.Swap(started=started, order=order, gone=gone, added=added, removed=removed)
 
 
-def _begin_swap(host: Host, paths: set[str], started: float, checked: dict[str, loader.Checked | None]) -> None:
+def _begin_swap(
+    host: Host, paths: set[str], started: float, checked: dict[str, loader.Checked | None]
+) -> None:
     swap = _plan(host, paths, started, checked)
     if swap is None:
         _after_swap(host)  # changes that arrived while the files were read
@@ -721,10 +726,13 @@ def _load_job(host: Host, module: str, worker: Worker | None, new_worker: bool) 
     check = partial(loader.worker_parts, defaults=host.defaults) if worker is not None else None
     fn = partial(_import_or_reload, module, check, loader.CONTRACT_NAMES if is_worker else (),
                  host.defaults if is_worker else None)
-    return importer.Job("swap", f"importing {_shown(host, _file_of(host, module))}", fn, (module, worker, new_worker))
+    doing = f"importing {_shown(host, _file_of(host, module))}"
+    return importer.Job("swap", doing, fn, (module, worker, new_worker))
 
 
-def _import_or_reload(module: str, check: Any, clear: Iterable[str], defaults: settings.Settings | None) -> Any:
+def _import_or_reload(
+    module: str, check: Any, clear: Iterable[str], defaults: settings.Settings | None
+) -> Any:
     """In the importer thread: import ``module``, or reload it if it is loaded; for a worker
     (``defaults`` given), return its run and settings."""
     loaded = sys.modules.get(module)
@@ -751,7 +759,9 @@ def _on_module_loaded(host: Host, job: importer.Job) -> None:
     _apply_next(host, swap)
 
 
-def _load(host: Host, swap: Swap, module: str, worker: Worker | None, new_worker: bool, job: importer.Job) -> bool:
+def _load(
+    host: Host, swap: Swap, module: str, worker: Worker | None, new_worker: bool, job: importer.Job
+) -> bool:
     """Record one module of a swap as ``job`` (re)loaded it, and start its worker on the new
     code; False if it failed."""
     is_worker = worker is not None or new_worker
@@ -837,8 +847,10 @@ def _on_loaded(host: Host, job: importer.Job) -> None:
         return
     try:
         if job.purpose in STARTUP_JOBS:
-            _on_startup_job(host, job)
-            _next_startup_job(host)
+            try:
+                _on_startup_job(host, job)
+            finally:  # a failure to record one worker must not keep the others from starting
+                _next_startup_job(host)
         elif job.purpose == "check":
             if job.error is not None:
                 raise job.error
@@ -881,7 +893,9 @@ def _file_of(host: Host, module: str) -> Path:
     if loaded:
         return Path(loaded)
     base = host.options.folder.joinpath(*module.split(".")[1:])
-    return base.with_suffix(".py") if module.count(".") and base.with_suffix(".py").exists() else base / "__init__.py"
+    if "." in module and base.with_suffix(".py").exists():
+        return base.with_suffix(".py")
+    return base / "__init__.py"
 
 
 # --- small pieces --------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from hotreload import settings as settings_mod
 __all__ = [
     "CONTRACT_NAMES", "ENTRY_POINT_GROUP", "Checked", "Graph", "HotFinder", "NotAWorker", "Source", "WorkerError",
     "check_source", "check_sources", "dependents", "digest", "discover", "entry_points", "forget", "imports_of",
-    "inside",    "install", "loaded_digest", "module_name", "reload", "reload_order", "sources", "worker_parts",
+    "inside", "install", "loaded_digest", "module_name", "reload", "reload_order", "sources", "worker_parts",
     "writable_by_others",
 ]
 
