@@ -38,6 +38,9 @@ __all__ = ["exit_status", "finished", "format_error", "handle", "helpers", "load
 INTERRUPT_GRACE = 1.0
 JOIN_TIMEOUT = 1.0
 STARTUP_JOBS = ("start", "entry point")  # the purposes of the importer's jobs at start-up
+# Changed files up to this size in all are read and parsed in the loop (a few ms), sparing
+# the usual save a trip through the importer thread; bigger batches are checked there.
+CHECK_IN_LOOP_BYTES = 256 * 1024
 
 
 # --- the entry points host.serve calls ------------------------------------------------------
@@ -522,11 +525,11 @@ def _on_changes(host: Host, paths: set[str]) -> None:
 
 
 def _check_changes(host: Host, paths: set[str], started: float) -> None:
-    """Read and parse the changed files in the importer thread (a 20 MB file takes seconds);
-    ``_begin_swap`` goes on with what it found."""
+    """Read and parse the changed files, in the importer thread if they are big (a 20 MB
+    file takes seconds); ``_begin_swap`` goes on with what was found."""
     to_check = _to_check(host, paths)
-    if not to_check:  # deletions of what cannot be a module: nothing to read
-        _begin_swap(host, paths, started, {})
+    if sum(map(_size, to_check)) <= CHECK_IN_LOOP_BYTES:
+        _begin_swap(host, paths, started, loader.check_sources(to_check))
         return
     shown = sorted(_shown(host, Path(raw)) for raw in to_check)
     doing = f"checking {', '.join(shown[:3])}" + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
@@ -885,6 +888,13 @@ def _importing_at(host: Host) -> str:
             return f" (at {_shown(host, path)}:{frame.f_lineno})"
         frame = frame.f_back
     return ""
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _file_of(host: Host, module: str) -> Path:
