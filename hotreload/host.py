@@ -3,8 +3,9 @@
 Everything the host must remember across a reload of ``core`` lives in ``Host`` and the
 ``Worker`` records. The loop looks ``core``'s functions up on the module for every message,
 so after ``importlib.reload(core)`` the very next message is handled by the new code.
-Messages come from three producers, all through one ``Inbox``: worker threads
-(``worker.Exited``), the watcher (``debounce.Changes``) and signal handlers (``Signal``).
+Messages come from several producers, all through one ``Inbox``: worker threads
+(``worker.Exited``), the watcher (``debounce.Changes``), signal handlers (``Signal``), the
+control socket (``control.Command``) and the importer thread (``importer.Loaded``).
 """
 from __future__ import annotations
 
