@@ -10,17 +10,17 @@ A worker's states: ``starting`` -> ``running`` -> (``stopping`` ->) ``stopped`` 
 """
 from __future__ import annotations
 
-import ast
 import heapq
 import importlib
 import os
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from hotreload import backoff, loader, safe, settings
+from hotreload import backoff, importer, loader, safe, settings
 from hotreload import guardian as guardian_process
 from hotreload.control import Command
 from hotreload.debounce import Changes
@@ -37,16 +37,27 @@ __all__ = ["exit_status", "finished", "format_error", "handle", "helpers", "load
 # host reports its stack and stops waiting for it.
 INTERRUPT_GRACE = 1.0
 JOIN_TIMEOUT = 1.0
+STARTUP_JOBS = ("start", "entry point")  # the purposes of the importer's jobs at start-up
+# Changed files up to this size in all are read and parsed in the loop (a few ms), sparing
+# the usual save a trip through the importer thread; bigger batches are checked there.
+CHECK_IN_LOOP_BYTES = 256 * 1024
 
 
 # --- the entry points host.serve calls ------------------------------------------------------
 
 
 def start(host: Host) -> None:
-    """Import every worker, log one summary of what was found, and launch them."""
+    """Import every worker in the importer thread, one after the other; once all are loaded,
+    log one summary of what was found and launch them (``_started``)."""
     host.log.debug(f"supervising with {host.core_file}")
     wake_on_removal(host.inbox.put)
-    load(host)
+    host.startup = _startup_jobs(host)
+    _next_startup_job(host)
+
+
+def _started(host: Host) -> None:
+    _sync_graph(host)
+    _restore_logging(host)  # a module just imported may have removed the host's sinks
     _summary(host)
     _warn_if_writable(host)
     # Ready before the first worker runs: one that kills the process at once (os._exit) is
@@ -55,20 +66,42 @@ def start(host: Host) -> None:
     for worker in host.workers.values():
         if worker.run is not None and worker.state == "stopped" and not host.stop_requested:
             _launch(host, worker)
+    _after_swap(host)  # the changes saved while the workers were importing
 
 
 def load(host: Host) -> None:
     """Import every worker of the folder and of the entry points, recording each (with its
-    error, if it does not load) in ``host.workers``. Nothing is started: ``hotreload list``."""
+    error, if it does not load) in ``host.workers``. Nothing is started: ``hotreload list``.
+    The same jobs as at start, run here in this thread."""
+    for job in _startup_jobs(host):
+        _on_startup_job(host, importer.run(job))
+    _sync_graph(host)
+    _restore_logging(host)
+
+
+def _startup_jobs(host: Host) -> list[importer.Job]:
     found, skipped = loader.discover(host.options.folder)
     for entry, why in skipped.items():
         host.log.warning(f"skipping {host.options.folder / entry}: {why}")
-    for name, path in found.items():
-        _import_worker(host, name, path)
+    jobs = [_import_worker(host, name, path) for name, path in found.items()]
     if host.options.entry_points:
-        _load_entry_points(host, set(found))
-    _sync_graph(host)
-    _restore_logging(host)
+        jobs += _load_entry_points(host, set(found))
+    return jobs
+
+
+def _next_startup_job(host: Host) -> None:
+    """Submit the next start-up import; once none is left, the host has started."""
+    if host.startup:
+        _submit(host, host.startup.pop(0))
+    else:
+        _started(host)
+
+
+def _on_startup_job(host: Host, job: importer.Job) -> None:
+    if job.purpose == "entry point":
+        _entry_point_loaded(host, job)
+    else:
+        _worker_imported(host, job)
 
 
 def handle(host: Host, message: Any) -> None:
@@ -83,15 +116,24 @@ def handle(host: Host, message: Any) -> None:
         message.answer(_on_command(host, message))
     elif isinstance(message, SinksRemoved):
         _restore_logging(host)
+    elif isinstance(message, importer.Loaded):
+        _on_loaded(host, message.job)
     _on_timers(host, time.monotonic())
+    _on_slow_job(host, time.monotonic())
 
 
 def wakeup(host: Host) -> float | None:
-    """Seconds until the next timer is due (a backoff restart, a stop timeout), or None."""
+    """Seconds until the next timer is due (a backoff restart, a stop timeout, a report of a
+    slow import), or None."""
     timers = host.timers
     while timers and not _is_due_time(host, *timers[0]):
         heapq.heappop(timers)  # settled since it was set: the worker restarted, stopped…
-    return timers[0][0] - time.monotonic() if timers else None
+    due = timers[0][0] - time.monotonic() if timers else None
+    job = host.job
+    if job is not None:
+        report = job.submitted + importer.next_report(job.reported) - time.monotonic()
+        due = report if due is None else min(due, report)
+    return due
 
 
 def finished(host: Host) -> bool:
@@ -100,9 +142,11 @@ def finished(host: Host) -> bool:
 
 
 def exit_status(host: Host) -> int:
-    """0 when every worker stopped when asked; 1 when one had to be interrupted or abandoned."""
+    """0 when every worker stopped when asked; 1 when one had to be interrupted or abandoned,
+    or a module was still importing."""
     abandoned = any(w.current is not None and w.current.abandoned for w in host.workers.values())
-    return 1 if host.forced or abandoned else 0
+    importing = host.importer is not None and host.importer.thread.is_alive()
+    return 1 if host.forced or abandoned or importing else 0
 
 
 # --- worker lifecycle ----------------------------------------------------------------------
@@ -293,6 +337,7 @@ def _shutdown(host: Host, signum: int) -> None:
     host.stopping = True
     host.swap = None
     host.backlog.clear()
+    host.startup.clear()
     running = [w for w in host.workers.values() if w.current is not None]
     host.log.info(f"stopping on {signal.Signals(signum).name}: {len(running)} worker(s) running")
     for worker in host.workers.values():
@@ -309,8 +354,10 @@ def _on_command(host: Host, command: Command) -> dict[str, Any]:
         return _restart_host(host)
     if host.stopping:
         return {"ok": False, "error": "the host is stopping"}
-    if host.swap is not None:
-        return {"ok": False, "error": "a reload is in progress; try again"}
+    if host.swap is not None or host.job is not None:
+        starting = host.job is not None and host.job.purpose in STARTUP_JOBS
+        what = "the workers are still being imported" if starting else "a reload is in progress"
+        return {"ok": False, "error": f"{what}; try again"}
     unknown = [name for name in command.names if name not in host.workers]
     if unknown:
         return {"ok": False, "error": f"no worker named {', '.join(unknown)}; "
@@ -385,6 +432,9 @@ def _status(host: Host) -> dict[str, Any]:
         "reload": host.options.reload,
         "core_generation": host.core_generation,
         "workers": rows,
+        "importing": None if host.job is None else {
+            "doing": host.job.doing, "seconds": round(now - host.job.submitted, 1),
+        },
     }
 
 
@@ -396,17 +446,32 @@ def _guardian_pid() -> int | None:
 # --- start-up ------------------------------------------------------------------------------
 
 
-def _import_worker(host: Host, name: str, path: Path) -> None:
-    """Import a worker module and record it; a module without ``run`` is a helper.
+def _import_worker(host: Host, name: str, path: Path) -> importer.Job:
+    """The job that imports a worker module; ``_worker_imported`` records its outcome."""
+    module_name = f"{host.package}.{name}"
+    worker = Worker(name, _shown(host, path), logger.bind(worker=name), host.defaults, module_name, path)
+    fn = partial(_import_parts, module_name, host.defaults)
+    return importer.Job("start", f"importing {worker.source}", fn, worker)
+
+
+def _import_parts(module_name: str, defaults: settings.Settings) -> Any:
+    """In the importer thread: import a worker module, return its run and settings."""
+    return loader.worker_parts(importlib.import_module(module_name), defaults)
+
+
+def _worker_imported(host: Host, job: importer.Job) -> None:
+    """Record a worker imported at start; a module without ``run`` is a helper.
 
     A module that fails to import is recorded as ``fatal`` with its error, so that the next
     good save of it (or of what it imports) starts it.
     """
+    worker: Worker = job.subject
+    name = worker.name
     module_name = f"{host.package}.{name}"
-    worker = Worker(name, _shown(host, path), logger.bind(worker=name), host.defaults, module_name, path)
     try:
-        module = importlib.import_module(module_name)
-        worker.run, worker.settings = loader.worker_parts(module, host.defaults)
+        if job.error is not None:
+            raise job.error
+        worker.run, worker.settings = job.result
     except loader.NotAWorker:
         _helper_warning(host, module_name)
         return
@@ -418,27 +483,43 @@ def _import_worker(host: Host, name: str, path: Path) -> None:
     host.workers[name] = worker
 
 
-def _load_entry_points(host: Host, folder_names: set[str]) -> None:
+def _load_entry_points(host: Host, folder_names: set[str]) -> list[importer.Job]:
+    """The jobs that load the entry points' workers; ``_entry_point_loaded`` records each."""
+    jobs = []
     for entry in loader.entry_points():
         source = f"entry point {entry.name} = {entry.value}"
         if entry.name in folder_names:
             host.log.warning(f"{source} ignored: the folder has a worker of that name")
             continue
         worker = Worker(entry.name, source, logger.bind(worker=entry.name), host.defaults)
-        host.workers[entry.name] = worker
-        try:
-            run = entry.load()
-            if not callable(run):
-                raise TypeError(f"{entry.value} is {type(run).__name__}, not a callable run(ctx)")
-            problem = call_problem(run)
-            if problem is not None:
-                raise loader.WorkerError(problem[1], problem[2], problem[0])
-            worker.run = run
-            worker.settings = settings.parse(vars(importlib.import_module(entry.module)), host.defaults)
-        except BaseException as exc:  # noqa: B036
-            worker.last_error = _one_line(exc)
-            worker.log.error(f"cannot load {source}:\n{format_error(exc)}")
-            _set_state(host, worker, "fatal", "entry point broken")
+        jobs.append(importer.Job("entry point", f"loading {source}",
+                                 partial(_entry_point_parts, entry, host.defaults), worker))
+    return jobs
+
+
+def _entry_point_parts(entry: Any, defaults: settings.Settings) -> Any:
+    """In the importer thread: an entry point's run and its module's settings."""
+    run = entry.load()
+    if not callable(run):
+        raise TypeError(f"{entry.value} is {type(run).__name__}, not a callable run(ctx)")
+    problem = call_problem(run)
+    if problem is not None:
+        raise loader.WorkerError(problem[1], problem[2], problem[0])
+    return run, settings.parse(vars(importlib.import_module(entry.module)), defaults)
+
+
+def _entry_point_loaded(host: Host, job: importer.Job) -> None:
+    worker: Worker = job.subject
+    source = worker.source
+    host.workers[worker.name] = worker
+    try:
+        if job.error is not None:
+            raise job.error
+        worker.run, worker.settings = job.result
+    except BaseException as exc:  # noqa: B036
+        worker.last_error = _one_line(exc)
+        worker.log.error(f"cannot load {source}:\n{format_error(exc)}")
+        _set_state(host, worker, "fatal", "entry point broken")
 
 
 def helpers(host: Host) -> list[str]:
@@ -486,7 +567,7 @@ def _warn_if_writable(host: Host) -> None:
 def _on_changes(host: Host, paths: set[str]) -> None:
     if host.stopping:
         return
-    if host.swap is not None:  # applied once the current swap is done
+    if host.swap is not None or host.job is not None:  # applied once the current swap is done
         host.backlog.update(paths)
         return
     started = time.monotonic()
@@ -496,7 +577,19 @@ def _on_changes(host: Host, paths: set[str]) -> None:
         _on_own_changes(host, own, started)
     folder_paths = paths - own
     if folder_paths:
-        _begin_swap(host, folder_paths, started)
+        _check_changes(host, folder_paths, started)
+
+
+def _check_changes(host: Host, paths: set[str], started: float) -> None:
+    """Read and parse the changed files, in the importer thread if they are big (a 20 MB
+    file takes seconds); ``_begin_swap`` goes on with what was found."""
+    to_check = _to_check(host, paths)
+    if sum(map(_size, to_check)) <= CHECK_IN_LOOP_BYTES:
+        _begin_swap(host, paths, started, loader.check_sources(to_check))
+        return
+    shown = sorted(_shown(host, Path(raw)) for raw in to_check)
+    doing = f"checking {', '.join(shown[:3])}" + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
+    _submit(host, importer.Job("check", doing, partial(loader.check_sources, to_check), (paths, started)))
 
 
 def _on_own_changes(host: Host, paths: set[str], started: float) -> None:
@@ -542,8 +635,32 @@ def _check_core(module: Any) -> None:
             raise AttributeError(f"core.py no longer defines {name}()")
 
 
-def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
-    """What a batch of changed paths means: modules to reload in order, workers added/removed."""
+def _to_check(host: Host, paths: Iterable[str]) -> dict[str, str | None]:
+    """The changed paths that can be modules of the folder, each with the digest of the code
+    its module runs (None if not loaded): what ``loader.check_sources`` reads and parses."""
+    folder, package = host.options.folder, host.package
+    found: dict[str, str | None] = {}
+    for raw in paths:
+        name = loader.module_name(folder, package, Path(raw))
+        if name is not None:
+            module = sys.modules.get(name)
+            found[raw] = loader.loaded_digest(module) if module is not None else None
+    return found
+
+
+def _parse_error(host: Host, path: Path, exc: Exception) -> str:
+    """A file that does not parse, in a line or three: a syntax error with its line and caret,
+    anything else (RecursionError, MemoryError...) after the file's name."""
+    if isinstance(exc, SyntaxError):
+        return format_error(exc)
+    return f"{_shown(host, path)}: {type(exc).__name__}: {exc}"
+
+
+def _plan(
+    host: Host, paths: Iterable[str], started: float, checked: dict[str, loader.Checked | None]
+) -> Swap | None:
+    """What a batch of changed paths means: modules to reload in order, workers added/removed.
+    ``checked``: the files as ``loader.check_sources`` read them."""
     folder, package = host.options.folder, host.package
     roots: set[str] = set()
     gone: set[str] = set()
@@ -569,23 +686,20 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
         if name is None:
             continue
         module = sys.modules.get(name)
-        try:
-            data = path.read_bytes()
-        except OSError:
+        source = checked.get(raw)
+        if source is None:  # unreadable: gone again, or not ours to read
             continue
-        if module is not None and loader.loaded_digest(module) == loader.digest(data):
+        if module is not None and loader.loaded_digest(module) == source.digest:
             if name in host.broken:  # a bad edit undone
                 host.broken.discard(name)
                 _log_for(host, name).info(f"{_shown(host, path)} is back to the code that runs")
                 _set_last_error(host, name, None)
             continue  # touched, or saved unchanged
-        try:
-            ast.parse(data, str(path))
-        except SyntaxError as exc:  # reported before anything is stopped
+        if source.error is not None:  # reported before anything is stopped
             host.broken.add(name)
             keeps = "; the previous version keeps running" if module is not None else ""
-            _log_for(host, name).error(f"not loaded{keeps}:\n{format_error(exc)}")
-            _set_last_error(host, name, _one_line(exc))
+            _log_for(host, name).error(f"not loaded{keeps}:\n{_parse_error(host, path, source.error)}")
+            _set_last_error(host, name, _one_line(source.error))
             continue
         roots.add(name)
         top = _top(name)
@@ -601,9 +715,12 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
     return hosting.Swap(started=started, order=order, gone=gone, added=added, removed=removed)
 
 
-def _begin_swap(host: Host, paths: set[str], started: float) -> None:
-    swap = _plan(host, paths, started)
+def _begin_swap(
+    host: Host, paths: set[str], started: float, checked: dict[str, loader.Checked | None]
+) -> None:
+    swap = _plan(host, paths, started, checked)
     if swap is None:
+        _after_swap(host)  # changes that arrived while the files were read
         return
     host.swap = swap
     affected = [_worker_of(host, module) for module in (*swap.order, *swap.gone)]
@@ -620,12 +737,20 @@ def _begin_swap(host: Host, paths: set[str], started: float) -> None:
 
 def _apply_swap_when_ready(host: Host) -> None:
     swap = host.swap
-    if swap is None or swap.waiting:
+    if swap is None or swap.waiting or swap.next is not None:
         return
+    swap.next = 0
     try:
         _apply(host, swap)
-    finally:
-        host.swap = None
+    except BaseException:
+        if host.job is None:  # an error of core's own must not leave every later save waiting
+            host.swap = None
+        raise
+
+
+def _after_swap(host: Host) -> None:
+    """The swap (or the start) is done: apply the changes that arrived meanwhile."""
+    host.swap = None
     if host.backlog and not host.stopping:
         backlog, host.backlog = set(host.backlog), set()
         _on_changes(host, backlog)
@@ -640,44 +765,85 @@ def _apply(host: Host, swap: Swap) -> None:
     for module in swap.gone:
         loader.forget(module)
         host.graph.drop(module)
-    failed: set[str] = set()
-    for module in swap.order:
+    _apply_next(host, swap)
+
+
+def _apply_next(host: Host, swap: Swap) -> None:
+    """Submit the swap's next module to the importer (``_on_module_loaded`` goes on); when
+    none is left, the swap is done."""
+    assert swap.next is not None
+    while swap.next < len(swap.order):
+        module = swap.order[swap.next]
+        swap.next += 1
         top = _top(module)
         worker = _worker_of(host, module)
         deps = host.graph.deps.get(module, frozenset())
         blocked = [f"{m} (its file is gone)" for m in sorted(deps & swap.gone)]
-        blocked += [f"{m} (it failed to load)" for m in sorted(deps & failed)]
+        blocked += [f"{m} (it failed to load)" for m in sorted(deps & swap.failed)]
         if blocked:
-            failed.add(module)
+            swap.failed.add(module)
             if worker is not None:
                 _not_swapped(host, swap, worker, f"it imports {', '.join(blocked)}")
             continue
         new_worker = top in swap.added and module == f"{host.package}.{top}"
         if module not in sys.modules and worker is None and not new_worker:
             continue  # a helper nobody imports (yet)
-        if _load(host, swap, module, worker, new_worker):
-            host.broken.discard(module)
-        else:
-            failed.add(module)
-            host.broken.add(module)
-        _sync_graph(host)
+        _submit(host, _load_job(host, module, worker, new_worker))
+        return
+    _after_swap(host)
 
 
-def _load(host: Host, swap: Swap, module: str, worker: Worker | None, new_worker: bool) -> bool:
-    """(Re)load one module of a swap and start its worker on the new code; False if it failed."""
-    loaded = sys.modules.get(module)
+def _load_job(host: Host, module: str, worker: Worker | None, new_worker: bool) -> importer.Job:
     is_worker = worker is not None or new_worker
-    top = _top(module)
     # An existing worker's new code must define run, else the reload is rolled back and the
     # old version kept; a new file without run is simply a helper, loaded as it is.
-    check = (lambda m: loader.worker_parts(m, host.defaults)) if worker is not None else None
+    check = partial(loader.worker_parts, defaults=host.defaults) if worker is not None else None
+    fn = partial(_import_or_reload, module, check, loader.CONTRACT_NAMES if is_worker else (),
+                 host.defaults if is_worker else None)
+    doing = f"importing {_shown(host, _file_of(host, module))}"
+    return importer.Job("swap", doing, fn, (module, worker, new_worker))
+
+
+def _import_or_reload(
+    module: str, check: Any, clear: Iterable[str], defaults: settings.Settings | None
+) -> Any:
+    """In the importer thread: import ``module``, or reload it if it is loaded; for a worker
+    (``defaults`` given), return its run and settings."""
+    loaded = sys.modules.get(module)
+    if loaded is None:
+        loaded, parts = importlib.import_module(module), None
+    else:
+        parts = loader.reload(loaded, check=check, clear=clear)
+    if defaults is not None and parts is None:
+        parts = loader.worker_parts(loaded, defaults)
+    return parts
+
+
+def _on_module_loaded(host: Host, job: importer.Job) -> None:
+    swap = host.swap
+    if swap is None:
+        return
+    module, worker, new_worker = job.subject
+    if _load(host, swap, module, worker, new_worker, job):
+        host.broken.discard(module)
+    else:
+        swap.failed.add(module)
+        host.broken.add(module)
+    _sync_graph(host)
+    _apply_next(host, swap)
+
+
+def _load(
+    host: Host, swap: Swap, module: str, worker: Worker | None, new_worker: bool, job: importer.Job
+) -> bool:
+    """Record one module of a swap as ``job`` (re)loaded it, and start its worker on the new
+    code; False if it failed."""
+    is_worker = worker is not None or new_worker
+    top = _top(module)
     try:
-        if loaded is None:
-            loaded, parts = importlib.import_module(module), None
-        else:
-            parts = loader.reload(loaded, check=check, clear=loader.CONTRACT_NAMES if is_worker else ())
-        if is_worker and parts is None:
-            parts = loader.worker_parts(loaded, host.defaults)
+        if job.error is not None:
+            raise job.error
+        parts = job.result
     except loader.NotAWorker:
         if worker is None or worker.run is None:  # new, or never loaded: a helper after all
             host.workers.pop(top, None)
@@ -733,6 +899,85 @@ def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str, error: str | 
     else:
         worker.log.info(f"the previous version (generation {worker.generation}) keeps running")
         _launch(host, worker)
+
+
+# --- the importer's jobs ------------------------------------------------------------------
+
+
+def _submit(host: Host, job: importer.Job) -> None:
+    """Hand ``job`` to the importer thread; its ``Loaded`` comes back through the inbox."""
+    host.job = job
+    job.submitted = time.monotonic()
+    if host.importer is not None:
+        host.importer.submit(job)
+    else:  # no thread (not serving): run it here, and go on the same way
+        host.inbox.put(importer.Loaded(importer.run(job)))
+
+
+def _on_loaded(host: Host, job: importer.Job) -> None:
+    if job is not host.job:
+        return
+    host.job = None
+    if host.stopping:
+        return
+    try:
+        if job.purpose in STARTUP_JOBS:
+            try:
+                _on_startup_job(host, job)
+            finally:  # a failure to record one worker must not keep the others from starting
+                _next_startup_job(host)
+        elif job.purpose == "check":
+            if job.error is not None:
+                raise job.error
+            paths, started = job.subject
+            _begin_swap(host, paths, started, job.result)
+        else:
+            _on_module_loaded(host, job)
+    except BaseException:
+        if host.job is None:  # an error of core's own must not leave every later save waiting
+            host.swap = None
+        raise
+
+
+def _on_slow_job(host: Host, now: float) -> None:
+    """Say so when the importer's job has been running for a while, and where it is."""
+    job = host.job
+    if job is None:
+        return
+    due = importer.next_report(job.reported)
+    if now - job.submitted >= due:
+        job.reported = due
+        host.log.warning(f"still {job.doing}: {due:.0f} s{_importing_at(host)}")
+
+
+def _importing_at(host: Host) -> str:
+    """Where the importer thread is in the folder's code: " (at workers/x.py:12)", or ""."""
+    thread = host.importer.thread if host.importer is not None else None
+    frame = sys._current_frames().get(thread.ident or -1) if thread is not None else None
+    while frame is not None:
+        path = Path(frame.f_code.co_filename)
+        if loader.inside(host.options.folder, path):
+            return f" (at {_shown(host, path)}:{frame.f_lineno})"
+        frame = frame.f_back
+    return ""
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _file_of(host: Host, module: str) -> Path:
+    """The file of one of the folder's modules, loaded or not."""
+    loaded = getattr(sys.modules.get(module), "__file__", None)
+    if loaded:
+        return Path(loaded)
+    base = host.options.folder.joinpath(*module.split(".")[1:])
+    if "." in module and base.with_suffix(".py").exists():
+        return base.with_suffix(".py")
+    return base / "__init__.py"
 
 
 # --- small pieces --------------------------------------------------------------------------

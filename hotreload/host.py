@@ -3,8 +3,9 @@
 Everything the host must remember across a reload of ``core`` lives in ``Host`` and the
 ``Worker`` records. The loop looks ``core``'s functions up on the module for every message,
 so after ``importlib.reload(core)`` the very next message is handled by the new code.
-Messages come from three producers, all through one ``Inbox``: worker threads
-(``worker.Exited``), the watcher (``debounce.Changes``) and signal handlers (``Signal``).
+Messages come from several producers, all through one ``Inbox``: worker threads
+(``worker.Exited``), the watcher (``debounce.Changes``), signal handlers (``Signal``), the
+control socket (``control.Command``) and the importer thread (``importer.Loaded``).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any, NoReturn
 
 from hotreload import core, guardian, loader, signals
 from hotreload.debounce import Windows
+from hotreload.importer import Importer, Job
 from hotreload.inbox import Inbox
 from hotreload.settings import Settings
 from hotreload.worker import Worker
@@ -32,6 +34,8 @@ CORE_FILE = Path(core.__file__).resolve()
 # switch interval (5 ms by default); at 1 ms a save lands ~2.5x sooner. Only while watching.
 SWITCH_INTERVAL = 0.001
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# How long a stopping host waits for a module still importing once its workers have stopped.
+IMPORT_GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class Swap:
     removed: set[str]  # workers whose module is gone, by name
     before: dict[str, str] = field(default_factory=dict)  # affected workers: state before the swap
     waiting: set[str] = field(default_factory=set)  # workers still stopping
+    next: int | None = None  # once they have stopped: the index in ``order`` to load next
+    failed: set[str] = field(default_factory=set)  # modules of ``order`` that did not load
 
 
 def _current_folder() -> str | None:
@@ -107,6 +113,9 @@ class Host:
     cwd: str | None = field(default_factory=_current_folder)  # where a SIGHUP restart runs again
     last_signal: signals.Delivery | None = None  # the last stop or restart signal that counted
     reexec: bool = False  # SIGHUP without a guardian: once stopped, replace the process
+    importer: Importer | None = None  # the thread that imports modules, while serving
+    job: Job | None = None  # the importer's job in flight: at most one at a time
+    startup: list[Job] = field(default_factory=list)  # start-up imports not yet submitted
 
     @property
     def log(self) -> Any:
@@ -150,6 +159,8 @@ def serve(host: Host) -> int:
 
     Signal handlers go in first, so that a signal at any moment leads to the same clean
     shutdown; then the watcher is armed, so that an edit made while workers start is seen.
+    Modules are imported in the importer thread, so that a slow one delays nothing else; a
+    stopping host waits ``IMPORT_GRACE`` for one still importing, then leaves it behind.
     """
     host.inbox.wake_on_signals()
     for signum in HANDLED_SIGNALS:
@@ -163,6 +174,8 @@ def serve(host: Host) -> int:
         host.watcher.start()
     if host.control is not None:
         host.control.start()
+    host.importer = Importer(host.inbox)
+    host.importer.start()
     try:
         core.start(host)
         while not core.finished(host):
@@ -177,6 +190,9 @@ def serve(host: Host) -> int:
             host.watcher.stop()
         if host.control is not None:
             host.control.stop()
+        if not host.importer.stop(IMPORT_GRACE):
+            doing = host.job.doing if host.job is not None else "importing"
+            host.log.warning(f"still {doing} after {IMPORT_GRACE:g} s more; exiting without it")
     return core.exit_status(host)
 
 

@@ -28,9 +28,9 @@ from hotreload import settings as settings_mod
 from hotreload.worker import call_problem
 
 __all__ = [
-    "CONTRACT_NAMES", "ENTRY_POINT_GROUP", "Graph", "HotFinder", "NotAWorker", "Source", "WorkerError",
-    "dependents", "digest", "discover", "entry_points", "forget", "imports_of", "inside",
-    "install", "loaded_digest", "module_name", "reload", "reload_order", "sources", "worker_parts",
+    "CONTRACT_NAMES", "ENTRY_POINT_GROUP", "Checked", "Graph", "HotFinder", "NotAWorker", "Source", "WorkerError",
+    "check_source", "check_sources", "dependents", "digest", "discover", "entry_points", "forget", "imports_of",
+    "inside", "install", "loaded_digest", "module_name", "reload", "reload_order", "sources", "worker_parts",
     "writable_by_others",
 ]
 
@@ -56,6 +56,38 @@ class WorkerError(Exception):
 
 def digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class Checked(NamedTuple):
+    """A changed file as read before a reload: the digest of its bytes, and why they do not
+    parse (None if they do, or if they were not parsed: the bytes already running)."""
+
+    digest: str
+    error: Exception | None
+
+
+def check_source(path: Path, running: str | None = None) -> Checked | None:
+    """Read and parse ``path``; None if it cannot be read. Bytes whose digest is ``running``
+    are not parsed again. Any failure of the parser is returned, not raised: besides
+    ``SyntaxError``, a deeply nested expression raises ``RecursionError``, a huge one
+    ``MemoryError``, null bytes ``ValueError`` before Python 3.12."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    found = digest(data)
+    if found == running:
+        return Checked(found, None)
+    try:
+        ast.parse(data, str(path))
+    except Exception as exc:  # noqa: BLE001 - whatever the parser raises is this file's fault
+        return Checked(found, exc)
+    return Checked(found, None)
+
+
+def check_sources(paths: dict[str, str | None]) -> dict[str, Checked | None]:
+    """``check_source`` for each path, given with the digest of the code it runs."""
+    return {raw: check_source(Path(raw), running) for raw, running in paths.items()}
 
 
 def imports_of(tree: ast.AST, module: str, is_package: bool, root: str) -> frozenset[str]:

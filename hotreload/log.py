@@ -31,7 +31,8 @@ TEXT_FORMAT = (
 
 # Frames of the machinery between the host and the user's code: hidden from tracebacks of
 # the user's errors, so that the first frame shown is the user's file and line.
-_MACHINERY = ("hotreload/loader.py", "hotreload/worker.py", "hotreload/core.py", "importlib/__init__.py")
+_MACHINERY = ("hotreload/loader.py", "hotreload/worker.py", "hotreload/core.py", "hotreload/importer.py",
+              "importlib/__init__.py")
 
 
 def _json_line(record: dict[str, Any]) -> str:

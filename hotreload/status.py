@@ -42,6 +42,9 @@ def table(reply: dict[str, Any], colour: bool = False) -> str:
     lines = [f"host pid {reply['pid']} on {reply['folder']}"
              + (f", guardian pid {reply['guardian']}" if reply.get("guardian") else "")
              + f", reload {'on' if reply['reload'] else 'off'}"]
+    importing = reply.get("importing")
+    if importing:
+        lines.append(f"{importing['doing']} ({importing['seconds']:.1f} s)")
     for number, cells in enumerate(aligned([header, *rows])):
         if colour and number:
             code = COLOURS.get(cells[1].strip(), DIM)

@@ -238,3 +238,17 @@ def test_format_error_starts_at_the_users_frame():
     except ValueError as exc:
         text = format_error(exc)
     assert 'File "/user/w.py", line 2, in boom' in text and text.endswith("ValueError: x")
+
+
+@pytest.mark.parametrize("source, error", [
+    (b"x = " + b"+".join([b"1"] * 200_000) + b"\n", RecursionError),
+    (b"x = 1\0\n", (SyntaxError, ValueError)),  # ValueError before Python 3.12
+    (b"def f(:\n", SyntaxError),
+])
+def test_check_source_returns_any_parse_failure_with_the_digest(tmp_path, source, error):
+    path = tmp_path / "m.py"
+    path.write_bytes(source)
+    checked = loader.check_source(path)
+    assert checked.digest == loader.digest(source) and isinstance(checked.error, error)
+    assert loader.check_source(path, running=checked.digest).error is None  # the running bytes: not parsed
+    assert loader.check_source(tmp_path / "gone.py") is None
