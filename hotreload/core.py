@@ -505,8 +505,8 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
             continue
         module = sys.modules.get(name)
         try:
-            data = path.read_bytes()
-        except OSError:
+            data = host.finder.read(raw) if host.finder is not None else path.read_bytes()
+        except OSError:  # gone, or still being written: a later batch brings it
             continue
         if module is not None and loader.loaded_digest(module) == loader.digest(data):
             if name in host.broken:  # a bad edit undone

@@ -240,7 +240,7 @@ class HotLoader(importlib.machinery.SourceFileLoader):
 
     def exec_module(self, module: types.ModuleType) -> None:
         path = self.get_filename(module.__name__)
-        data = self.get_data(path)
+        data = self.finder.read(path)
         tree = ast.parse(data, path)
         imports = imports_of(tree, module.__name__, self.is_package(module.__name__), self.finder.package)
         code = compile(tree, path, "exec", dont_inherit=True)
@@ -260,6 +260,9 @@ class HotFinder(importlib.abc.MetaPathFinder):
         # Modules executed since the host last looked, with their imports: failed ones too,
         # so that fixing a helper retries the worker that could not import it.
         self.executed: list[tuple[str, Source]] = []
+        # How source files are read: while watching, the watcher's ``read_source``, which
+        # returns only what a complete save left.
+        self.read: Callable[[str], bytes] = _read_bytes
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname == self.package:
@@ -280,6 +283,11 @@ class HotFinder(importlib.abc.MetaPathFinder):
                                   f"not imported", name=fullname)
             spec.loader = HotLoader(fullname, spec.loader.path, self)
         return spec
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
 
 
 def install(folder: Path, package: str, extra: Iterable[str] = ()) -> HotFinder:

@@ -2,7 +2,7 @@
 import errno
 import logging
 import queue
-import time
+import threading
 
 import pytest
 from loguru import logger
@@ -26,9 +26,9 @@ def messages():
 def watch(tmp_path):
     started = []
 
-    def start():
+    def start(settle=0.2):
         inbox = queue.SimpleQueue()
-        w = Watcher([tmp_path], inbox, Windows(settle=0.2))
+        w = Watcher([tmp_path], inbox, Windows(settle=settle))
         w.start()
         started.append(w)
         return w, inbox
@@ -68,21 +68,37 @@ def test_a_save_is_one_batch_and_temp_files_are_ignored(watch, tmp_path):
     assert next_changes(inbox) == {str(tmp_path / "a.py"), str(tmp_path / "b.py")}
 
 
-def test_reads_of_watched_files_never_reach_the_watcher(watch, tmp_path, monkeypatch):
-    """The kernel is asked only for events that can change a module: the host's own reads
-    during a reload must not wake watchdog's threads."""
-    noted = []
-    monkeypatch.setattr(Watcher, "_note", lambda self, when, event: noted.append(event))
+def test_reads_of_watched_files_make_no_batch(watch, tmp_path):
+    """The host's own reads during a reload must not come back as changes."""
     (tmp_path / "a.py").write_text("x = 1")
     w, inbox = watch()
     for _ in range(20):
         (tmp_path / "a.py").read_bytes()
     (tmp_path / "b.py").write_text("x = 1")  # events arrive in order: b's come after any of a's
-    deadline = time.monotonic() + WAIT
-    while not any(e.src_path.endswith("b.py") and e.event_type == "closed" for e in noted):
-        assert time.monotonic() < deadline, "no event for b.py"
-        time.sleep(0.01)
-    assert [e for e in noted if e.src_path.endswith("a.py")] == []
+    assert next_changes(inbox) == {str(tmp_path / "b.py")}
+
+
+def test_a_reader_gets_only_certified_content(watch, tmp_path):
+    """A file rewritten after its batch is read again once its new content is complete."""
+    path = tmp_path / "a.py"
+    w, inbox = watch(settle=WAIT)  # a paused writer is waited for, up to settle seconds
+    path.write_text("x = 1")
+    assert next_changes(inbox) == {str(path)}
+    assert w.read_source(str(path)) == b"x = 1"
+    writer = open(path, "w")  # truncated: only an "opened" event says so
+    try:
+        writer.write("x = ")
+        writer.flush()
+        result = []
+        reader = threading.Thread(target=lambda: result.append(w.read_source(str(path))))
+        reader.start()
+        reader.join(0.3)
+        assert reader.is_alive(), f"read a half-written file: {result}"
+        writer.write("2")
+    finally:
+        writer.close()
+    reader.join(WAIT)
+    assert result == [b"x = 2"]
 
 
 def test_hitting_the_inotify_limit_falls_back_to_polling_and_says_how_to_fix_it(
