@@ -490,7 +490,7 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
     for raw in paths:
         path = Path(raw)
         name = loader.module_name(folder, package, path)
-        if not path.exists():
+        if not _exists(host, path):
             prefix = name or loader.module_name(folder, package, path / "__init__.py")
             if prefix is None or prefix == package:  # the folder's own package stays
                 continue
@@ -498,7 +498,7 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
                 known = _known_modules(host)
             gone |= {m for m in known if m == prefix or m.startswith(prefix + ".")}
             worker = host.workers.get(_top(prefix))
-            if worker is not None and worker.path is not None and not worker.path.exists():
+            if worker is not None and worker.path is not None and not _exists(host, worker.path):
                 removed.add(worker.name)
             continue
         if name is None:
@@ -533,8 +533,10 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
 
 
 def _begin_swap(host: Host, paths: set[str], started: float) -> None:
+    _freeze(host, True)
     swap = _plan(host, paths, started)
     if swap is None:
+        _freeze(host, False)
         return
     host.swap = swap
     affected = [_worker_of(host, module) for module in (*swap.order, *swap.gone)]
@@ -557,6 +559,7 @@ def _apply_swap_when_ready(host: Host) -> None:
         _apply(host, swap)
     finally:
         host.swap = None
+        _freeze(host, False)
     if host.backlog and not host.stopping:
         backlog, host.backlog = set(host.backlog), set()
         _on_changes(host, backlog)
@@ -665,6 +668,19 @@ def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str) -> None:
 
 
 # --- small pieces --------------------------------------------------------------------------
+
+
+def _exists(host: Host, path: Path) -> bool:
+    """Whether ``path`` exists in the version of the folder being loaded (see ``_freeze``)."""
+    known = host.watcher.exists(str(path)) if host.watcher is not None else None
+    return path.exists() if known is None else known
+
+
+def _freeze(host: Host, frozen: bool) -> None:
+    """While a swap runs, its files are read as one complete version of the folder, however
+    long the workers take to stop (see ``Watcher.read_source``)."""
+    if host.watcher is not None:
+        host.watcher.freeze() if frozen else host.watcher.thaw()
 
 
 def _helper_warning(host: Host, module: str) -> None:

@@ -145,11 +145,3 @@ class Debouncer:
             self.pending.clear()
             self.opened = {p: t for p, t in self.opened.items() if t + self.windows.settle > now}
         return batch
-
-    def recheck(self, path: str, now: float) -> None:
-        """A reader found ``path`` changed since its last batch: look at it again, as if
-        saved now, unless events already say that it is being written."""
-        if path not in self.pending:
-            self.pending[path] = (READY, now)
-
-

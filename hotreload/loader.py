@@ -263,6 +263,9 @@ class HotFinder(importlib.abc.MetaPathFinder):
         # How source files are read: while watching, the watcher's ``read_source``, which
         # returns only what a complete save left.
         self.read: Callable[[str], bytes] = _read_bytes
+        # Whether a file exists for ``read``, though not on disk right now (a git checkout
+        # deleting and rewriting it while a reload reads the version before).
+        self.known: Callable[[str], bool] = lambda path: False
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname == self.package:
@@ -276,6 +279,8 @@ class HotFinder(importlib.abc.MetaPathFinder):
         if not fullname.startswith(self.package + ".") and fullname not in self.extra:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None and fullname not in self.extra:
+            spec = self._spec_from_known(fullname, path)
         if spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader):
             if fullname not in self.extra and not inside(self.folder, Path(spec.loader.path)):
                 raise ImportError(f"{fullname} is {spec.loader.path}, a symlink to "
@@ -283,6 +288,19 @@ class HotFinder(importlib.abc.MetaPathFinder):
                                   f"not imported", name=fullname)
             spec.loader = HotLoader(fullname, spec.loader.path, self)
         return spec
+
+    def _spec_from_known(self, fullname: str, path: Any) -> Any:
+        name = fullname.rpartition(".")[2]
+        for folder in path or [str(self.folder)]:
+            module, package = Path(folder, name + ".py"), Path(folder, name, "__init__.py")
+            if self.known(str(package)):
+                return importlib.util.spec_from_file_location(
+                    fullname, package, loader=HotLoader(fullname, str(package), self),
+                    submodule_search_locations=[str(package.parent)])
+            if self.known(str(module)):
+                return importlib.util.spec_from_file_location(
+                    fullname, module, loader=HotLoader(fullname, str(module), self))
+        return None
 
 
 def _read_bytes(path: str) -> bytes:

@@ -41,7 +41,6 @@ WATCHDOG_LOGGER = "watchdog.observers"
 POLL_INTERVAL = 0.5
 SYNC_WAIT = 1.0  # at most, for a cookie's event: a watch that broke must not hold batches forever
 LOCK_WAIT = 5.0  # at most, for a git command to release the index lock
-READ_WAIT = 5.0  # at most, for a reader to get a complete save of a file being rewritten
 COOKIE = ".hotreload-sync-"
 LIMIT_HINT = (
     "raise the limit with: sudo sysctl fs.inotify.max_user_watches=524288 "
@@ -61,9 +60,7 @@ ANCESTOR_EVENTS = [DirCreatedEvent, DirMovedEvent]  # a deleted folder reappears
 _STOP = object()
 _DIED = object()
 _RESCAN = object()
-_RECHECK = object()  # (_RECHECK, path): a reader found the file changed since its batch
 _ENDED = object()  # (_ENDED, watch): a watch's emitter thread ended
-_ANY = object()
 
 
 class _Handler(FileSystemEventHandler):
@@ -172,7 +169,7 @@ class Watcher:
     """Watches ``roots`` recursively and posts ``Changes`` to ``inbox``.
 
     Readers of the watched files (the host) use ``read_source``: it returns only content that
-    a batch certified complete, waiting for the next batch while a file is being rewritten.
+    a batch certified complete, read by this watcher as it certified it.
     """
 
     def __init__(self, roots: list[Path], inbox: Any, windows: Windows = Windows()) -> None:
@@ -193,12 +190,11 @@ class Watcher:
         self.cookies = 0
         self.held_since: float | None = None  # since when git's index.lock holds due batches
         self.lock_warned = False
-        self.stopped = False
-        # Certified content, shared with readers: path -> stamp (None: deleted), and a
-        # generation that grows with every batch.
-        self.certified = threading.Condition()
-        self.stamps: dict[str, Stamp | None] = {}
-        self.generation = 0
+        # The content of every file as its last batch certified it, shared with readers.
+        self.lock = threading.Lock()
+        self.contents: dict[str, bytes] = {}
+        self.frozen: dict[str, bytes] | None = None
+        self.gone: set[str] = set()  # certified as deleted
 
     def start(self) -> None:
         logging.getLogger(WATCHDOG_LOGGER).addHandler(self.alarm)
@@ -218,38 +214,39 @@ class Watcher:
     def stop(self) -> None:
         self.events.put(_STOP)
         self.thread.join(JOIN_TIMEOUT)
-        with self.certified:
-            self.stopped = True
-            self.certified.notify_all()
         self._stop_observer()
         logging.getLogger(WATCHDOG_LOGGER).removeHandler(self.alarm)
 
     # --- for readers (the host's thread) ---------------------------------------------------
 
     def read_source(self, path: str) -> bytes:
-        """The bytes of ``path`` as a complete save left them.
+        """The bytes of ``path`` as its last batch certified them (read by this watcher once
+        they were known complete), or as on disk for a file never in a batch. While frozen,
+        the certified bytes are those of the moment ``freeze`` was called."""
+        with self.lock:
+            data = (self.contents if self.frozen is None else self.frozen).get(path)
+        if data is not None:
+            return data
+        with open(path, "rb") as file:
+            return file.read()
 
-        The read counts only if the file's stamp did not change while reading and is the
-        stamp its last batch certified (or it was never in a batch). Otherwise the file was
-        written since: wait for the batch that certifies its new content, and read again.
-        """
-        deadline = time.monotonic() + READ_WAIT
-        while True:
-            with self.certified:
-                generation, wanted = self.generation, self.stamps.get(path, _ANY)
-            before = stamp(_stat(path))
-            with open(path, "rb") as file:
-                data = file.read()
-            after = stamp(_stat(path))
-            if before == after and (wanted is _ANY or wanted == before):
-                return data
-            self.events.put((_RECHECK, path))
-            with self.certified:
-                if not self.certified.wait_for(lambda: self.generation != generation or self.stopped,
-                                               max(0.0, deadline - time.monotonic())):
-                    raise OSError(errno.EBUSY, f"still being written after {READ_WAIT:g} s: not loaded", path)
-                if self.stopped:
-                    return data
+    def exists(self, path: str) -> bool | None:
+        """Whether ``path`` exists as its last batch certified (or as frozen); None for a
+        file never in a batch."""
+        with self.lock:
+            if path in (self.contents if self.frozen is None else self.frozen):
+                return True
+            return False if path in self.gone else None
+
+    def freeze(self) -> None:
+        """Serve one version of the folder until ``thaw``: a reload reads all its files, at
+        different moments, as of one batch."""
+        with self.lock:
+            self.frozen = dict(self.contents)
+
+    def thaw(self) -> None:
+        with self.lock:
+            self.frozen = None
 
     # --- the watcher's thread --------------------------------------------------------------
 
@@ -281,8 +278,9 @@ class Watcher:
         if self.sync is not None:
             return self.sync.deadline
         due = self.debouncer.due()
-        if due is not None and self.held_since is not None and time.monotonic() < self.held_since + LOCK_WAIT:
-            return max(due, self.held_since + LOCK_WAIT)
+        if due is not None and self.held_since is not None and self._locks():
+            return max(due, self.held_since + LOCK_WAIT) if time.monotonic() < self.held_since + LOCK_WAIT else due
+        self.held_since = None
         return due
 
     def _flush(self, now: float) -> None:
@@ -299,12 +297,20 @@ class Watcher:
             return self._flush(now) if not self.sync.cookies else None
         if sync.cookies and now < sync.deadline:
             return
+        contents = _read_complete(batch, sync.stamps)
+        if contents is None:  # written since it was stamped: stamp again
+            self.sync = self._start_sync(batch, now)
+            return
         self.sync = None
         self.debouncer.take(now)
-        with self.certified:
-            self.stamps.update({path: sync.stamps[path] for path in batch})
-            self.generation += 1
-            self.certified.notify_all()
+        with self.lock:
+            for path in batch:
+                if contents.get(path) is None:
+                    self.contents.pop(path, None)
+                    self.gone.add(path)
+                else:
+                    self.contents[path] = contents[path]
+                    self.gone.discard(path)
         self.inbox.put(Changes(batch))
 
     def _start_sync(self, batch: frozenset[str], now: float) -> _Sync:
@@ -331,7 +337,7 @@ class Watcher:
     def _git_busy(self, now: float) -> bool:
         """True while a git command holds a work tree's index lock (a checkout, merge, rebase
         or stash is rewriting files), for at most ``LOCK_WAIT`` seconds."""
-        locks = [d / "index.lock" for d in self.git_dirs if (d / "index.lock").exists()]
+        locks = self._locks()
         if not locks:
             self.held_since, self.lock_warned = None, False
             return False
@@ -345,13 +351,14 @@ class Watcher:
                            f"(if no git command is running, a crashed one left it: remove it)")
         return False
 
+    def _locks(self) -> list[Path]:
+        return [d / "index.lock" for d in self.git_dirs if (d / "index.lock").exists()]
+
     def _handle(self, item: Any) -> None:
         if item is _DIED:
             self._fall_back("the file watcher thread died")
         elif item is _RESCAN:
             self._rescan()
-        elif isinstance(item, tuple) and item[0] is _RECHECK:
-            self.debouncer.recheck(item[1], time.monotonic())
         elif isinstance(item, tuple) and item[0] is _ENDED:
             self._on_ended(item[1])
         else:
@@ -518,6 +525,23 @@ def git_dir(folder: Path) -> Path | None:
                 return (place / text[len("gitdir:"):].strip()).resolve()
             return None
     return None
+
+
+def _read_complete(paths: Iterable[str], stamps: dict[str, Stamp | None]) -> dict[str, bytes | None] | None:
+    """The bytes of each file, if none changed since ``stamps`` (None for a file that is gone
+    or not a file); None if one did."""
+    contents: dict[str, bytes | None] = {}
+    for path in paths:
+        before = stamp(_stat(path))
+        try:
+            with open(path, "rb") as file:
+                data: bytes | None = file.read()
+        except OSError:
+            data = None
+        if before != stamps[path] or stamp(_stat(path)) != before:
+            return None
+        contents[path] = data
+    return contents
 
 
 def _stat(path: str) -> os.stat_result | None:

@@ -104,15 +104,3 @@ def test_ready_leaves_the_batch_pending_and_take_removes_it():
     debouncer.add("/w/a.py", "closed", 0.0)
     assert debouncer.ready(0.02) == {"/w/a.py"} and debouncer.ready(0.02) == {"/w/a.py"}
     assert debouncer.take(0.02) == {"/w/a.py"} and debouncer.ready(0.02) == frozenset()
-
-
-def test_a_recheck_looks_again_unless_the_file_is_being_written():
-    debouncer = Debouncer(W)
-    debouncer.recheck("/w/a.py", 1.0)
-    assert debouncer.due() == pytest.approx(1.01)
-    debouncer.add("/w/b.py", "modified", 1.0)
-    debouncer.recheck("/w/b.py", 1.001)
-    assert debouncer.pending["/w/b.py"] == ("writing", 1.0)
-    debouncer.add("/w/c.py", "opened", 1.0)
-    debouncer.recheck("/w/c.py", 1.001)
-    assert debouncer.due() == pytest.approx(1.5)

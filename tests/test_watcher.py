@@ -2,7 +2,6 @@
 import errno
 import logging
 import queue
-import threading
 
 import pytest
 from loguru import logger
@@ -78,27 +77,22 @@ def test_reads_of_watched_files_make_no_batch(watch, tmp_path):
     assert next_changes(inbox) == {str(tmp_path / "b.py")}
 
 
-def test_a_reader_gets_only_certified_content(watch, tmp_path):
-    """A file rewritten after its batch is read again once its new content is complete."""
+def test_a_reader_gets_the_certified_content_and_a_frozen_view_during_a_swap(watch, tmp_path):
+    """What the host reads is what the watcher read when it knew the save complete."""
     path = tmp_path / "a.py"
-    w, inbox = watch(settle=WAIT)  # a paused writer is waited for, up to settle seconds
+    w, inbox = watch()
     path.write_text("x = 1")
     assert next_changes(inbox) == {str(path)}
-    assert w.read_source(str(path)) == b"x = 1"
-    writer = open(path, "w")  # truncated: only an "opened" event says so
-    try:
+    with open(path, "w") as writer:  # truncated, half-written, and being read
         writer.write("x = ")
         writer.flush()
-        result = []
-        reader = threading.Thread(target=lambda: result.append(w.read_source(str(path))))
-        reader.start()
-        reader.join(0.3)
-        assert reader.is_alive(), f"read a half-written file: {result}"
+        assert w.read_source(str(path)) == b"x = 1"
+        w.freeze()
         writer.write("2")
-    finally:
-        writer.close()
-    reader.join(WAIT)
-    assert result == [b"x = 2"]
+    assert next_changes(inbox) == {str(path)}
+    assert w.read_source(str(path)) == b"x = 1"  # frozen: the swap's own version
+    w.thaw()
+    assert w.read_source(str(path)) == b"x = 2"
 
 
 def test_hitting_the_inotify_limit_falls_back_to_polling_and_says_how_to_fix_it(
@@ -132,3 +126,12 @@ def test_a_kernel_queue_overflow_rescans_every_source_file(watch, tmp_path):
     w, inbox = watch()
     logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; filesystem events were lost")
     assert next_changes(inbox) == {str(tmp_path / "a.py"), str(tmp_path / "sub" / "b.py")}
+
+
+def test_the_git_folder_is_found_from_a_sub_folder_and_through_a_gitdir_file(tmp_path):
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "repo" / "src" / "workers").mkdir(parents=True)
+    assert watcher.git_dir(tmp_path / "repo" / "src" / "workers") == tmp_path / "repo" / ".git"
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / ".git").write_text("gitdir: ../repo/.git/worktrees/linked\n")
+    assert watcher.git_dir(tmp_path / "linked") == (tmp_path / "repo" / ".git" / "worktrees" / "linked").resolve()

@@ -1,0 +1,44 @@
+"""Watching holds up: git checkouts in a row, a workers folder deleted and recreated, a
+native watcher that cannot start."""
+import shutil
+import subprocess
+
+from conftest import worker_source, write
+
+HELPERS = [f"_h{i}" for i in range(1, 6)]
+
+
+def git(cwd, *args):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
+                   capture_output=True, timeout=60)
+
+
+def write_version(folder, version):
+    for helper in HELPERS:
+        write(folder / f"{helper}.py", f"V = {version}\n")
+    body = "report(ctx.name, 'saw', VERSION, " + ", ".join(f"{h}.V" for h in HELPERS) + ")"
+    write(folder / "w.py", worker_source(version, top=f"from . import {', '.join(HELPERS)}", body=body))
+
+
+def test_back_to_back_git_checkouts_never_start_a_worker_on_a_mix_of_versions(tmp_path, folder, start_host):
+    """The workers folder is a sub-folder of the work tree; git holds .git/index.lock while
+    it rewrites files."""
+    write_version(folder, 1)
+    git(tmp_path, "init", "-q", "-b", "one")
+    git(tmp_path, "add", "workers")
+    git(tmp_path, "commit", "-qm", "one")
+    git(tmp_path, "checkout", "-qb", "two")
+    write_version(folder, 2)
+    git(tmp_path, "commit", "-qam", "two")
+    host = start_host(folder)
+    host.wait_started("w", 2)
+    for i in range(100):
+        git(tmp_path, "checkout", "-q", "one" if i % 2 == 0 else "two")
+    host.wait_for(lambda: host.events("w")[-1].startswith("w saw 2 ") or host.events("w")[-1].startswith("w stop 2"),
+                  "the last checkout running")
+    host.barrier()
+    seen = [line.split()[2:] for line in host.events("w") if line.split()[1] == "saw"]
+    mixed = [versions for versions in seen if len(set(versions)) > 1]
+    assert not mixed, f"{len(mixed)} of {len(seen)} starts on a mix (worker, helpers): {mixed}\n{host.log()}"
+    assert seen[-1] == ["2"] * 6
+    assert host.stop() == 0
