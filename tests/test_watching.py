@@ -42,3 +42,22 @@ def test_back_to_back_git_checkouts_never_start_a_worker_on_a_mix_of_versions(tm
     assert not mixed, f"{len(mixed)} of {len(seen)} starts on a mix (worker, helpers): {mixed}\n{host.log()}"
     assert seen[-1] == ["2"] * 6
     assert host.stop() == 0
+
+
+def test_a_workers_folder_deleted_and_recreated_is_watched_again(tmp_path, folder, start_host):
+    write(folder / "svc.py", worker_source(1))
+    write(folder / "_util.py", "X = 1\n")
+    shutil.copytree(folder, tmp_path / "saved")
+    host = start_host(folder)
+    host.wait_started("svc", 1)
+    shutil.rmtree(folder)
+    host.wait_log(f"the watched folder {folder} is gone")
+    host.wait_for(lambda: host.events("svc")[-1].startswith("svc stop"), "svc to stop")
+    shutil.copytree(tmp_path / "saved", folder)  # rm -rf, then restore
+    host.wait_log(f"the watched folder {folder} is back")
+    host.wait_started("svc", 1, count=2)
+    write(folder / "svc.py", worker_source(2))  # and edits are seen again
+    host.wait_started("svc", 2)
+    write(folder / "fresh.py", worker_source(1))
+    host.wait_started("fresh", 1)
+    assert host.stop() == 0
