@@ -3,7 +3,7 @@ native watcher that cannot start."""
 import shutil
 import subprocess
 
-from conftest import worker_source, write
+from conftest import HOTRELOAD, worker_source, write
 
 HELPERS = [f"_h{i}" for i in range(1, 6)]
 
@@ -57,6 +57,25 @@ def test_a_workers_folder_deleted_and_recreated_is_watched_again(tmp_path, folde
     host.wait_log(f"the watched folder {folder} is back")
     host.wait_started("svc", 1, count=2)
     write(folder / "svc.py", worker_source(2))  # and edits are seen again
+    host.wait_started("svc", 2)
+    write(folder / "fresh.py", worker_source(1))
+    host.wait_started("fresh", 1)
+    assert host.stop() == 0
+
+
+# In a user namespace of its own, the host may open no inotify instance at all: a real
+# failure of the native watcher, for this process only (the system's limits are untouched).
+NO_INOTIFY = ["unshare", "--user", "--map-root-user", "sh", "-c",
+              'echo 0 > /proc/sys/user/max_inotify_instances && exec "$0" "$@"', str(HOTRELOAD)]
+
+
+def test_a_native_watcher_that_cannot_start_is_reported_and_saves_are_seen_by_polling(folder, start_host):
+    write(folder / "svc.py", worker_source(1))
+    host = start_host(folder, cmd=NO_INOTIFY)
+    host.wait_started("svc", 1)
+    log = host.wait_log("Falling back to polling")
+    assert "cannot watch for changes natively: the inotify instance limit is reached" in log
+    write(folder / "svc.py", worker_source(2))
     host.wait_started("svc", 2)
     write(folder / "fresh.py", worker_source(1))
     host.wait_started("fresh", 1)
