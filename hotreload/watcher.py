@@ -305,11 +305,14 @@ class Watcher:
         self.debouncer.take(now)
         with self.lock:
             for path in batch:
-                if contents.get(path) is None:
+                data = contents[path]
+                if data is not None:
+                    self.contents[path] = data
+                else:  # gone, or a folder
                     self.contents.pop(path, None)
+                if sync.stamps[path] is None:
                     self.gone.add(path)
                 else:
-                    self.contents[path] = contents[path]
                     self.gone.discard(path)
         self.inbox.put(Changes(batch))
 

@@ -2,6 +2,7 @@
 import errno
 import logging
 import queue
+import time
 
 import pytest
 from loguru import logger
@@ -135,3 +136,51 @@ def test_the_git_folder_is_found_from_a_sub_folder_and_through_a_gitdir_file(tmp
     (tmp_path / "linked").mkdir()
     (tmp_path / "linked" / ".git").write_text("gitdir: ../repo/.git/worktrees/linked\n")
     assert watcher.git_dir(tmp_path / "linked") == (tmp_path / "repo" / ".git" / "worktrees" / "linked").resolve()
+
+
+def test_a_batch_waits_while_git_holds_its_index_lock(watch, tmp_path, monkeypatch, messages):
+    (tmp_path / ".git").mkdir()
+    lock = tmp_path / ".git" / "index.lock"
+    lock.write_text("")
+    w, inbox = watch()
+    (tmp_path / "a.py").write_text("x = 1")
+    with pytest.raises(queue.Empty):  # git is still rewriting files
+        inbox.get(timeout=0.3)
+    lock.unlink()  # the checkout is done: its event releases the batch
+    assert next_changes(inbox) == {str(tmp_path / "a.py")}
+    monkeypatch.setattr(watcher, "LOCK_WAIT", 0.1)
+    lock.write_text("")  # left behind by a crashed git: applied anyway, with a warning
+    (tmp_path / "b.py").write_text("x = 1")
+    assert next_changes(inbox) == {str(tmp_path / "b.py")}
+    assert any("index.lock has existed for 0.1 s" in m for m in messages)
+
+
+def test_a_watch_whose_thread_ends_is_reported_and_replaced_by_polling(watch, tmp_path, messages):
+    w, inbox = watch()
+    emitter = w.observer._emitter_for_watch[w.watches[tmp_path]]
+    emitter.stop()  # its thread ends while the folder is still there
+    emitter.join(WAIT)
+    assert saves_are_seen(tmp_path / "a.py", inbox)
+    assert w.polling and any(f"watching {tmp_path} stopped unexpectedly" in m for m in messages)
+
+
+def test_a_deleted_root_is_awaited_and_rescanned_when_it_comes_back(watch, tmp_path, messages):
+    root = tmp_path / "root"
+    root.mkdir()
+    inbox = queue.SimpleQueue()
+    w = Watcher([root], inbox, Windows())
+    w.start()
+    try:
+        root.rmdir()
+        wait = time.monotonic() + WAIT
+        while not any("is gone" in m for m in messages):
+            assert time.monotonic() < wait, messages
+            time.sleep(0.01)
+        root.mkdir()
+        (root / "a.py").write_text("x = 1")
+        changes = set()
+        while str(root / "a.py") not in changes:
+            changes |= next_changes(inbox)
+        assert not w.polling and any(f"the watched folder {root} is back" in m for m in messages)
+    finally:
+        w.stop()
