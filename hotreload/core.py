@@ -506,7 +506,7 @@ def _plan(host: Host, paths: Iterable[str], started: float) -> Swap | None:
         module = sys.modules.get(name)
         try:
             data = host.finder.read(raw) if host.finder is not None else path.read_bytes()
-        except OSError:  # gone, or still being written: a later batch brings it
+        except OSError:
             continue
         if module is not None and loader.loaded_digest(module) == loader.digest(data):
             if name in host.broken:  # a bad edit undone
@@ -679,8 +679,12 @@ def _exists(host: Host, path: Path) -> bool:
 def _freeze(host: Host, frozen: bool) -> None:
     """While a swap runs, its files are read as one complete version of the folder, however
     long the workers take to stop (see ``Watcher.read_source``)."""
-    if host.watcher is not None:
-        host.watcher.freeze() if frozen else host.watcher.thaw()
+    if host.watcher is None:
+        return
+    if frozen:
+        host.watcher.freeze()
+    else:
+        host.watcher.thaw()
 
 
 def _helper_warning(host: Host, module: str) -> None:

@@ -124,7 +124,7 @@ def serve(host: Host) -> int:
         host.watcher.start()
         if host.finder is not None:
             host.finder.read = host.watcher.read_source
-            host.finder.known = lambda path: bool(host.watcher.exists(path))
+            host.finder.known = host.watcher.exists
     if host.control is not None:
         host.control.start()
     try:

@@ -265,7 +265,7 @@ class HotFinder(importlib.abc.MetaPathFinder):
         self.read: Callable[[str], bytes] = _read_bytes
         # Whether a file exists for ``read``, though not on disk right now (a git checkout
         # deleting and rewriting it while a reload reads the version before).
-        self.known: Callable[[str], bool] = lambda path: False
+        self.known: Callable[[str], bool | None] = lambda path: None
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname == self.package:
