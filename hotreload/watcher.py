@@ -185,6 +185,7 @@ class Watcher:
         self.watches: dict[Path, Any] = {}  # root -> its recursive watch, while the root exists
         self.inodes: dict[Path, int] = {}  # root -> the inode of the folder watched
         self.awaited: dict[Path, tuple[Path, Any]] = {}  # a root that is gone -> (ancestor, watch)
+        self.dead: dict[Path, Any] = {}  # a root that is gone -> its ended watch
         self.git_dirs = sorted({d for d in map(git_dir, roots) if d is not None})
         self.sync: _Sync | None = None
         self.cookies = 0
@@ -411,7 +412,7 @@ class Watcher:
     def _observe(self, cls: type) -> Any:
         """A started observer of ``cls`` with every watch this watcher needs."""
         observer = cls(self.events)
-        self.observer, self.watches, self.awaited = observer, {}, {}
+        self.observer, self.watches, self.awaited, self.dead = observer, {}, {}, {}
         try:
             for root in self.roots:
                 if root.is_dir():
@@ -465,7 +466,9 @@ class Watcher:
             return
         logger.warning(f"the watched folder {root} is gone: its workers stop; "
                        f"watching for it to come back")
-        _unschedule(self.observer, watch)
+        # Unscheduled only when the folder is back: the events its files' deletion left in
+        # the observer's queue are dispatched while the watch is still scheduled.
+        self.dead[root] = watch
         self._await(root)
         self._look_for_roots()  # it may be back already
 
@@ -487,6 +490,8 @@ class Watcher:
                 self._await(root)  # nearer ancestors may have appeared
                 continue
             _unschedule(self.observer, self.awaited.pop(root)[1])
+            if root in self.dead:
+                _unschedule(self.observer, self.dead.pop(root))
             try:
                 self.watches[root] = self.observer.schedule(self.handler, str(root), recursive=True,
                                                             event_filter=EVENTS)
