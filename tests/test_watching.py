@@ -80,3 +80,25 @@ def test_a_native_watcher_that_cannot_start_is_reported_and_saves_are_seen_by_po
     write(folder / "fresh.py", worker_source(1))
     host.wait_started("fresh", 1)
     assert host.stop() == 0
+
+
+def test_a_checkout_of_a_branch_without_the_workers_folder_and_back(tmp_path, folder, start_host):
+    write(folder / "svc.py", worker_source(1))
+    (tmp_path / "README").write_text("")
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "with workers")
+    git(tmp_path, "checkout", "-qb", "bare")
+    git(tmp_path, "rm", "-rq", "workers")
+    git(tmp_path, "commit", "-qm", "without")
+    git(tmp_path, "checkout", "-q", "main")
+    host = start_host(folder)
+    host.wait_started("svc", 1)
+    git(tmp_path, "checkout", "-q", "bare")
+    host.wait_log(f"the watched folder {folder} is gone")
+    host.wait_for(lambda: host.events("svc")[-1].startswith("svc stop"), "svc to stop")
+    git(tmp_path, "checkout", "-q", "main")
+    host.wait_started("svc", 1, count=2)
+    write(folder / "svc.py", worker_source(2))
+    host.wait_started("svc", 2)
+    assert host.stop() == 0
