@@ -19,8 +19,8 @@ wait only if it falls between a save and its batch).
 Complete *when the event was sent* only: the next save may already be truncating the file.
 So a batch that is due is not flushed at once: the watcher first notes each file's ``Stamp``,
 then waits until every event sent before that moment has arrived (see ``watcher``). If none
-of them touched the batch, the stamped content is complete, and a reader that finds the same
-stamp on disk reads exactly that content.
+of them touched the batch, the stamped content is complete: the watcher reads it, checking
+the stamps before and after, and the host loads those bytes.
 """
 from __future__ import annotations
 
