@@ -583,13 +583,15 @@ def _on_changes(host: Host, paths: set[str]) -> None:
 def _check_changes(host: Host, paths: set[str], started: float) -> None:
     """Read and parse the changed files, in the importer thread if they are big (a 20 MB
     file takes seconds); ``_begin_swap`` goes on with what was found."""
+    _freeze(host, True)  # one version of the folder for the whole swap, as the watcher certified it
     to_check = _to_check(host, paths)
+    read = host.finder.read if host.finder is not None else loader.read_bytes
     if sum(map(_size, to_check)) <= CHECK_IN_LOOP_BYTES:
-        _begin_swap(host, paths, started, loader.check_sources(to_check))
+        _begin_swap(host, paths, started, loader.check_sources(to_check, read))
         return
     shown = sorted(_shown(host, Path(raw)) for raw in to_check)
     doing = f"checking {', '.join(shown[:3])}" + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
-    _submit(host, importer.Job("check", doing, partial(loader.check_sources, to_check), (paths, started)))
+    _submit(host, importer.Job("check", doing, partial(loader.check_sources, to_check, read), (paths, started)))
 
 
 def _on_own_changes(host: Host, paths: set[str], started: float) -> None:
@@ -672,7 +674,7 @@ def _plan(
         name = loader.module_name(folder, package, path)
         if name is not None and path.is_dir():  # b.py/: its module is gone, whatever is inside
             _log_for(host, name).warning(f"{_shown(host, path)} is a folder, not a module file: not loaded")
-        if not path.exists() or (name is not None and path.is_dir()):
+        if not _exists(host, path) or (name is not None and path.is_dir()):
             prefix = name or loader.module_name(folder, package, path / "__init__.py")
             if prefix is None or prefix == package:  # the folder's own package stays
                 continue
@@ -680,7 +682,9 @@ def _plan(
                 known = _known_modules(host)
             gone |= {m for m in known if m == prefix or m.startswith(prefix + ".")}
             worker = host.workers.get(_top(prefix))
-            if worker is not None and worker.path is not None and not worker.path.is_file():
+            if worker is not None and worker.path is not None and (
+                not _exists(host, worker.path) or worker.path.is_dir()
+            ):
                 removed.add(worker.name)
             continue
         if name is None:
@@ -745,12 +749,14 @@ def _apply_swap_when_ready(host: Host) -> None:
     except BaseException:
         if host.job is None:  # an error of core's own must not leave every later save waiting
             host.swap = None
+            _freeze(host, False)
         raise
 
 
 def _after_swap(host: Host) -> None:
     """The swap (or the start) is done: apply the changes that arrived meanwhile."""
     host.swap = None
+    _freeze(host, False)
     if host.backlog and not host.stopping:
         backlog, host.backlog = set(host.backlog), set()
         _on_changes(host, backlog)
@@ -998,6 +1004,21 @@ def _reborn(host: Host, removed: set[str]) -> set[str]:
     folder = host.options.folder
     return {name for name in removed
             if (folder / f"{name}.py").is_file() or (folder / name / "__init__.py").is_file()}
+def _exists(host: Host, path: Path) -> bool:
+    """Whether ``path`` exists in the version of the folder being loaded (see ``_freeze``)."""
+    known = host.watcher.exists(str(path)) if host.watcher is not None else None
+    return path.exists() if known is None else known
+
+
+def _freeze(host: Host, frozen: bool) -> None:
+    """While a swap runs, its files are read as one complete version of the folder, however
+    long the workers take to stop (see ``Watcher.read_source``)."""
+    if host.watcher is None:
+        return
+    if frozen:
+        host.watcher.freeze()
+    else:
+        host.watcher.thaw()
 
 
 def _helper_warning(host: Host, module: str) -> None:

@@ -10,13 +10,26 @@ burst across many files (``git checkout``, a formatter) land as one batch. A ``m
 for ``settle`` seconds of quiet, which only matters where no close event exists (the polling
 fallback). A deletion is held for ``hold`` seconds, because delete-then-create is how
 ``git checkout`` and some editors rewrite a file, not a removal.
+
+Opening a file with truncation sends ``opened`` and nothing else, and the kernel merges it
+with a reader's ``opened`` at the same moment: so a file opened since its last close-after-
+write may be half-written, and waits ``settle`` seconds from that open (a read costs that
+wait only if it falls between a save and its batch).
+
+Complete *when the event was sent* only: the next save may already be truncating the file.
+So a batch that is due is not flushed at once: the watcher first notes each file's ``Stamp``,
+then waits until every event sent before that moment has arrived (see ``watcher``). If none
+of them touched the batch, the stamped content is complete: the watcher reads it, checking
+the stamps before and after, and the host loads those bytes.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import PurePath
+from typing import NamedTuple
 
-__all__ = ["Changes", "Debouncer", "Windows", "classify", "is_source"]
+__all__ = ["Changes", "Debouncer", "Stamp", "Windows", "classify", "is_source", "stamp"]
 
 READY, WRITING, GONE = "ready", "writing", "gone"
 
@@ -53,6 +66,21 @@ def is_source(path: PurePath, root: PurePath) -> bool:
     return not any(marker in parts[-1] for marker in _TEMP_MARKERS)
 
 
+class Stamp(NamedTuple):
+    """What identifies a file's content without reading it: any write changes the size or
+    the modification time (nanoseconds; Linux 6.13+ makes it fine-grained once it was read),
+    and a rename onto the file changes the inode."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+
+
+def stamp(info: os.stat_result | None) -> Stamp | None:
+    """The stamp of a ``stat`` result; None for a file that does not exist."""
+    return None if info is None else Stamp(info.st_ino, info.st_size, info.st_mtime_ns)
+
+
 @dataclass(frozen=True)
 class Changes:
     """A batch: files (and deleted folders) whose content may have changed, complete and quiet.
@@ -79,8 +107,14 @@ class Debouncer:
 
     windows: Windows = field(default_factory=Windows)
     pending: dict[str, tuple[str, float]] = field(default_factory=dict)
+    opened: dict[str, float] = field(default_factory=dict)  # last open since a close-after-write
 
     def add(self, path: str, event_type: str, now: float) -> None:
+        if event_type == "opened":
+            self.opened[path] = now
+            return
+        if event_type in ("closed", "moved_to", "deleted"):
+            self.opened.pop(path, None)
         state = classify(event_type)
         if state is not None:
             self.pending[path] = (state, now)
@@ -93,13 +127,21 @@ class Debouncer:
         """
         if not self.pending:
             return None
-        return max(last + self.windows.wait(state) for state, last in self.pending.values())
+        return max(
+            max(last + self.windows.wait(state), self.opened.get(path, last) + self.windows.settle)
+            if path in self.opened else last + self.windows.wait(state)
+            for path, (state, last) in self.pending.items()
+        )
+
+    def ready(self, now: float) -> frozenset[str]:
+        """The batch, if it is due at ``now`` (it stays pending: see ``take``)."""
+        due = self.due()
+        return frozenset() if due is None or now < due else frozenset(self.pending)
 
     def take(self, now: float) -> frozenset[str]:
         """The batch, if it is due at ``now``; it is then no longer pending."""
-        due = self.due()
-        if due is None or now < due:
-            return frozenset()
-        batch = frozenset(self.pending)
-        self.pending.clear()
+        batch = self.ready(now)
+        if batch:
+            self.pending.clear()
+            self.opened = {p: t for p, t in self.opened.items() if t + self.windows.settle > now}
         return batch

@@ -172,6 +172,9 @@ def serve(host: Host) -> int:
         roots = [host.options.folder, host.core_file.parent]
         host.watcher = Watcher(roots, host.inbox, Windows(coalesce=host.options.debounce))
         host.watcher.start()
+        if host.finder is not None:
+            host.finder.read = host.watcher.read_source
+            host.finder.known = host.watcher.exists
     if host.control is not None:
         host.control.start()
     host.importer = Importer(host.inbox)

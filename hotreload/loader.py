@@ -30,7 +30,7 @@ from hotreload.worker import call_problem
 __all__ = [
     "CONTRACT_NAMES", "ENTRY_POINT_GROUP", "Checked", "Graph", "HotFinder", "NotAWorker", "Source", "WorkerError",
     "check_source", "check_sources", "dependents", "digest", "discover", "entry_points", "forget", "imports_of",
-    "inside", "install", "loaded_digest", "module_name", "reload", "reload_order", "sources", "worker_parts",
+    "inside", "install", "loaded_digest", "module_name", "read_bytes", "reload", "reload_order", "sources", "worker_parts",
     "writable_by_others",
 ]
 
@@ -66,13 +66,13 @@ class Checked(NamedTuple):
     error: Exception | None
 
 
-def check_source(path: Path, running: str | None = None) -> Checked | None:
+def check_source(path: Path, running: str | None = None, read: Callable[[str], bytes] | None = None) -> Checked | None:
     """Read and parse ``path``; None if it cannot be read. Bytes whose digest is ``running``
     are not parsed again. Any failure of the parser is returned, not raised: besides
     ``SyntaxError``, a deeply nested expression raises ``RecursionError``, a huge one
     ``MemoryError``, null bytes ``ValueError`` before Python 3.12."""
     try:
-        data = path.read_bytes()
+        data = (read or read_bytes)(str(path))
     except OSError:
         return None
     found = digest(data)
@@ -85,9 +85,12 @@ def check_source(path: Path, running: str | None = None) -> Checked | None:
     return Checked(found, None)
 
 
-def check_sources(paths: dict[str, str | None]) -> dict[str, Checked | None]:
-    """``check_source`` for each path, given with the digest of the code it runs."""
-    return {raw: check_source(Path(raw), running) for raw, running in paths.items()}
+def check_sources(
+    paths: dict[str, str | None], read: Callable[[str], bytes] | None = None
+) -> dict[str, Checked | None]:
+    """``check_source`` for each path, given with the digest of the code it runs, each read
+    with ``read`` (the finder's: while watching, only what a complete save left)."""
+    return {raw: check_source(Path(raw), running, read) for raw, running in paths.items()}
 
 
 def imports_of(tree: ast.AST, module: str, is_package: bool, root: str) -> frozenset[str]:
@@ -276,7 +279,7 @@ class HotLoader(importlib.machinery.SourceFileLoader):
 
     def exec_module(self, module: types.ModuleType) -> None:
         path = self.get_filename(module.__name__)
-        data = self.get_data(path)
+        data = self.finder.read(path)
         tree = ast.parse(data, path)
         imports = imports_of(tree, module.__name__, self.is_package(module.__name__), self.finder.package)
         code = compile(tree, path, "exec", dont_inherit=True)
@@ -296,6 +299,12 @@ class HotFinder(importlib.abc.MetaPathFinder):
         # Modules executed since the host last looked, with their imports: failed ones too,
         # so that fixing a helper retries the worker that could not import it.
         self.executed: list[tuple[str, Source]] = []
+        # How source files are read: while watching, the watcher's ``read_source``, which
+        # returns only what a complete save left.
+        self.read: Callable[[str], bytes] = read_bytes
+        # Whether a file exists for ``read``, though not on disk right now (a git checkout
+        # deleting and rewriting it while a reload reads the version before).
+        self.known: Callable[[str], bool | None] = lambda path: None
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname == self.package:
@@ -309,6 +318,8 @@ class HotFinder(importlib.abc.MetaPathFinder):
         if not fullname.startswith(self.package + ".") and fullname not in self.extra:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None and fullname not in self.extra:
+            spec = self._spec_from_known(fullname, path)
         if spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader):
             if fullname not in self.extra and not inside(self.folder, Path(spec.loader.path)):
                 raise ImportError(f"{fullname} is {spec.loader.path}, a symlink to "
@@ -316,6 +327,24 @@ class HotFinder(importlib.abc.MetaPathFinder):
                                   f"not imported", name=fullname)
             spec.loader = HotLoader(fullname, spec.loader.path, self)
         return spec
+
+    def _spec_from_known(self, fullname: str, path: Any) -> Any:
+        name = fullname.rpartition(".")[2]
+        for folder in path or [str(self.folder)]:
+            module, package = Path(folder, name + ".py"), Path(folder, name, "__init__.py")
+            if self.known(str(package)):
+                return importlib.util.spec_from_file_location(
+                    fullname, package, loader=HotLoader(fullname, str(package), self),
+                    submodule_search_locations=[str(package.parent)])
+            if self.known(str(module)):
+                return importlib.util.spec_from_file_location(
+                    fullname, module, loader=HotLoader(fullname, str(module), self))
+        return None
+
+
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
 
 
 def install(folder: Path, package: str, extra: Iterable[str] = ()) -> HotFinder:

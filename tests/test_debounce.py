@@ -86,3 +86,21 @@ def test_vim_backup_rename_save_ends_with_the_file_complete():
         debouncer.add("/w/a.py", event, when * 0.0001)
     assert debouncer.pending["/w/a.py"][0] == "ready"
     assert debouncer.take(0.011) == {"/w/a.py"}
+
+
+def test_an_open_after_the_close_means_the_file_may_be_half_written_again():
+    """Opening with truncation sends only "opened": the file waits for quiet, or for its close."""
+    debouncer = Debouncer(W)
+    debouncer.add("/w/a.py", "closed", 0.0)
+    debouncer.add("/w/a.py", "opened", 0.005)
+    assert debouncer.due() == pytest.approx(0.505)
+    debouncer.add("/w/a.py", "modified", 0.006)
+    debouncer.add("/w/a.py", "closed", 0.007)
+    assert debouncer.due() == pytest.approx(0.017)
+
+
+def test_ready_leaves_the_batch_pending_and_take_removes_it():
+    debouncer = Debouncer(W)
+    debouncer.add("/w/a.py", "closed", 0.0)
+    assert debouncer.ready(0.02) == {"/w/a.py"} and debouncer.ready(0.02) == {"/w/a.py"}
+    assert debouncer.take(0.02) == {"/w/a.py"} and debouncer.ready(0.02) == frozenset()

@@ -26,9 +26,9 @@ def messages():
 def watch(tmp_path):
     started = []
 
-    def start():
+    def start(settle=0.2):
         inbox = queue.SimpleQueue()
-        w = Watcher([tmp_path], inbox, Windows(settle=0.2))
+        w = Watcher([tmp_path], inbox, Windows(settle=settle))
         w.start()
         started.append(w)
         return w, inbox
@@ -68,21 +68,32 @@ def test_a_save_is_one_batch_and_temp_files_are_ignored(watch, tmp_path):
     assert next_changes(inbox) == {str(tmp_path / "a.py"), str(tmp_path / "b.py")}
 
 
-def test_reads_of_watched_files_never_reach_the_watcher(watch, tmp_path, monkeypatch):
-    """The kernel is asked only for events that can change a module: the host's own reads
-    during a reload must not wake watchdog's threads."""
-    noted = []
-    monkeypatch.setattr(Watcher, "_note", lambda self, when, event: noted.append(event))
+def test_reads_of_watched_files_make_no_batch(watch, tmp_path):
+    """The host's own reads during a reload must not come back as changes."""
     (tmp_path / "a.py").write_text("x = 1")
     w, inbox = watch()
     for _ in range(20):
         (tmp_path / "a.py").read_bytes()
     (tmp_path / "b.py").write_text("x = 1")  # events arrive in order: b's come after any of a's
-    deadline = time.monotonic() + WAIT
-    while not any(e.src_path.endswith("b.py") and e.event_type == "closed" for e in noted):
-        assert time.monotonic() < deadline, "no event for b.py"
-        time.sleep(0.01)
-    assert [e for e in noted if e.src_path.endswith("a.py")] == []
+    assert next_changes(inbox) == {str(tmp_path / "b.py")}
+
+
+def test_a_reader_gets_the_certified_content_and_a_frozen_view_during_a_swap(watch, tmp_path):
+    """What the host reads is what the watcher read when it knew the save complete."""
+    path = tmp_path / "a.py"
+    w, inbox = watch()
+    path.write_text("x = 1")
+    assert next_changes(inbox) == {str(path)}
+    with open(path, "w") as writer:  # truncated, half-written, and being read
+        writer.write("x = ")
+        writer.flush()
+        assert w.read_source(str(path)) == b"x = 1"
+        w.freeze()
+        writer.write("2")
+    assert next_changes(inbox) == {str(path)}
+    assert w.read_source(str(path)) == b"x = 1"  # frozen: the swap's own version
+    w.thaw()
+    assert w.read_source(str(path)) == b"x = 2"
 
 
 def test_hitting_the_inotify_limit_falls_back_to_polling_and_says_how_to_fix_it(
@@ -116,3 +127,60 @@ def test_a_kernel_queue_overflow_rescans_every_source_file(watch, tmp_path):
     w, inbox = watch()
     logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; filesystem events were lost")
     assert next_changes(inbox) == {str(tmp_path / "a.py"), str(tmp_path / "sub" / "b.py")}
+
+
+def test_the_git_folder_is_found_from_a_sub_folder_and_through_a_gitdir_file(tmp_path):
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "repo" / "src" / "workers").mkdir(parents=True)
+    assert watcher.git_dir(tmp_path / "repo" / "src" / "workers") == tmp_path / "repo" / ".git"
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / ".git").write_text("gitdir: ../repo/.git/worktrees/linked\n")
+    assert watcher.git_dir(tmp_path / "linked") == (tmp_path / "repo" / ".git" / "worktrees" / "linked").resolve()
+
+
+def test_a_batch_waits_while_git_holds_its_index_lock(watch, tmp_path, monkeypatch, messages):
+    (tmp_path / ".git").mkdir()
+    lock = tmp_path / ".git" / "index.lock"
+    lock.write_text("")
+    w, inbox = watch()
+    (tmp_path / "a.py").write_text("x = 1")
+    with pytest.raises(queue.Empty):  # git is still rewriting files
+        inbox.get(timeout=0.3)
+    lock.unlink()  # the checkout is done: its event releases the batch
+    assert next_changes(inbox) == {str(tmp_path / "a.py")}
+    monkeypatch.setattr(watcher, "LOCK_WAIT", 0.1)
+    lock.write_text("")  # left behind by a crashed git: applied anyway, with a warning
+    (tmp_path / "b.py").write_text("x = 1")
+    assert next_changes(inbox) == {str(tmp_path / "b.py")}
+    assert any("index.lock has existed for 0.1 s" in m for m in messages)
+
+
+def test_a_watch_whose_thread_ends_is_reported_and_replaced_by_polling(watch, tmp_path, messages):
+    w, inbox = watch()
+    emitter = w.observer._emitter_for_watch[w.watches[tmp_path]]
+    emitter.stop()  # its thread ends while the folder is still there
+    emitter.join(WAIT)
+    assert saves_are_seen(tmp_path / "a.py", inbox)
+    assert w.polling and any(f"watching {tmp_path} stopped unexpectedly" in m for m in messages)
+
+
+def test_a_deleted_root_is_awaited_and_rescanned_when_it_comes_back(watch, tmp_path, messages):
+    root = tmp_path / "root"
+    root.mkdir()
+    inbox = queue.SimpleQueue()
+    w = Watcher([root], inbox, Windows())
+    w.start()
+    try:
+        root.rmdir()
+        wait = time.monotonic() + WAIT
+        while not any("is gone" in m for m in messages):
+            assert time.monotonic() < wait, messages
+            time.sleep(0.01)
+        root.mkdir()
+        (root / "a.py").write_text("x = 1")
+        changes = set()
+        while str(root / "a.py") not in changes:
+            changes |= next_changes(inbox)
+        assert not w.polling and any(f"the watched folder {root} is back" in m for m in messages)
+    finally:
+        w.stop()
