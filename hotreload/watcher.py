@@ -47,8 +47,9 @@ LIMIT_HINT = (
     "(and add it to /etc/sysctl.conf to keep it)"
 )
 
-# The events that can change what a module is; opening with truncation sends only
-# ``opened``. The folder's own modified events and ``closed_no_write`` are left out: fewer
+# The events that can change what a module is. ``opened`` too: a file opened again after
+# its close may be in the middle of the next save (without it, the 160-save test in
+# tests/test_complete_saves.py loads half-written files). The folder's own modified events and ``closed_no_write`` are left out: fewer
 # wake-ups of watchdog's threads, which compete with the reload for the GIL.
 EVENTS = [
     FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent,
