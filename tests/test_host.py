@@ -313,8 +313,8 @@ def test_files_others_can_write_are_warned_about_and_symlinks_out_of_the_folder_
     (folder / "_stolen.py").symlink_to(outside)
     write(folder / "borrower.py", worker_source(top="from . import _stolen"))
     host = start_host(folder)
-    log = host.wait_log("SECURITY: writable by other users")
-    assert f"{folder / 'alpha.py'} (everyone)" in log and f"chmod -R go-w {folder}" in log
+    log = host.wait_log(f"\nFix: chmod -R go-w {folder}\n")  # the warning's last line: all of it is there
+    assert "SECURITY: writable by other users" in log and f"{folder / 'alpha.py'} (everyone)" in log
     assert f"skipping {folder / 'sneaky.py'}: a symlink to {outside}, outside the folder" in log
     assert "outside the workers folder: not imported" in log  # borrower's helper
     assert not marker.exists()
