@@ -67,7 +67,12 @@ def _version(site: Path = SITE_PACKAGES) -> str:
 
     A regular install has its ``.dist-info`` right beside the package: read it there, which
     costs one directory listing. Anywhere else (an editable install, a zip) ask
-    importlib-metadata, whose import alone is most of ``--version``'s time.
+    importlib-metadata, whose import alone is most of ``--version``'s time. The distribution
+    it finds first on sys.path may be an egg-info (``python -m`` puts the current folder
+    first, where ``pip install -e .`` leaves one), whose file is PKG-INFO. Both are read as
+    text: parsing them with ``metadata`` imports the email package, another third of the
+    time, so only a distribution with neither file (an old egg-info written as one file) takes
+    that way.
     """
     beside = list(site.glob("hotreload-*.dist-info/METADATA"))
     if len(beside) == 1:
@@ -76,9 +81,12 @@ def _version(site: Path = SITE_PACKAGES) -> str:
         import importlib_metadata
 
         try:
-            text = importlib_metadata.distribution("hotreload").read_text("METADATA") or ""
+            found = importlib_metadata.distribution("hotreload")
         except importlib_metadata.PackageNotFoundError:
             return "unknown (not installed)"
+        text = found.read_text("METADATA") or found.read_text("PKG-INFO")
+        if text is None:
+            return found.version
     return next((line[len("Version:"):].strip() for line in text.splitlines() if line.startswith("Version:")),
                 "unknown")
 

@@ -223,6 +223,31 @@ def test_version_is_read_beside_the_package_when_installed_there(tmp_path):
     assert _version(tmp_path) == importlib_metadata.version("hotreload")
 
 
+def test_version_is_read_from_an_egg_info_first_on_the_path(tmp_path, monkeypatch):
+    """``python -m`` puts the current folder first on sys.path, and ``pip install -e .`` leaves
+    hotreload.egg-info there: its metadata is in PKG-INFO, not METADATA."""
+    from hotreload.cli import _version
+
+    (tmp_path / "eggs" / "hotreload.egg-info").mkdir(parents=True)
+    (tmp_path / "eggs" / "hotreload.egg-info" / "PKG-INFO").write_text(
+        "Metadata-Version: 2.1\nName: hotreload\nVersion: 9.8.7\nSummary: x\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "eggs"))
+    (tmp_path / "site").mkdir()  # no dist-info beside the package: ask importlib-metadata
+    assert _version(tmp_path / "site") == "9.8.7"
+
+
+def test_version_of_a_legacy_egg_info_file_is_read_from_its_metadata(tmp_path, monkeypatch):
+    """An old ``setup.py install`` wrote the egg-info as one file: no METADATA or PKG-INFO in it."""
+    from hotreload.cli import _version
+
+    (tmp_path / "eggs").mkdir()
+    (tmp_path / "eggs" / "hotreload-9.8.7-py3.9.egg-info").write_text(
+        "Metadata-Version: 1.0\nName: hotreload\nVersion: 9.8.7\nSummary: x\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "eggs"))
+    (tmp_path / "site").mkdir()
+    assert _version(tmp_path / "site") == "9.8.7"
+
+
 def test_version_and_help(tmp_path):
     import importlib_metadata
 
@@ -293,8 +318,8 @@ def test_files_others_can_write_are_warned_about_and_symlinks_out_of_the_folder_
     (folder / "_stolen.py").symlink_to(outside)
     write(folder / "borrower.py", worker_source(top="from . import _stolen"))
     host = start_host(folder)
-    log = host.wait_log("SECURITY: writable by other users")
-    assert f"{folder / 'alpha.py'} (everyone)" in log and f"chmod -R go-w {folder}" in log
+    log = host.wait_log(f"\nFix: chmod -R go-w {folder}\n")  # the warning's last line: all of it is there
+    assert "SECURITY: writable by other users" in log and f"{folder / 'alpha.py'} (everyone)" in log
     assert f"skipping {folder / 'sneaky.py'}: a symlink to {outside}, outside the folder" in log
     assert "outside the workers folder: not imported" in log  # borrower's helper
     assert not marker.exists()
