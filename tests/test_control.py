@@ -355,18 +355,23 @@ def test_a_full_backlog_is_retried_then_reported_in_one_line(folder, monkeypatch
 # --- what the client reports is what happened ---------------------------------------------
 
 
+def request_through_a_server(folder, inbox, cmd, names):
+    """``control.request`` to a real server on ``folder`` whose host loop is ``inbox``."""
+    server = control.Server(folder, inbox)
+    server.claim()
+    server.start()
+    try:
+        return control.request(folder, cmd, names)
+    finally:
+        server.stop()
+
+
 def test_a_command_the_host_picks_up_after_its_deadline_is_reported_not_done_and_never_done(
     folder, monkeypatch
 ):
     monkeypatch.setattr(control, "ANSWER_TIMEOUT", 0.2)
     inbox = Unread()
-    server = control.Server(folder, inbox)
-    server.claim()
-    server.start()
-    try:
-        reply = control.request(folder, "stop", ["b"])
-    finally:
-        server.stop()
+    reply = request_through_a_server(folder, inbox, "stop", ["b"])
     assert reply == {"ok": False, "error": "not done: the host was busy for 0.2 s; try again"}
     [command] = inbox.messages
     assert command.take() is False  # the host loop, unblocked, must not act on it now
@@ -380,13 +385,7 @@ def test_a_command_the_host_took_but_never_answered_is_reported_as_unknown(folde
         def put(self, command):
             assert command.take()
 
-    server = control.Server(folder, TakesAndFails())
-    server.claim()
-    server.start()
-    try:
-        reply = control.request(folder, "stop", ["b"])
-    finally:
-        server.stop()
+    reply = request_through_a_server(folder, TakesAndFails(), "stop", ["b"])
     assert reply == {"ok": False, "error": "the host took the command but did not answer; see its log"}
 
 
