@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -129,16 +130,14 @@ class _NativeObserver(_Reporting, InotifyObserver):
     def __init__(self, events: queue.SimpleQueue) -> None:
         super().__init__()
         self.events = events
-        self._emitter_class = _NativeEmitter
-        self._emitter_kwargs = {**self._emitter_kwargs, "report": events}
+        self._emitter_class = partial(_NativeEmitter, report=events)  # watchdog 4 to 7 call it alike
 
 
 class _PollingObserver(_Reporting, PollingObserver):
     def __init__(self, events: queue.SimpleQueue) -> None:
         super().__init__(timeout=POLL_INTERVAL)
         self.events = events
-        self._emitter_class = _PollingEmitter
-        self._emitter_kwargs = {**self._emitter_kwargs, "report": events}
+        self._emitter_class = partial(_PollingEmitter, report=events)
 
 
 class _PollingEmitter(_ReportingEmitter, PollingEmitter):
