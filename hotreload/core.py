@@ -278,7 +278,8 @@ def _set_timer(host: Host, worker: Worker, when: float) -> None:
 
 
 def _is_due_time(host: Host, when: float, name: str) -> bool:
-    """True if the worker ``name`` still has something to do at ``when``."""
+    """True if the worker ``name`` still has something to do at ``when``. Compares with the
+    deadlines stored on the records only, never with core's constants, which a reload changes."""
     worker = host.workers.get(name)
     if worker is None:
         return False
@@ -287,7 +288,7 @@ def _is_due_time(host: Host, when: float, name: str) -> bool:
     run = worker.current
     if run is None or run.stop_deadline is None or run.abandoned:
         return False
-    return when == run.stop_deadline + (INTERRUPT_GRACE if run.interrupted else 0.0)
+    return when == (run.abandon_at if run.abandon_at is not None else run.stop_deadline)
 
 
 def _on_timers(host: Host, now: float) -> None:
@@ -311,8 +312,9 @@ def _on_timer(host: Host, worker: Worker, now: float) -> None:
         if host.stopping:
             host.forced.add(worker.name)
         worker.log.warning(f"did not stop within {worker.settings.stop_timeout:g} s; interrupting it")
+        run.abandon_at = run.stop_deadline + INTERRUPT_GRACE  # decided once: a reload may change the constant
         run.interrupt()
-        _set_timer(host, worker, run.stop_deadline + INTERRUPT_GRACE)
+        _set_timer(host, worker, run.abandon_at)
         return
     if not run.thread.is_alive():  # interrupted as it was posting its Exited: it ended
         _on_exit(host, Exited(run, None))
