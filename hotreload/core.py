@@ -3,7 +3,10 @@
 ``host.serve`` calls ``start`` once, then for every message (or timeout) ``handle``, looking
 each function up on this module afresh, so the next message after a reload of this file is
 handled by the new code. Nothing here keeps state of its own: everything lives in the
-``Host`` and ``Worker`` records, which outlive a reload. Keep it that way when editing.
+``Host`` and ``Worker`` records, which outlive a reload, and a deadline is stored there when
+it is decided, never recomputed from a constant of this file. Keep it that way when editing.
+The loop calls only the functions ``host.CORE_API`` names; ``corereload`` reloads this file,
+and checks the new code before the loop runs on it.
 
 A worker's states: ``starting`` -> ``running`` -> (``stopping`` ->) ``stopped`` | ``exited``
 | ``backoff`` -> ``starting`` ... | ``fatal`` (given up on until its source changes).

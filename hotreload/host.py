@@ -31,7 +31,9 @@ from hotreload.log import format_error, logger
 from hotreload.settings import Settings
 from hotreload.worker import Worker
 
-__all__ = ["CORE_API", "Host", "Options", "Signal", "Swap", "create", "exit_now", "leftover_threads", "replace_process", "serve"]
+__all__ = [
+    "CORE_API", "Host", "Options", "Signal", "Swap", "create", "exit_now", "leftover_threads", "replace_process", "serve",
+]
 
 CORE_FILE = Path(core.__file__).resolve()
 # What the loop calls on the core module: what a reload of core.py clears, checks and guards.
@@ -199,7 +201,7 @@ def serve(host: Host) -> int:
             message = host.inbox.get(None if timeout is None else max(0.0, timeout))
             if isinstance(message, Changes):
                 message = _take_own_changes(host, message)
-            _call_core(host, "handle", host, message, doing=f" handling {message!r}")
+            _call_core(host, "handle", host, message, doing=f" on {message!r}")
             if host.own_changes and host.swap is None and host.job is None and not host.stopping:
                 own, host.own_changes = host.own_changes, set()
                 corereload.on_own_changes(host, core, CORE_API, own)

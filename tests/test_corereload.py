@@ -11,6 +11,7 @@ import pytest
 
 from hotreload import corereload
 from hotreload import host as hosting
+from hotreload.debounce import Changes
 from hotreload.host import Host, Options
 from hotreload.log import logger
 
@@ -206,3 +207,14 @@ def test_an_internal_error_of_a_reloaded_core_rolls_it_back_at_once(core_file, l
     hosting._call_core(host, "handle", host, "second")  # the previous core, whole
     assert host.handled == (1, "second")
     assert corereload.roll_back(host, module) is False  # once: no older core is kept
+
+
+def test_saves_of_hotreloads_own_files_are_the_loops_and_the_rest_is_cores(tmp_path):
+    host = Host(options=Options(tmp_path), package="svc", inbox=None, core_file=tmp_path / "pkg" / "core.py")
+    own, worker = str(tmp_path / "pkg" / "core.py"), str(tmp_path / "workers" / "w.py")
+    assert hosting._take_own_changes(host, Changes(frozenset({own, worker}))) == Changes(frozenset({worker}))
+    assert hosting._take_own_changes(host, Changes(frozenset({own}))) is None
+    assert host.own_changes == {own}  # applied by the loop once no swap runs
+    host.own_changes.clear()
+    host.stopping = True
+    assert hosting._take_own_changes(host, Changes(frozenset({own}))) is None and not host.own_changes
