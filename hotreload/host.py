@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from hotreload import core, corereload, guardian, loader, signals
+from hotreload import core, corereload, guardian, loader, safe, signals
 from hotreload.debounce import Changes, Windows
 from hotreload.importer import Importer, Job
 from hotreload.inbox import Inbox
@@ -32,7 +32,8 @@ from hotreload.settings import Settings
 from hotreload.worker import Worker
 
 __all__ = [
-    "CORE_API", "Host", "Options", "Signal", "Swap", "create", "exit_now", "leftover_threads", "replace_process", "serve",
+    "CORE_API", "Host", "Options", "Signal", "Swap", "create", "exit_now", "leftover_threads", "replace_process",
+    "serve",
 ]
 
 CORE_FILE = Path(core.__file__).resolve()
@@ -201,7 +202,7 @@ def serve(host: Host) -> int:
             message = host.inbox.get(None if timeout is None else max(0.0, timeout))
             if isinstance(message, Changes):
                 message = _take_own_changes(host, message)
-            _call_core(host, "handle", host, message, doing=f" on {message!r}")
+            _call_core(host, "handle", host, message)
             if host.own_changes and host.swap is None and host.job is None and not host.stopping:
                 own, host.own_changes = host.own_changes, set()
                 corereload.on_own_changes(host, core, CORE_API, own)
@@ -216,13 +217,14 @@ def serve(host: Host) -> int:
     return _call_core(host, "exit_status", host, default=1)
 
 
-def _call_core(host: Host, name: str, *args: Any, default: Any = None, doing: str = "") -> Any:
+def _call_core(host: Host, name: str, *args: Any, default: Any = None) -> Any:
     """``core.<name>(*args)``, for a name of ``CORE_API``. A bug in (a reloaded) core must not
     end the host: the error is logged, a reloaded core is rolled back, ``default`` returned."""
     try:
         return getattr(core, name)(*args)
     except Exception as exc:
-        host.log.error(f"internal error in core.{name}{doing}:\n{format_error(exc)}")
+        on = f" on {safe.shown(args[1])}" if name == "handle" else ""  # the message: its repr may be the user's
+        host.log.error(f"internal error in core.{name}{on}:\n{format_error(exc)}")
         corereload.roll_back(host, core)
         return default
 

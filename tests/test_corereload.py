@@ -218,3 +218,25 @@ def test_saves_of_hotreloads_own_files_are_the_loops_and_the_rest_is_cores(tmp_p
     host.own_changes.clear()
     host.stopping = True
     assert hosting._take_own_changes(host, Changes(frozenset({own}))) is None and not host.own_changes
+
+
+def test_a_message_whose_repr_raises_is_handled_and_an_error_on_it_reported(serve_on, logged, tmp_path):
+    class Unprintable:
+        def __repr__(self):
+            raise AttributeError("no detail")
+
+    host = Host(options=Options(tmp_path, reload=False), package="svc")
+    host.inbox.put(Unprintable())
+    host.inbox.put("stop")
+    handled = []
+
+    def handle(host, message):
+        handled.append(message)
+        if message == "stop":
+            host.stopping = True
+        else:
+            raise RuntimeError("a bug in the new core")
+
+    assert serve_on(stand_in_core(handle=handle), host) == 0
+    assert len(handled) == 2
+    assert any("internal error in core.handle on <Unprintable: repr() failed>" in line for line in logged)
