@@ -3,7 +3,10 @@
 ``host.serve`` calls ``start`` once, then for every message (or timeout) ``handle``, looking
 each function up on this module afresh, so the next message after a reload of this file is
 handled by the new code. Nothing here keeps state of its own: everything lives in the
-``Host`` and ``Worker`` records, which outlive a reload. Keep it that way when editing.
+``Host`` and ``Worker`` records, which outlive a reload, and a deadline is stored there when
+it is decided, never recomputed from a constant of this file. Keep it that way when editing.
+The loop calls only the functions ``host.CORE_API`` names; ``corereload`` reloads this file,
+and checks the new code before the loop runs on it.
 
 A worker's states: ``starting`` -> ``running`` -> (``stopping`` ->) ``stopped`` | ``exited``
 | ``backoff`` -> ``starting`` ... | ``fatal`` (given up on until its source changes).
@@ -278,7 +281,8 @@ def _set_timer(host: Host, worker: Worker, when: float) -> None:
 
 
 def _is_due_time(host: Host, when: float, name: str) -> bool:
-    """True if the worker ``name`` still has something to do at ``when``."""
+    """True if the worker ``name`` still has something to do at ``when``. Compares with the
+    deadlines stored on the records only, never with core's constants, which a reload changes."""
     worker = host.workers.get(name)
     if worker is None:
         return False
@@ -287,7 +291,7 @@ def _is_due_time(host: Host, when: float, name: str) -> bool:
     run = worker.current
     if run is None or run.stop_deadline is None or run.abandoned:
         return False
-    return when == run.stop_deadline + (INTERRUPT_GRACE if run.interrupted else 0.0)
+    return when == (run.abandon_at if run.abandon_at is not None else run.stop_deadline)
 
 
 def _on_timers(host: Host, now: float) -> None:
@@ -311,8 +315,9 @@ def _on_timer(host: Host, worker: Worker, now: float) -> None:
         if host.stopping:
             host.forced.add(worker.name)
         worker.log.warning(f"did not stop within {worker.settings.stop_timeout:g} s; interrupting it")
+        run.abandon_at = run.stop_deadline + INTERRUPT_GRACE  # decided once: a reload may change the constant
         run.interrupt()
-        _set_timer(host, worker, run.stop_deadline + INTERRUPT_GRACE)
+        _set_timer(host, worker, run.abandon_at)
         return
     if not run.thread.is_alive():  # interrupted as it was posting its Exited: it ended
         _on_exit(host, Exited(run, None))
@@ -570,14 +575,8 @@ def _on_changes(host: Host, paths: set[str]) -> None:
     if host.swap is not None or host.job is not None:  # applied once the current swap is done
         host.backlog.update(paths)
         return
-    started = time.monotonic()
-    package_dir = host.core_file.parent
-    own = {p for p in paths if Path(p).parent == package_dir}
-    if own:
-        _on_own_changes(host, own, started)
-    folder_paths = paths - own
-    if folder_paths:
-        _check_changes(host, folder_paths, started)
+    if paths:  # hotreload's own files are the loop's (host.serve), never seen here
+        _check_changes(host, paths, time.monotonic())
 
 
 def _check_changes(host: Host, paths: set[str], started: float) -> None:
@@ -592,49 +591,6 @@ def _check_changes(host: Host, paths: set[str], started: float) -> None:
     shown = sorted(_shown(host, Path(raw)) for raw in to_check)
     doing = f"checking {', '.join(shown[:3])}" + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
     _submit(host, importer.Job("check", doing, partial(loader.check_sources, to_check, read), (paths, started)))
-
-
-def _on_own_changes(host: Host, paths: set[str], started: float) -> None:
-    for path in map(Path, sorted(paths)):
-        try:
-            new_digest = loader.digest(path.read_bytes())
-        except OSError:
-            continue
-        if new_digest == host.own_digests.get(path):
-            continue
-        if path == host.core_file:
-            _reload_core(host, new_digest, started)
-        else:
-            host.own_digests[path] = new_digest
-            if _imported(path):  # the client's modules (status.py...) are read afresh by each command
-                host.log.warning(f"{path} changed: only core.py reloads in place; restart hotreload to use it")
-
-
-def _reload_core(host: Host, new_digest: str, started: float) -> None:
-    module = sys.modules[__name__]
-    try:
-        loader.reload(module, check=_check_core, clear=__all__)
-    except BaseException as exc:  # noqa: B036 - a broken core must never end the host
-        host.log.error(f"the edit of core.py was not applied; the host runs on the previous core:\n"
-                       f"{format_error(exc)}")
-        return
-    host.own_digests[host.core_file] = new_digest
-    host.core_generation += 1
-    host.log.info(f"core reloaded (generation {host.core_generation}) in {_ms(started)}; workers untouched")
-
-
-def _imported(path: Path) -> bool:
-    """True if this process has run ``path`` as a module (``python -m`` ran __main__.py too)."""
-    path = path.resolve()
-    return any(getattr(m, "__file__", None) and Path(m.__file__).resolve() == path
-               for m in list(sys.modules.values()))
-
-
-def _check_core(module: Any) -> None:
-    """A new core must still offer what ``host.serve`` calls."""
-    for name in __all__:
-        if not callable(getattr(module, name, None)) and name != "logger":
-            raise AttributeError(f"core.py no longer defines {name}()")
 
 
 def _to_check(host: Host, paths: Iterable[str]) -> dict[str, str | None]:

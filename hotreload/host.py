@@ -3,6 +3,10 @@
 Everything the host must remember across a reload of ``core`` lives in ``Host`` and the
 ``Worker`` records. The loop looks ``core``'s functions up on the module for every message,
 so after ``importlib.reload(core)`` the very next message is handled by the new code.
+The loop calls only the functions ``CORE_API`` names, each guarded: an error in a reloaded
+core is logged and rolls it back (``corereload``), and never ends the host. Saves of
+hotreload's own files are taken here, before core sees the message: the reload of core.py
+does not depend on core.py working.
 Messages come from several producers, all through one ``Inbox``: worker threads
 (``worker.Exited``), the watcher (``debounce.Changes``), signal handlers (``Signal``), the
 control socket (``control.Command``) and the importer thread (``importer.Loaded``).
@@ -19,16 +23,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from hotreload import core, guardian, loader, signals
-from hotreload.debounce import Windows
+from hotreload import core, corereload, guardian, loader, safe, signals
+from hotreload.debounce import Changes, Windows
 from hotreload.importer import Importer, Job
 from hotreload.inbox import Inbox
+from hotreload.log import format_error, logger
 from hotreload.settings import Settings
 from hotreload.worker import Worker
 
-__all__ = ["Host", "Options", "Signal", "Swap", "create", "exit_now", "leftover_threads", "replace_process", "serve"]
+__all__ = [
+    "CORE_API", "Host", "Options", "Signal", "Swap", "create", "exit_now", "leftover_threads", "replace_process",
+    "serve",
+]
 
 CORE_FILE = Path(core.__file__).resolve()
+# What the loop calls on the core module: what a reload of core.py clears, checks and guards.
+CORE_API = ("start", "handle", "wakeup", "finished", "exit_status")
+# A core whose ``wakeup`` failed is asked again this soon: a due timer is late by that at most.
+WAKEUP_AFTER_ERROR = 1.0
 # A save reaches the new code through six threads (watchdog's three, the watcher, the host,
 # the worker). Next to a worker that never blocks, each hand-over waits out the interpreter's
 # switch interval (5 ms by default); at 1 ms a save lands ~2.5x sooner. Only while watching.
@@ -103,6 +115,10 @@ class Host:
     core_file: Path = CORE_FILE
     own_digests: dict[Path, str] = field(default_factory=dict)  # hotreload's files, as running
     core_generation: int = 0
+    # The core's namespace before its last reload (a copy of the module's dict): put back
+    # if the new core raises an internal error. None before any reload, and after a rollback.
+    previous_core: dict[str, Any] | None = None
+    own_changes: set[str] = field(default_factory=set)  # hotreload's files saved during a swap
     forced: set[str] = field(default_factory=set)  # workers that had to be interrupted
     # Heap of (when, worker name): backoff restarts and stop deadlines. An entry whose worker
     # no longer has that time due is skipped when it comes up, so none is ever removed early.
@@ -119,7 +135,7 @@ class Host:
 
     @property
     def log(self) -> Any:
-        return core.logger.bind(worker="host")
+        return logger.bind(worker="host")
 
 
 def _on_signal(host: Host, signum: int, frame: Any) -> None:
@@ -180,14 +196,16 @@ def serve(host: Host) -> int:
     host.importer = Importer(host.inbox)
     host.importer.start()
     try:
-        core.start(host)
-        while not core.finished(host):
-            timeout = core.wakeup(host)
+        _call_core(host, "start", host)
+        while not _call_core(host, "finished", host, default=False):
+            timeout = _call_core(host, "wakeup", host, default=WAKEUP_AFTER_ERROR)
             message = host.inbox.get(None if timeout is None else max(0.0, timeout))
-            try:
-                core.handle(host, message)
-            except Exception as exc:  # a bug in (a reloaded) core must not end the host
-                host.log.error(f"internal error handling {message!r}:\n{core.format_error(exc)}")
+            if isinstance(message, Changes):
+                message = _take_own_changes(host, message)
+            _call_core(host, "handle", host, message)
+            if host.own_changes and host.swap is None and host.job is None and not host.stopping:
+                own, host.own_changes = host.own_changes, set()
+                corereload.on_own_changes(host, core, CORE_API, own)
     finally:
         if host.watcher is not None:
             host.watcher.stop()
@@ -196,7 +214,31 @@ def serve(host: Host) -> int:
         if not host.importer.stop(IMPORT_GRACE):
             doing = host.job.doing if host.job is not None else "importing"
             host.log.warning(f"still {doing} after {IMPORT_GRACE:g} s more; exiting without it")
-    return core.exit_status(host)
+    return _call_core(host, "exit_status", host, default=1)
+
+
+def _call_core(host: Host, name: str, *args: Any, default: Any = None) -> Any:
+    """``core.<name>(*args)``, for a name of ``CORE_API``. A bug in (a reloaded) core must not
+    end the host: the error is logged, a reloaded core is rolled back, ``default`` returned."""
+    try:
+        return getattr(core, name)(*args)
+    except Exception as exc:
+        on = f" on {safe.shown(args[1])}" if name == "handle" else ""  # the message: its repr may be the user's
+        host.log.error(f"internal error in core.{name}{on}:\n{format_error(exc)}")
+        corereload.roll_back(host, core)
+        return default
+
+
+def _take_own_changes(host: Host, message: Changes) -> Changes | None:
+    """Keep the saves of hotreload's own files for ``corereload`` (they wait while a swap
+    runs, as it reads one frozen version of the files); the rest is core's."""
+    own = {p for p in message.paths if Path(p).parent == host.core_file.parent}
+    if not own:
+        return message
+    if not host.stopping:
+        host.own_changes |= own
+    rest = message.paths - own
+    return Changes(rest) if rest else None
 
 
 def create(options: Options) -> Host:
@@ -223,7 +265,7 @@ def leftover_threads(timeout: float = 2.0) -> list[threading.Thread]:
 def exit_now(status: int) -> None:
     """Leave at once, for a host that had to abandon worker threads: interpreter shutdown
     could block on a lock such a thread holds."""
-    core.logger.complete()
+    logger.complete()
     sys.stderr.flush()
     os._exit(status)
 
@@ -239,7 +281,7 @@ def replace_process(host: Host) -> NoReturn:
     for them instead of killing the process. If the exec fails, says so and exits 1."""
     argv = _command_line()
     host.log.info(f"restarting on SIGHUP: running the same command line again, pid {os.getpid()}")
-    core.logger.remove()  # closes, and so flushes, every sink
+    logger.remove()  # closes, and so flushes, every sink
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -127,6 +127,7 @@ class Run:
         self.started_at = time.monotonic()
         self.stop_deadline: float | None = None  # when the cooperative stop times out
         self.interrupted = False  # Interrupted was raised into the thread
+        self.abandon_at: float | None = None  # when, once interrupted, the host gives up on it
         self.abandoned = False  # still alive after that: the host gave up waiting for it
         self._fn: Callable[..., Any] = worker.run  # type: ignore[assignment] # set before a launch
         self._inbox = inbox

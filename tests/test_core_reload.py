@@ -43,3 +43,31 @@ def test_an_edit_of_core_py_is_used_at_once_without_restarting_workers_and_a_bro
     assert host.starts("steady") == [1]
     assert host.stop() == 0
     assert host.events("steady")[-1] == "steady stop 1 1"
+
+
+def test_a_core_that_would_break_the_loop_is_refused_and_the_fix_gets_through(folder, start_host, tmp_path):
+    copy = tmp_path / "pkg" / "hotreload"
+    shutil.copytree(Path(hotreload.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    write(folder / "crasher.py", worker_source(1, body="raise RuntimeError('again')",
+                                                BACKOFF={"initial": 0.05, "max": 0.1, "fatal_after": 100000}))
+    host = start_host(folder, cmd=[sys.executable, "-m", "hotreload"], env={"PYTHONPATH": str(copy.parent)})
+    host.wait_log("backoff: crashed; restarting in")
+    core = copy / "core.py"
+    original = core.read_text()
+
+    call = "_on_changes(host, set(message.paths))"
+    assert original.count(call) == 1
+    write(core, original.replace(call, call.replace("_on_changes", "_on_changez")))  # compiles
+    host.wait_for(lambda: "core reloaded" in host.log() or "not applied" in host.log(), "the edit judged")
+    assert "core reloaded" not in host.log()
+    host.wait_log("handle() uses _on_changez, which core.py does not define")
+
+    assert original.count('"wakeup"]') == 1 and original.count("def wakeup(") == 1
+    write(core, original.replace(', "wakeup"]', "]").replace("def wakeup(", "def _next_due("))
+    host.wait_log("core.py no longer defines wakeup()")
+
+    write(core, original.replace('restarting in {wait:.2f} s', 'coming back in {wait:.2f} s'))
+    host.wait_log("core reloaded (generation 1)")  # the fix gets through
+    host.wait_log("backoff: crashed; coming back in")
+    assert "internal error" not in host.log() and "core reloaded" not in host.log().split("no longer defines")[0]
+    assert host.stop() == 0

@@ -1,8 +1,12 @@
-"""The host's timer heap, without threads: stale entries are skipped, never acted on."""
+"""The host's timer heap: stale entries are skipped, never acted on, and a deadline once set
+is kept, whatever a reload of core.py changes."""
+import signal
+import threading
 import time
 
 from hotreload import core
-from hotreload.host import Host, Options
+from hotreload.host import Host, Options, Signal
+from hotreload.inbox import Inbox
 from hotreload.settings import Settings
 from hotreload.worker import Worker
 
@@ -25,3 +29,27 @@ def test_wakeup_skips_timers_whose_worker_moved_on_and_returns_the_next_due(tmp_
 
 def test_wakeup_is_none_without_timers(tmp_path):
     assert core.wakeup(Host(options=Options(tmp_path), package="svc", inbox=None)) is None
+
+
+def test_a_changed_grace_constant_does_not_change_a_deadline_already_set(tmp_path, monkeypatch):
+    """A live edit of core.py that changes INTERRUPT_GRACE between an interrupt and the end of
+    its grace: the deadline was decided at the interrupt, and the stop still ends."""
+    release = threading.Event()
+    host = Host(options=Options(tmp_path), package="svc", inbox=Inbox())
+    worker = Worker("w", "w.py", core.logger.bind(worker="w"), Settings(stop_timeout=5.0),
+                    run=lambda ctx: release.wait(10))  # blocked in C: an interrupt waits for it
+    host.workers["w"] = worker
+    try:
+        core._launch(host, worker)
+        run = worker.current
+        core.handle(host, Signal(signal.SIGTERM))
+        assert run.stop_deadline is not None and core.wakeup(host) is not None
+        core._on_timers(host, run.stop_deadline)  # the stop timed out: interrupted
+        assert run.interrupted and not run.abandoned
+        monkeypatch.setattr(core, "INTERRUPT_GRACE", core.INTERRUPT_GRACE + 1.0)  # core.py edited
+        assert core.wakeup(host) is not None  # the grace still ends...
+        core._on_timers(host, time.monotonic() + 60)
+        assert run.abandoned and core.finished(host)  # ...and with it the stop
+    finally:
+        release.set()
+        run.thread.join(10)
