@@ -241,7 +241,8 @@ def test_format_error_starts_at_the_users_frame():
 
 
 @pytest.mark.parametrize("source, error", [
-    (b"x = " + b"+".join([b"1"] * 200_000) + b"\n", RecursionError),
+    pytest.param(b"x = " + b"+".join([b"1"] * 200_000) + b"\n", RecursionError, marks=pytest.mark.skipif(
+        sys.version_info < (3, 11), reason="before Python 3.11 the parser overflows the C stack: a crash, no exception")),
     (b"x = 1\0\n", (SyntaxError, ValueError)),  # ValueError before Python 3.12
     (b"def f(:\n", SyntaxError),
 ])
