@@ -164,7 +164,7 @@ def test_dir_in_a_config_file_is_relative_to_that_file_and_named_in_errors(tmp_p
         assert f"dir = 'nowhere' in {tmp_path / 'pyproject.toml'}" in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("name", ["loguru", "watchdog", "zipp", "json"])
+@pytest.mark.parametrize("name", ["loguru", "watchdog", "zipp", "json", "__main__"])
 def test_a_workers_folder_named_after_an_importable_module_is_refused_and_leaves_nothing(
         tmp_path, runtime_dir, name):
     folder = tmp_path / name
