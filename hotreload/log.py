@@ -66,6 +66,33 @@ class _Intercept(logging.Handler):
         logger.bind(worker=worker).log(level, "{}: {}", record.name, message)
 
 
+class _Stderr:
+    """The host's stderr sink: a line it cannot write is dropped. A worker may close
+    ``sys.stderr``, and loguru lets the ValueError of a closed file out of every logging
+    call (it reports only an OSError quietly), the host loop's calls included."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, message: str) -> None:
+        try:
+            self.stream.write(message)
+        except (OSError, ValueError):
+            pass
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:  # loguru colours a terminal
+        try:
+            return bool(self.stream.isatty())
+        except (OSError, ValueError):
+            return False
+
+
 @dataclass(frozen=True)
 class SinksRemoved:
     """Posted to the host when its sinks were removed by someone else: loguru's common
@@ -157,7 +184,7 @@ def configure(level: str = "INFO", as_json: bool = False, file: str | None = Non
     logger.configure(extra={"worker": "host"})
     fmt: Any = _json_line if as_json else TEXT_FORMAT
     common = dict(level=level, format=fmt, backtrace=False, diagnose=False)
-    _sinks.specs = [(sys.stderr, dict(colorize=False if as_json or no_colour() else None, **common))]
+    _sinks.specs = [(_Stderr(sys.stderr), dict(colorize=False if as_json or no_colour() else None, **common))]
     if file:
         sink = LogFile(file)
         _sinks.specs.append((sink, dict(colorize=False, filter=sink.keep_record, **common)))
