@@ -1,7 +1,9 @@
-"""What a worker does to the process it shares with the host must not end the host."""
+"""What a worker does to the process it shares with the host must not end the host or its control."""
 from __future__ import annotations
 
-from conftest import wait_for, worker_source, write
+import json
+
+from conftest import run_cli, wait_for, worker_source, write
 
 
 def test_a_worker_that_closes_stderr_does_not_end_the_host(folder, start_host, tmp_path):
@@ -16,4 +18,18 @@ def test_a_worker_that_closes_stderr_does_not_end_the_host(folder, start_host, t
     write(folder / "other.py", worker_source(version=2))
     host.wait_started("other", 2)
     wait_for(lambda: "other      | reloaded (generation 1)" in log_file.read_text(), what="the reload in the log file")
+    assert host.stop() == 0
+
+
+def test_a_huge_error_message_is_cut_in_status_which_keeps_answering(folder, start_host, tmp_path):
+    """LAST ERROR is one line for a table; the whole message of a worker that raised
+    ValueError(f"bad: {payload}") went into every status reply, and a reply that cannot be
+    read within the control socket's 1 s was cut off: status then failed for everyone."""
+    write(folder / "big.py", worker_source(body='raise ValueError("x" * 5_000_000)', RESTART="never"))
+    host = start_host(folder)
+    host.wait_log("| big        | exited")
+    result = run_cli("status", "-d", str(folder), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (worker,) = json.loads(result.stdout)["workers"]
+    assert worker["last_error"].startswith("ValueError: xxx") and len(worker["last_error"]) <= 500
     assert host.stop() == 0
