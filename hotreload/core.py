@@ -26,6 +26,7 @@ from hotreload.control import Command
 from hotreload.debounce import Changes
 from hotreload import host as hosting
 from hotreload.log import SinksRemoved, format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
+from hotreload.log import bridge_removed, restore_bridge
 from hotreload.worker import Exited, Interrupted, Run, Worker, call_problem
 
 if TYPE_CHECKING:
@@ -185,7 +186,14 @@ def _launch(host: Host, worker: Worker) -> bool:
 
 
 def _restore_logging(host: Host) -> None:
-    """Add the host's log sinks back if a worker's ``logger.remove()`` took them."""
+    """Add the host's log sinks back if a worker's ``logger.remove()`` took them, and the
+    ``logging`` bridge if a worker's logging set-up replaced the root logger's handlers."""
+    if bridge_removed():
+        restore_bridge()
+        host.log.warning(
+            "a worker replaced the root logger's handlers (logging.basicConfig(force=True) or "
+            "logging.config.dictConfig): the handler that routes logging records into this log is added back"
+        )
     remover = sinks_removed_by()
     if remover is None:
         return

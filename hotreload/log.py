@@ -20,8 +20,8 @@ from hotreload.logfile import LogFile
 from hotreload.worker import THREAD_PREFIX
 
 __all__ = [
-    "SinksRemoved", "configure", "format_error", "logger", "no_colour", "restore_sinks", "sinks_removed_by",
-    "wake_on_removal",
+    "SinksRemoved", "bridge_removed", "configure", "format_error", "logger", "no_colour", "restore_bridge",
+    "restore_sinks", "sinks_removed_by", "wake_on_removal",
 ]
 
 TEXT_FORMAT = (
@@ -169,6 +169,18 @@ def restore_sinks() -> None:
     the remover added stay: they are its own."""
     if _sinks.removed_by is not None:
         _sinks.add()
+
+
+def bridge_removed() -> bool:
+    """True when the root logger of ``logging`` lost the handler that routes its records
+    here: a worker's ``logging.basicConfig(force=True)`` or ``logging.config.dictConfig``
+    replaces the root's handlers. False before ``configure``."""
+    return bool(_sinks.specs) and not any(isinstance(h, _Intercept) for h in logging.root.handlers)
+
+
+def restore_bridge() -> None:
+    """Add the ``logging`` bridge back beside the handlers the worker set up."""
+    logging.root.addHandler(_Intercept())
 
 
 def wake_on_removal(post: Callable[[Any], None] | None) -> None:

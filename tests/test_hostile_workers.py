@@ -33,3 +33,21 @@ def test_a_huge_error_message_is_cut_in_status_which_keeps_answering(folder, sta
     (worker,) = json.loads(result.stdout)["workers"]
     assert worker["last_error"].startswith("ValueError: xxx") and len(worker["last_error"]) <= 500
     assert host.stop() == 0
+
+
+def test_logging_set_up_by_a_worker_keeps_records_flowing_into_the_log(folder, start_host, tmp_path):
+    """``logging.basicConfig(force=True)`` or ``logging.config.dictConfig`` at a worker's
+    module level replaces the root logger's handlers, hotreload's bridge among them: the
+    records of every worker and library then left the host's log (the log file, the worker
+    tags) silently. The bridge is added back, with a warning."""
+    log_file = tmp_path / "host.log"
+    top = """
+    import logging, logging.config
+    logging.config.dictConfig({"version": 1, "root": {"level": "INFO", "handlers": []}})
+    """
+    write(folder / "configures.py", worker_source(top=top, body='logging.getLogger("mine").warning("std record")'))
+    host = start_host(folder, "--log-file", str(log_file))
+    host.wait_started("configures", 1)
+    wait_for(lambda: "| configures | mine: std record" in log_file.read_text(), what="the record in the log file")
+    assert "replaced the root logger's handlers" in log_file.read_text()
+    assert host.stop() == 0
