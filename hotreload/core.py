@@ -238,7 +238,7 @@ def _on_exit(host: Host, message: Exited) -> None:
     ran_for = now - run.started_at
     if run.stop_event.is_set():  # it was asked to stop
         if error is not None and not isinstance(error, Interrupted):
-            worker.log.warning(f"raised while stopping:\n{format_error(error)}")
+            worker.log.warning(f"raised while stopping:\n{_described(message)[1]}")
         _set_state(host, worker, "stopped")
         swap = host.swap
         if swap is not None and worker.name in swap.waiting:
@@ -251,8 +251,8 @@ def _on_exit(host: Host, message: Exited) -> None:
                 _launch(host, worker)
         return
     if error is not None:
-        worker.last_error = _one_line(error)
-        worker.log.error(f"crashed after {ran_for:.1f} s:\n{format_error(error)}")
+        worker.last_error, report = _described(message)
+        worker.log.error(f"crashed after {ran_for:.1f} s:\n{report}")
     policy = worker.settings.restart
     if policy == "never" or (policy == "on-failure" and error is None):
         how = "returned" if error is None else "crashed"
@@ -262,6 +262,13 @@ def _on_exit(host: Host, message: Exited) -> None:
         _set_state(host, worker, "stopped")
         return
     _schedule_restart(host, worker, ran_for, now, "returned" if error is None else "crashed")
+
+
+def _described(message: Exited) -> tuple[str, str]:
+    """The error's one line and traceback, as the worker's thread made them."""
+    if message.described is not None:
+        return message.described
+    return _one_line(message.error), format_error(message.error)  # type: ignore[arg-type]
 
 
 def _schedule_restart(host: Host, worker: Worker, ran_for: float, now: float, why: str) -> None:

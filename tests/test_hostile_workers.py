@@ -51,3 +51,26 @@ def test_logging_set_up_by_a_worker_keeps_records_flowing_into_the_log(folder, s
     wait_for(lambda: "| configures | mine: std record" in log_file.read_text(), what="the record in the log file")
     assert "replaced the root logger's handlers" in log_file.read_text()
     assert host.stop() == 0
+
+
+def test_an_error_whose_str_blocks_does_not_freeze_the_host(folder, start_host, tmp_path):
+    """Formatting a worker's exception runs its ``__str__``, user code that may be slow or
+    block (a lazy lookup, a lock): done in the host loop, it froze the host — no status, no
+    reload, no stop on SIGTERM. It is done in the worker's own thread."""
+    top = """
+    import time
+
+    class Slow(Exception):
+        def __str__(self):
+            while True:
+                time.sleep(0.05)
+    """
+    write(folder / "slow.py", worker_source(top=top, body="raise Slow()"))
+    write(folder / "other.py", worker_source())
+    host = start_host(folder)
+    host.wait_started("slow", 1)
+    host.wait_started("other", 1)
+    write(folder / "other.py", worker_source(version=2))  # handled after the raise, in order
+    host.wait_started("other", 2)
+    result = run_cli("status", "-d", str(folder), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
