@@ -208,6 +208,8 @@ def importable_elsewhere(name: str, folder: Path) -> str | None:
         return "the standard library"
     if name == "hotreload":
         return "this program"
+    if name in sys.modules:  # __main__ (no finder finds it), or anything loaded already
+        return "loaded already"
     import importlib.machinery
 
     here = {folder.parent, Path.cwd().resolve()}  # the folder, seen from the current folder too

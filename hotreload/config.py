@@ -137,6 +137,9 @@ def _check(raw: dict[str, Any], where: str, from_text: bool = False) -> dict[str
         if convert is None:
             raise ConfigError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(KEYS)}")
         typed = value
+        if from_text and key == "backoff" and not isinstance(value, dict):  # backoff = {} in setup.cfg
+            raise ConfigError(f"{where}: backoff must be given key by key in setup.cfg (backoff.initial = 1), "
+                              f"not {value!r}")
         if from_text and key == "backoff":
             typed = {name: _number_from_text(number) for name, number in value.items()}
         elif from_text:
@@ -167,7 +170,9 @@ def _from_setup_cfg(path: Path) -> dict[str, Any] | None:
     raw: dict[str, Any] = {}
     for key, value in parser.items("hotreload"):
         if key.startswith("backoff."):  # backoff.initial = 1
-            raw.setdefault("backoff", {})[key[len("backoff."):]] = value
+            table = raw.setdefault("backoff", {})
+            if isinstance(table, dict):  # not after a plain `backoff = ...`, which _check rejects
+                table[key[len("backoff."):]] = value
         else:
             raw[key] = value
     return raw

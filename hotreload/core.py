@@ -29,6 +29,7 @@ from hotreload.control import Command
 from hotreload.debounce import Changes
 from hotreload import host as hosting
 from hotreload.log import SinksRemoved, format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
+from hotreload.log import bridge_removed, restore_bridge
 from hotreload.worker import Exited, Interrupted, Run, Worker, call_problem
 
 if TYPE_CHECKING:
@@ -188,7 +189,14 @@ def _launch(host: Host, worker: Worker) -> bool:
 
 
 def _restore_logging(host: Host) -> None:
-    """Add the host's log sinks back if a worker's ``logger.remove()`` took them."""
+    """Add the host's log sinks back if a worker's ``logger.remove()`` took them, and the
+    ``logging`` bridge if a worker's logging set-up replaced the root logger's handlers."""
+    if bridge_removed():
+        restore_bridge()
+        host.log.warning(
+            "a worker replaced the root logger's handlers (logging.basicConfig(force=True) or "
+            "logging.config.dictConfig): the handler that routes logging records into this log is added back"
+        )
     remover = sinks_removed_by()
     if remover is None:
         return
@@ -233,7 +241,7 @@ def _on_exit(host: Host, message: Exited) -> None:
     ran_for = now - run.started_at
     if run.stop_event.is_set():  # it was asked to stop
         if error is not None and not isinstance(error, Interrupted):
-            worker.log.warning(f"raised while stopping:\n{format_error(error)}")
+            worker.log.warning(f"raised while stopping:\n{_described(message)[1]}")
         _set_state(host, worker, "stopped")
         swap = host.swap
         if swap is not None and worker.name in swap.waiting:
@@ -246,8 +254,8 @@ def _on_exit(host: Host, message: Exited) -> None:
                 _launch(host, worker)
         return
     if error is not None:
-        worker.last_error = _one_line(error)
-        worker.log.error(f"crashed after {ran_for:.1f} s:\n{format_error(error)}")
+        worker.last_error, report = _described(message)
+        worker.log.error(f"crashed after {ran_for:.1f} s:\n{report}")
     policy = worker.settings.restart
     if policy == "never" or (policy == "on-failure" and error is None):
         how = "returned" if error is None else "crashed"
@@ -257,6 +265,13 @@ def _on_exit(host: Host, message: Exited) -> None:
         _set_state(host, worker, "stopped")
         return
     _schedule_restart(host, worker, ran_for, now, "returned" if error is None else "crashed")
+
+
+def _described(message: Exited) -> tuple[str, str]:
+    """The error's one line and traceback, as the worker's thread made them."""
+    if message.described is not None:
+        return message.described
+    return _one_line(message.error), format_error(message.error)  # type: ignore[arg-type]
 
 
 def _schedule_restart(host: Host, worker: Worker, ran_for: float, now: float, why: str) -> None:

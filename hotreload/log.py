@@ -20,8 +20,8 @@ from hotreload.logfile import LogFile
 from hotreload.worker import THREAD_PREFIX
 
 __all__ = [
-    "SinksRemoved", "configure", "format_error", "logger", "no_colour", "restore_sinks", "sinks_removed_by",
-    "wake_on_removal",
+    "SinksRemoved", "bridge_removed", "configure", "format_error", "logger", "no_colour", "restore_bridge",
+    "restore_sinks", "sinks_removed_by", "wake_on_removal",
 ]
 
 TEXT_FORMAT = (
@@ -64,6 +64,33 @@ class _Intercept(logging.Handler):
             self.handleError(record)
             return
         logger.bind(worker=worker).log(level, "{}: {}", record.name, message)
+
+
+class _Stderr:
+    """The host's stderr sink: a line it cannot write is dropped. A worker may close
+    ``sys.stderr``, and loguru lets the ValueError of a closed file out of every logging
+    call (it reports only an OSError quietly), the host loop's calls included."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, message: str) -> None:
+        try:
+            self.stream.write(message)
+        except (OSError, ValueError):
+            pass
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:  # loguru colours a terminal
+        try:
+            return bool(self.stream.isatty())
+        except (OSError, ValueError):
+            return False
 
 
 @dataclass(frozen=True)
@@ -144,6 +171,18 @@ def restore_sinks() -> None:
         _sinks.add()
 
 
+def bridge_removed() -> bool:
+    """True when the root logger of ``logging`` lost the handler that routes its records
+    here: a worker's ``logging.basicConfig(force=True)`` or ``logging.config.dictConfig``
+    replaces the root's handlers. False before ``configure``."""
+    return bool(_sinks.specs) and not any(isinstance(h, _Intercept) for h in logging.root.handlers)
+
+
+def restore_bridge() -> None:
+    """Add the ``logging`` bridge back beside the handlers the worker set up."""
+    logging.root.addHandler(_Intercept())
+
+
 def wake_on_removal(post: Callable[[Any], None] | None) -> None:
     """Have ``post(SinksRemoved(...))`` called (from any thread) when the sinks are removed."""
     _sinks.post = post
@@ -157,7 +196,7 @@ def configure(level: str = "INFO", as_json: bool = False, file: str | None = Non
     logger.configure(extra={"worker": "host"})
     fmt: Any = _json_line if as_json else TEXT_FORMAT
     common = dict(level=level, format=fmt, backtrace=False, diagnose=False)
-    _sinks.specs = [(sys.stderr, dict(colorize=False if as_json or no_colour() else None, **common))]
+    _sinks.specs = [(_Stderr(sys.stderr), dict(colorize=False if as_json or no_colour() else None, **common))]
     if file:
         sink = LogFile(file)
         _sinks.specs.append((sink, dict(colorize=False, filter=sink.keep_record, **common)))

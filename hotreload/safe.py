@@ -13,6 +13,8 @@ from typing import Any
 
 __all__ = ["one_line", "shown", "text"]
 
+ONE_LINE_MAX = 500  # characters
+
 
 def _type_name(obj: Any) -> str:
     try:
@@ -39,11 +41,14 @@ def shown(obj: Any) -> str:
     return f"<{_type_name(obj)}: repr() failed>"
 
 
-def one_line(exc: BaseException) -> str:
-    """``TypeName: first line of the message`` (``TypeName`` alone without a message); the
-    placeholder alone when the message cannot be had, as it names the type already."""
+def one_line(exc: BaseException, limit: int = ONE_LINE_MAX) -> str:
+    """``TypeName: first line of the message`` (``TypeName`` alone without a message), cut
+    to ``limit`` characters; the placeholder alone when the message cannot be had, as it
+    names the type already. Cut, because a message may carry a payload of megabytes, and
+    this line goes into every ``status`` reply."""
     message = text(exc)
     if message == f"<{_type_name(exc)}: str() failed>":
         return message
     lines = message.strip().splitlines()
-    return f"{_type_name(exc)}: {lines[0]}" if lines else _type_name(exc)
+    line = f"{_type_name(exc)}: {lines[0]}" if lines else _type_name(exc)
+    return line if len(line) <= limit else line[:limit - 1] + "…"

@@ -108,6 +108,8 @@ class Exited:
 
     run: Run
     error: BaseException | None  # None when run() returned (or was cancelled on request)
+    # The error's one line and traceback, made in the worker's thread (see ``_described``).
+    described: tuple[str, str] | None = None
 
     def __repr__(self) -> str:  # the error is the user's object: its own repr may raise
         return f"Exited(worker={self.run.worker.name!r}, error={safe.shown(self.error)})"
@@ -180,7 +182,7 @@ class Run:
             error = exc
         finally:
             self._cancel = None
-            self._inbox.put(Exited(self, error))
+            self._inbox.put(Exited(self, error, _described(error)))
 
     def _run_async(self, awaitable: Any) -> None:
         async def main() -> None:
@@ -194,3 +196,17 @@ class Run:
             await task
 
         asyncio.run(main())
+
+
+def _described(error: BaseException | None) -> tuple[str, str] | None:
+    """``error``'s one line and traceback. Made in the worker's own thread, as formatting
+    runs the exception's ``__str__``: user code that may be slow or block, which in the host
+    loop would freeze the host (no status, no reload, no stop)."""
+    if error is None:
+        return None
+    from hotreload.log import format_error  # log imports this module
+
+    try:
+        return safe.one_line(error), format_error(error)
+    except BaseException:  # noqa: B036 - Interrupted by a stop meanwhile: the host loop formats it
+        return None

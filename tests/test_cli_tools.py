@@ -111,6 +111,9 @@ def test_command_line_beats_config_file_beats_defaults(folder, tmp_path, start_h
     ("[hotreload]\nstop-timeout = ten\n", "stop-timeout must be a number of seconds > 0 and <= 86400, not 'ten'"),
     ("[hotreload]\ndebounce = nan\n", "debounce must be a number of seconds > 0 and <= 10, not 'nan'"),
     ("[hotreload]\nbackoff.max = lots\n", "BACKOFF['max']: must be a number, not str 'lots'"),
+    ("[hotreload]\nbackoff = {}\n", "backoff must be given key by key in setup.cfg (backoff.initial = 1), not '{}'"),
+    ("[hotreload]\nbackoff = 1\nbackoff.max = 2\n",
+     "backoff must be given key by key in setup.cfg (backoff.initial = 1), not '1'"),
 ])
 def test_setup_cfg_values_are_parsed_strictly(tmp_path, text, message):
     (tmp_path / "setup.cfg").write_text(text)
@@ -161,7 +164,7 @@ def test_dir_in_a_config_file_is_relative_to_that_file_and_named_in_errors(tmp_p
         assert f"dir = 'nowhere' in {tmp_path / 'pyproject.toml'}" in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("name", ["loguru", "watchdog", "zipp", "json"])
+@pytest.mark.parametrize("name", ["loguru", "watchdog", "zipp", "json", "__main__"])
 def test_a_workers_folder_named_after_an_importable_module_is_refused_and_leaves_nothing(
         tmp_path, runtime_dir, name):
     folder = tmp_path / name

@@ -72,3 +72,9 @@ def test_sys_exit_with_a_code_whose_eq_raises_is_reported_as_the_workers_error()
     Run(worker, exits).start()
     exited = exits.get(timeout=10)
     assert isinstance(exited.error, SystemExit) and isinstance(exited.error.code, Code)
+
+
+def test_one_line_is_cut_to_its_limit():
+    assert safe.one_line(ValueError("x" * 10_000), limit=20) == "ValueError: xxxxxxx…"
+    assert safe.one_line(ValueError("short"), limit=20) == "ValueError: short"
+    assert len(safe.one_line(ValueError("x" * 10_000_000))) == safe.ONE_LINE_MAX
