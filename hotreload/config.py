@@ -47,12 +47,16 @@ def _flag(value: Any) -> bool:
 
 
 def _duration(most: float) -> Callable[[Any], float]:
-    """The check of a number of seconds in (0, ``most``]: finite, so that no timer overflows."""
+    """The check of a number of seconds in (0, ``most``]: ``settings.seconds``, the one rule
+    for every duration, with the config's kind of error."""
 
     def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= most:
-            raise TypeError(f"a number of seconds > 0 and <= {most:g}")
-        return float(value)
+        from hotreload.settings import seconds  # imported only when a duration is given
+
+        try:
+            return seconds(value, most)
+        except ValueError as exc:  # the config's errors are TypeErrors: what is allowed
+            raise TypeError(str(exc)) from None
 
     return check
 
