@@ -421,12 +421,12 @@ def _restart_one(host: Host, worker: Worker) -> str:
 
 
 def _restart_host(host: Host) -> dict[str, Any]:
-    guardian = os.environ.get(guardian_process.GUARDIAN_ENV)
-    if not guardian or not guardian.isdigit():
+    guardian = guardian_process.guardian_pid()
+    if guardian is None:
         return {"ok": False, "error": "this host runs without a guardian (--no-guard): "
                                       "restart it the way it was started"}
     host.log.info("host restart requested from the control socket")
-    os.kill(int(guardian), signal.SIGHUP)
+    os.kill(guardian, signal.SIGHUP)
     return {"ok": True, "results": {"host": f"restarting (guardian pid {guardian})"}}
 
 
@@ -446,7 +446,7 @@ def _status(host: Host) -> dict[str, Any]:
         })
     return {
         "pid": os.getpid(),
-        "guardian": _guardian_pid(),
+        "guardian": guardian_process.guardian_pid(),
         "folder": str(host.options.folder),
         "config": host.options.config,
         "reload": host.options.reload,
@@ -456,11 +456,6 @@ def _status(host: Host) -> dict[str, Any]:
             "doing": host.job.doing, "seconds": round(now - host.job.submitted, 1),
         },
     }
-
-
-def _guardian_pid() -> int | None:
-    guardian = os.environ.get(guardian_process.GUARDIAN_ENV, "")
-    return int(guardian) if guardian.isdigit() else None
 
 
 # --- start-up ------------------------------------------------------------------------------

@@ -41,8 +41,8 @@ from typing import Sequence
 from hotreload import backoff, signals
 from hotreload.settings import Backoff
 
-__all__ = ["GUARDIAN_ENV", "READY_FD_ENV", "connect", "guard", "handle_signals_while_starting", "notify_ready",
-           "notify_stopping"]
+__all__ = ["GUARDIAN_ENV", "READY_FD_ENV", "connect", "guard", "guardian_pid", "handle_signals_while_starting",
+           "notify_ready", "notify_stopping"]
 
 READY_FD_ENV = "HOTRELOAD_READY_FD"
 GUARDIAN_ENV = "HOTRELOAD_GUARDIAN_PID"
@@ -124,6 +124,12 @@ def notify_ready() -> None:
     connect()
     assert _link is not None
     _link.ready = True
+
+
+def guardian_pid() -> int | None:
+    """In the host: its guardian's pid, or None for a bare host (``--no-guard``)."""
+    pid = os.environ.get(GUARDIAN_ENV, "")
+    return int(pid) if pid.isdigit() else None
 
 
 def notify_stopping() -> None:

@@ -156,9 +156,9 @@ def _on_signal(host: Host, signum: int, frame: Any) -> None:
         os.write(2, f"hotreload: {signal.Signals(signum).name} again: exiting now\n".encode())
         os._exit(128 + signum)
     if action == signals.RESTART:
-        keeper = os.environ.get(guardian.GUARDIAN_ENV, "")
-        if keeper.isdigit() and int(keeper) == os.getppid():  # the guardian restarts hosts:
-            os.kill(int(keeper), signal.SIGHUP)  # it will ask this one to stop
+        keeper = guardian.guardian_pid()
+        if keeper is not None and keeper == os.getppid():  # the guardian restarts hosts:
+            os.kill(keeper, signal.SIGHUP)  # it will ask this one to stop
             return
         host.reexec = True
     else:
