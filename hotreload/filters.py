@@ -4,6 +4,8 @@ An editor saving ``w.py`` also writes swap files, backups and temp files beside 
 ``4913``, ``.w.py.swp`` and ``w.py~``; emacs' ``.#w.py`` and ``#w.py#``; JetBrains'
 ``w.py___jb_tmp___``), git works in ``.git``, and Python in ``__pycache__``. None of them is
 code the host runs: an event on one must not reload anything, and a scan must not list it.
+Besides the ``.py`` files, a few files directly in the workers folder count though they are
+no modules (``folder_files``: the ``Procfile``, whose lines are program workers).
 """
 from __future__ import annotations
 
@@ -20,18 +22,28 @@ class SourceFilter:
     path below its root is hidden (``.``), an emacs lock or autosave (``#``), a byte-code
     cache, or its name carries an editor's temp marker. The first root is the workers folder,
     whose files are also modules of its package (``module_name``) and, directly in it,
-    workers (``worker_name``)."""
+    workers (``worker_name``). The ``folder_files`` directly in the workers folder count too,
+    as files that are not modules."""
 
     ignore_dirs: ClassVar[tuple[str, ...]] = ("__pycache__",)
     ignore_prefixes: ClassVar[tuple[str, ...]] = (".", "#")
     temp_markers: ClassVar[tuple[str, ...]] = ("___jb_tmp___", "___jb_old___")
+    folder_files: ClassVar[tuple[str, ...]] = ("Procfile",)
 
     def __init__(self, roots: Iterable[Path]) -> None:
         self.roots = tuple(roots)
         self.folder = self.roots[0]
 
     def __call__(self, path: PurePath, root: PurePath | None = None) -> bool:
-        """True for a source file under ``root`` (by default: under any of the roots)."""
+        """True for a source file under ``root`` (by default: under any of the roots), or one
+        of the ``folder_files`` directly in the workers folder."""
+        base = self.root_of(path) if root is None else root
+        if base == self.folder and path.parent == base and path.name in self.folder_files:
+            return True
+        return self.is_python(path, base)
+
+    def is_python(self, path: PurePath, root: PurePath | None = None) -> bool:
+        """True for a Python source file under ``root`` (by default: under any of the roots)."""
         parts = self.parts(path, root)
         return parts is not None and bool(parts) and parts[-1].endswith(".py") and not any(m in parts[-1] for m in self.temp_markers)
 
@@ -55,7 +67,7 @@ class SourceFilter:
     def module_name(self, package: str, path: PurePath) -> str | None:
         """The module a file of the workers folder is imported as (``package.x.y`` for
         ``x/y.py``, ``package.x`` for ``x/__init__.py``), or None if it cannot be one."""
-        parts = self.parts(path, self.folder) if self(path, self.folder) else None
+        parts = self.parts(path, self.folder) if self.is_python(path, self.folder) else None
         if parts is None:
             return None
         names = [*parts[:-1], parts[-1][:-3]]
@@ -68,7 +80,7 @@ class SourceFilter:
     def worker_name(self, path: PurePath) -> str | None:
         """The worker a file is: ``name`` for ``name.py`` or ``name/__init__.py`` directly in
         the workers folder, a name that can be imported and does not start with ``_``."""
-        parts = self.parts(path, self.folder) if self(path, self.folder) else None
+        parts = self.parts(path, self.folder) if self.is_python(path, self.folder) else None
         if parts is None:
             return None
         if len(parts) == 1:
@@ -80,8 +92,8 @@ class SourceFilter:
         return name if _importable(name) and not name.startswith("_") else None
 
     def walk(self) -> list[Path]:
-        """The workers folder itself and every source file under it; symlinked folders are
-        not followed."""
+        """The workers folder itself and every file under it that counts; symlinked folders
+        are not followed."""
         found = [Path(self.folder)]
         for top, dirs, files in os.walk(self.folder):
             dirs[:] = sorted(d for d in dirs if not d.startswith(self.ignore_prefixes) and d not in self.ignore_dirs)

@@ -379,7 +379,8 @@ class Watcher:
         """Treat every source file as saved; the host reloads only those whose bytes changed."""
         now = time.monotonic()
         for root in self.roots if roots is None else roots:
-            for path in root.rglob("*.py"):
+            extra = [path for path in (root / name for name in self.files.folder_files) if path.exists()]
+            for path in [*root.rglob("*.py"), *extra]:
                 if self.files(path, root):
                     self.debouncer.add(str(path), "closed", now)
 

@@ -61,3 +61,15 @@ def test_walk_lists_the_folder_and_its_sources_without_hidden_or_cached_ones(tmp
     os.symlink(tmp_path / "pkg", tmp_path / "link")  # a symlinked folder is not followed
     assert SourceFilter([tmp_path]).walk() == [tmp_path, tmp_path / "a.py", tmp_path / "pkg" / "__init__.py",
                                                tmp_path / "pkg" / "b.py"]
+
+
+def test_the_procfile_directly_in_the_workers_folder_counts_but_is_no_module_or_worker(tmp_path):
+    files = SourceFilter([PurePath("/w"), PurePath("/w/hotreload")])
+    assert files(PurePath("/w/Procfile"))
+    for elsewhere in ("/w/pkg/Procfile", "/w/hotreload/Procfile", "/w/Procfile~", "/w/.Procfile.swp", "/w/procfile"):
+        assert not files(PurePath(elsewhere)), elsewhere
+    assert files.module_name("w", PurePath("/w/Procfile")) is None
+    assert files.worker_name(PurePath("/w/Procfile")) is None
+    (tmp_path / "Procfile").write_text("web: x\n")
+    (tmp_path / "a.py").write_text("")
+    assert SourceFilter([tmp_path]).walk() == [tmp_path, tmp_path / "Procfile", tmp_path / "a.py"]
