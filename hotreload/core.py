@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from hotreload import backoff, importer, loader, safe, settings
+from hotreload import backoff, importer, loader, program, safe, settings
 from hotreload import guardian as guardian_process
 from hotreload.log import format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
 from hotreload.log import bridge_removed, restore_bridge
@@ -61,6 +61,7 @@ def start(host: Host) -> None:
 def _started(host: Host) -> None:
     _sync_graph(host)
     _restore_logging(host)  # a module just imported may have removed the host's sinks
+    _sync_procfile(host, launch=False)
     _summary(host)
     _warn_if_writable(host)
     # Ready before the first worker runs: one that kills the process at once (os._exit) is
@@ -80,6 +81,7 @@ def load(host: Host) -> None:
         _on_startup_job(host, importer.run(job))
     _sync_graph(host)
     _restore_logging(host)
+    _sync_procfile(host, launch=False)
 
 
 def _startup_jobs(host: Host) -> list[Job]:
@@ -181,7 +183,7 @@ def _launch(host: Host, worker: Worker) -> bool:
     worker.start_pending = False
     worker.restart_at = None
     _set_state(host, worker, STARTING)
-    worker.execution = Execution(worker, host.inbox)
+    worker.execution = (program.Process if isinstance(worker.target, program.Program) else Execution)(worker, host.inbox)
     worker.execution.start()
     _set_state(host, worker, RUNNING, f"generation {worker.generation}" if worker.generation else "")
     return True
@@ -251,6 +253,8 @@ def _on_exit(host: Host, message: Exited) -> None:
             if not host.stopping:
                 worker.restarts += 1
                 _launch(host, worker)
+        elif worker.start_pending and not host.stopping:  # a program stopped to run its new command
+            _launch(host, worker)
         return
     if error is not None:
         worker.last_error, report = _described(message)
@@ -328,7 +332,8 @@ def _on_timer(host: Host, worker: Worker, now: float) -> None:
     if not execution.interrupted:
         if host.stopping:
             host.forced.add(worker.name)
-        worker.log.warning(f"did not stop within {worker.settings.stop_timeout:g} s; interrupting it")
+        how = "killing its process group (SIGKILL)" if isinstance(execution, program.Process) else "interrupting it"
+        worker.log.warning(f"did not stop within {worker.settings.stop_timeout:g} s; {how}")
         execution.abandon_at = execution.stop_deadline + INTERRUPT_GRACE  # decided once: a reload may change the constant
         execution.interrupt()
         _set_timer(host, worker, execution.abandon_at)
@@ -392,6 +397,7 @@ def _stop_one(host: Host, worker: Worker) -> str:
     if worker.execution is None and worker.state != BACKOFF:
         return f"not running ({worker.state})"
     host.restarting.discard(worker.name)
+    worker.start_pending = False  # a program's relaunch after a save: stopped is what was asked
     worker.log.info("stop requested from the control socket")
     _stop(host, worker)
     return STOPPING if worker.execution is not None else STOPPED
@@ -434,9 +440,12 @@ def _status(host: Host) -> dict[str, Any]:
     rows = []
     for worker in sorted(host.workers.values(), key=lambda w: w.name):
         execution = worker.execution
+        pid, cpu = program.usage(execution)
         rows.append({
             "name": worker.name,
             "state": worker.state,
+            "pid": pid,
+            "cpu": cpu,
             "uptime": round(now - execution.started_at, 1) if execution is not None and worker.state == RUNNING else None,
             "restarts": worker.restarts,
             "generation": worker.generation,
@@ -554,6 +563,8 @@ def _summary(host: Host) -> None:
     width = max((len(w.name) for w in workers), default=0)
     for worker in workers:
         extra = settings.describe(worker.settings, host.defaults)
+        if isinstance(worker.target, program.Program):
+            extra = f"$ {worker.target.shown()}  {extra}"
         broken = f"  BROKEN: {worker.last_error}" if worker.target is None else ""
         lines.append(f"  {worker.name:<{width}}  {worker.source}  {extra}{broken}".rstrip())
     if loaded_helpers:
@@ -584,8 +595,71 @@ def _on_changes(host: Host, paths: set[str]) -> None:
     if host.swap is not None or host.job is not None:  # applied once the current swap is done
         host.backlog.update(paths)
         return
+    procfile = str(_procfile(host))
+    if procfile in paths:
+        paths.discard(procfile)
+        _sync_procfile(host)
+        if host.swap is not None:  # workers of lines gone are stopping: the rest after that
+            host.backlog.update(paths)
+            return
     if paths:  # hotreload's own files are the loop's (host.serve), never seen here
         _check_changes(host, paths, time.monotonic())
+
+
+# --- the Procfile --------------------------------------------------------------------------
+
+
+def _procfile(host: Host) -> Path:
+    return host.options.folder / program.PROCFILE
+
+
+def _from_procfile(host: Host, worker: Worker) -> bool:
+    return worker.module is None and worker.path == _procfile(host)
+
+
+def _sync_procfile(host: Host, launch: bool = True) -> None:
+    """Make the Procfile's workers what the folder's Procfile says: a new line adds a worker,
+    a changed one restarts it, a line gone removes it once stopped (as a swap), the others
+    run on. A worker of the same name elsewhere (a module) wins over a line."""
+    path = _procfile(host)
+    entries = _procfile_entries(host, path)
+    if entries is None:
+        return
+    for name, (line, spec) in entries.items():
+        worker = host.workers.get(name)
+        if worker is None:
+            worker = Worker(name, _shown(host, path), logger.bind(worker=name), host.defaults, path=path, target=spec)
+            worker.user_state = host.states_of_removed.pop(name, worker.user_state)
+            host.workers[name] = worker
+            if launch:
+                _launch(host, worker)
+        elif not _from_procfile(host, worker):
+            host.log.warning(f"{_shown(host, path)}:{line}: {name} is also {worker.source}, which wins")
+        elif (worker.target, worker.settings) != (spec, host.defaults):
+            _relaunch(host, worker, (spec, host.defaults))
+            worker.log.info(f"its line in {worker.source} changed; restarting it (generation {worker.generation})")
+    gone = [w for name, w in host.workers.items() if _from_procfile(host, w) and name not in entries]
+    if gone:
+        swap = host.swap = Swap(started=time.monotonic(), order=[], gone=set(), added=set(),
+                                removed={w.name for w in gone})
+        _stop_for_swap(host, swap, gone)
+
+
+def _procfile_entries(host: Host, path: Path) -> dict[str, tuple[int, program.Program]] | None:
+    """The Procfile's lines by name ({} without a Procfile; None if it cannot be read), its
+    faulty lines reported."""
+    if not _exists(host, path) or path.is_dir():
+        return {}
+    read = host.finder.read if host.finder is not None else loader.read_bytes
+    try:
+        text = read(str(path)).decode("utf-8", "replace")
+    except OSError as exc:
+        host.log.error(f"cannot read {_shown(host, path)}: {exc.strerror or exc}; its workers are left as they are")
+        return None
+    entries, problems = program.read_procfile(text, host.options.folder)
+    for line, problem in problems:
+        host.log.warning(f"{_shown(host, path)}:{line}: {problem}")
+    return entries
 
 
 def _check_changes(host: Host, paths: set[str], started: float) -> None:
@@ -671,9 +745,12 @@ def _plan(
             continue
         roots.add(name)
         new_worker = host.files.worker_name(path)
-        if new_worker is not None and new_worker not in host.workers:
+        holder = host.workers.get(new_worker) if new_worker is not None else None
+        if new_worker is not None and (holder is None or _from_procfile(host, holder)):
             added.add(new_worker)
-    gone |= {host.workers[name].module for name in removed}  # type: ignore[misc]
+            if holder is not None:  # the module wins: the Procfile's worker goes
+                removed.add(new_worker)
+    gone |= {module for name in removed if (module := host.workers[name].module) is not None}
     if not roots and not gone:
         return None
     reborn = _reborn(host, removed)
@@ -695,14 +772,27 @@ def _begin_swap(
     host.swap = swap
     affected = [_worker_of(host, module) for module in (*swap.order, *swap.gone)]
     affected += [host.workers[name] for name in swap.removed]
-    for worker in filter(None, affected):
+    _stop_for_swap(host, swap, filter(None, affected))
+
+
+def _stop_for_swap(host: Host, swap: Swap, workers: Iterable[Worker]) -> None:
+    """Stop the workers a swap affects; it goes on once they have all stopped. A running
+    program whose module is reloaded runs on meanwhile: whether it restarts depends on what
+    its new code says (``_program_reloaded``)."""
+    for worker in workers:
         if worker.name in swap.before:
             continue
         swap.before[worker.name] = worker.state
+        if _running_program(worker) and worker.name not in swap.removed and worker.module not in swap.gone:
+            continue
         if worker.execution is not None and not worker.execution.abandoned:
             swap.waiting.add(worker.name)
         _stop(host, worker)
     _apply_swap_when_ready(host)
+
+
+def _running_program(worker: Worker) -> bool:
+    return isinstance(worker.execution, program.Process) and not worker.execution.stop_event.is_set()
 
 
 def _apply_swap_when_ready(host: Host) -> None:
@@ -736,7 +826,14 @@ def _apply(host: Host, swap: Swap) -> None:
         removed = host.workers.pop(name)
         host.states_of_removed[name] = removed.user_state
         _set_state(host, removed, STOPPED)
-        removed.log.info("removed: its file is gone" if name not in swap.added else "its file moved")
+        if removed.module is None:  # a Procfile line
+            taken = name in swap.added
+            removed.log.info("removed: a module of the folder takes its name" if taken
+                             else f"removed: no longer in {removed.source}")
+        else:
+            removed.log.info("removed: its file is gone" if name not in swap.added else "its file moved")
+            if _exists(host, _procfile(host)):  # the Procfile may have a line of that name
+                host.backlog.add(str(_procfile(host)))
     for module in swap.gone:
         loader.forget(module)
         host.graph.drop(module)
@@ -846,6 +943,9 @@ def _load(
         worker = Worker(top, _shown(host, path), logger.bind(worker=top), host.defaults, module, path)
         worker.user_state = host.states_of_removed.pop(top, worker.user_state)  # a worker that went and came back
         host.workers[top] = worker
+    elif _running_program(worker):
+        _program_reloaded(host, swap, worker, parts)
+        return True
     fresh = worker.target is None
     if not fresh:
         worker.generation += 1
@@ -858,6 +958,33 @@ def _load(
     return True
 
 
+def _program_reloaded(host: Host, swap: Swap, worker: Worker, parts: tuple[Any, settings.Settings]) -> None:
+    """A running program's module was reloaded under it: it restarts if what it runs changed
+    (its command, environment, folder, stop signal or settings), else it runs on."""
+    worker.last_error = None
+    if (worker.target, worker.settings) == tuple(parts):
+        pid = worker.execution.pid  # type: ignore[union-attr] # a running program's
+        worker.log.info(f"reloaded in {_ms(swap.started)}, unchanged: pid {pid} runs on")
+        return
+    _relaunch(host, worker, parts)
+    worker.log.info(f"reloaded (generation {worker.generation}): what it runs changed; restarting it")
+
+
+def _relaunch(host: Host, worker: Worker, parts: tuple[Any, settings.Settings]) -> None:
+    """Give a worker its new target and settings, and start it on them: once its current
+    run has stopped, if it has one (``_on_exit``), else now."""
+    worker.target, worker.settings = parts
+    worker.generation += 1
+    worker.failures = 0
+    worker.last_error = None
+    if worker.execution is not None:
+        worker.start_pending = True
+        _stop(host, worker)
+        return
+    _stop(host, worker)  # one in backoff waits no longer
+    _launch(host, worker)
+
+
 def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str, error: str | None = None) -> None:
     """A worker whose new code failed: report, and put it back as it was before the swap.
     ``error`` (default: ``why``) becomes its last error, shown by ``status`` while it lasts."""
@@ -865,6 +992,9 @@ def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str, error: str | 
     before = swap.before.get(worker.name, worker.state)
     keeps = worker.target is not None and before in RESTARTABLE
     worker.log.error(f"not reloaded: {why}")
+    if _running_program(worker):  # the swap left it running
+        worker.log.info(f"the previous version (generation {worker.generation}) keeps running")
+        return
     if not keeps:  # it was not running before either: it stays as it was
         if worker.target is None:
             _set_state(host, worker, FATAL, "fix the file and save it to start the worker")

@@ -8,6 +8,7 @@ pre-commit hooks.
 from __future__ import annotations
 
 from hotreload import core, settings
+from hotreload.program import Program
 from hotreload.records import Host
 from hotreload.status import aligned
 
@@ -20,7 +21,7 @@ def report(checked: Host) -> int:
     core.load(checked)
     rows = []
     for worker in sorted(checked.workers.values(), key=lambda w: w.name):
-        kind = "worker" if worker.path is not None else "entry point"
+        kind = "program" if isinstance(worker.target, Program) else "worker" if worker.path is not None else "entry point"
         extra = settings.describe(worker.settings, checked.defaults)
         rows.append((worker.name, kind, extra, "" if worker.target is not None else worker.last_error or "broken"))
     rows += [(name, "helper", "", "") for name in core.helpers(checked)]

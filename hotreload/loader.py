@@ -22,6 +22,7 @@ import types
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
+from hotreload import program as program_mod
 from hotreload import settings as settings_mod
 from hotreload.filters import SourceFilter
 from hotreload.worker import call_problem
@@ -35,7 +36,7 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "hotreload.workers"
 # Names the worker contract reads: cleared before a worker's reload (see ``reload``).
-CONTRACT_NAMES = ("run", *settings_mod.NAMES)
+CONTRACT_NAMES = ("run", *settings_mod.NAMES, *program_mod.NAMES)
 
 
 class Source(NamedTuple):
@@ -397,9 +398,16 @@ class NotAWorker(Exception):
 
 def worker_parts(
     module: types.ModuleType, defaults: settings_mod.Settings
-) -> tuple[Callable[..., Any], settings_mod.Settings]:
-    """The ``run`` callable and validated settings of a worker module."""
+) -> tuple[Callable[..., Any] | program_mod.Program, settings_mod.Settings]:
+    """The target and validated settings of a worker module: its ``run`` callable, or the
+    ``Program`` that its ``COMMAND`` (and ``ENV``, ``CWD``, ``STOP_SIGNAL``) define."""
     path = getattr(module, "__file__", None)
+    if "COMMAND" in module.__dict__:
+        if "run" in module.__dict__:
+            raise WorkerError(path, _line_of(path, "COMMAND"), "defines both run(ctx) and COMMAND: a worker "
+                                                               "is a thread or a program, not both")
+        return _checked(path, lambda: (program_mod.parse(module.__dict__, _folder_of(module)),
+                                       settings_mod.parse(module.__dict__, defaults)))
     if "run" not in module.__dict__:
         raise NotAWorker(f"{path}: defines no run(ctx)")
     run = module.__dict__["run"]
@@ -409,10 +417,23 @@ def worker_parts(
     if problem is not None:  # else each start would fail with a TypeError inside hotreload
         message, where, line = problem
         raise WorkerError(where or path, line if where else _line_of(path, "run"), message)
+    return _checked(path, lambda: (run, settings_mod.parse(module.__dict__, defaults)))
+
+
+def _checked(path: str | None, parts: Callable[[], Any]) -> Any:
+    """``parts()``, a setting's error reported at the line that sets it."""
     try:
-        return run, settings_mod.parse(module.__dict__, defaults)
+        return parts()
     except settings_mod.SettingsError as exc:
         raise WorkerError(path, _line_of(path, exc.name.partition("[")[0]), str(exc)) from None
+
+
+def _folder_of(module: types.ModuleType) -> Path:
+    """The workers folder a module belongs to: its top package's folder (a relative CWD is
+    taken from there), or the module's own folder for one outside any."""
+    top = sys.modules.get(module.__name__.partition(".")[0])
+    locations = list(getattr(top, "__path__", None) or ())
+    return Path(locations[0]) if locations else Path(getattr(module, "__file__", None) or ".").parent
 
 
 def entry_points() -> list[Any]:

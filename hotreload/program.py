@@ -58,8 +58,10 @@ class Program:
     cwd: str = "."
     stop_signal: int = signal.SIGTERM
 
-    def shown(self) -> str:
-        return shlex.join(self.argv)
+    def shown(self, limit: int = 100) -> str:
+        """The command as one line for the log, cut to ``limit`` characters."""
+        line = shlex.join(self.argv).replace("\n", "\\n")
+        return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 class ProgramFailed(Exception):

@@ -25,6 +25,10 @@ def _uptime(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
 
 
+def _cpu(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}s"
+
+
 def aligned(rows: Sequence[Sequence[str]]) -> list[list[str]]:
     """``rows`` with every column but the last padded to its widest cell."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
@@ -32,13 +36,18 @@ def aligned(rows: Sequence[Sequence[str]]) -> list[list[str]]:
 
 
 def table(reply: dict[str, Any], colour: bool = False) -> str:
-    """One row per worker: name, state, uptime, restarts, generation, last error."""
-    header = ("NAME", "STATE", "UPTIME", "RESTARTS", "GEN", "LAST ERROR")
+    """One row per worker: name, state, uptime, restarts, generation, last error; and where a
+    worker is a program, the pid and CPU seconds of each running one."""
+    header: tuple[str, ...] = ("NAME", "STATE", "UPTIME", "RESTARTS", "GEN", "LAST ERROR")
     rows = [
         (w["name"], w["state"], _uptime(w["uptime"]), str(w["restarts"]), str(w["generation"]),
          (w["last_error"] or "")[:100])
         for w in reply["workers"]
     ]
+    if any(w.get("pid") for w in reply["workers"]):
+        header = (*header[:2], "PID", "CPU", *header[2:])
+        rows = [(*row[:2], str(w.get("pid") or "-"), _cpu(w.get("cpu")), *row[2:])
+                for row, w in zip(rows, reply["workers"])]
     lines = [f"host pid {reply['pid']} on {reply['folder']}"
              + (f", guardian pid {reply['guardian']}" if reply.get("guardian") else "")
              + f", reload {'on' if reply['reload'] else 'off'}"]
