@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from hotreload import core, corereload, guardian, loader, safe, signals
+from hotreload import core, corereload, guardian, loader, program, safe, signals
 from hotreload.debounce import Windows
 from hotreload.importer import Importer
 from hotreload.log import format_error, logger
@@ -56,6 +56,7 @@ def _on_signal(host: Host, signum: int, frame: Any) -> None:
     host.last_signal = signals.Delivery(signum, now)
     if action == signals.EXIT_NOW:
         os.write(2, f"hotreload: {signal.Signals(signum).name} again: exiting now\n".encode())
+        program.kill_groups(w.execution for w in host.workers.values())  # with what they started
         os._exit(128 + signum)
     if action == signals.RESTART:
         keeper = guardian.guardian_pid()
@@ -108,6 +109,7 @@ def serve(host: Host) -> int:
                 own, host.own_changes = host.own_changes, set()
                 corereload.on_own_changes(host, core, CORE_API, own)
     finally:
+        program.kill_groups(w.execution for w in host.workers.values())  # none is left when all went well
         if host.watcher is not None:
             host.watcher.stop()
         if host.control is not None:

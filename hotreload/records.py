@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from hotreload.control import Server
     from hotreload.importer import Importer
     from hotreload.loader import HotFinder
+    from hotreload.program import Process, Program
     from hotreload.signals import Delivery
     from hotreload.watcher import Watcher
     from hotreload.worker import Execution
@@ -74,14 +75,14 @@ class Worker:
     log: Logger  # bound to the worker's name
     settings: Settings
     module: str | None = None  # its module's name in sys.modules; None for entry points
-    path: Path | None = None  # its file; None for entry points
-    target: Callable[..., Any] | None = None  # the user's run(ctx); None until its module loads
+    path: Path | None = None  # its file (the Procfile for a line of it); None for entry points
+    target: Callable[..., Any] | Program | None = None  # its run(ctx) or COMMAND; None until its module loads
     state: str = states.STOPPED  # where it is in its lifecycle: one of ``states.STATES``
     user_state: dict[str, Any] = field(default_factory=dict)  # ctx.state: survives restarts and reloads
     generation: int = 0  # how many times its code was swapped
     failures: int = 0  # consecutive failed runs, for the backoff
     restarts: int = 0
-    execution: Execution | None = None  # its thread, from start until the host saw it end
+    execution: Execution | Process | None = None  # its thread or process, from start until the host saw it end
     restart_at: float | None = None  # when its backoff ends, while in BACKOFF
     last_error: str | None = None
     # A start was refused while its abandoned thread still runs (a save came): it happens
@@ -217,8 +218,8 @@ class Changes:
 class Exited:
     """Posted by a worker thread as its last act."""
 
-    execution: Execution
-    error: BaseException | None  # None when run() returned (or was cancelled on request)
+    execution: Execution | Process
+    error: BaseException | None  # None when run() returned (or was cancelled on request), or a program exited 0
     # The error's one line and traceback, made in the worker's thread (see ``worker``).
     described: tuple[str, str] | None = None
 

@@ -139,6 +139,9 @@ def run_worker(target: str | Path | ModuleType, state: dict[str, Any] | None = N
     module, undo = _load(target)
     try:
         main, settings = loader.worker_parts(module, Settings())
+        if not callable(main):
+            raise TypeError(f"{module.__file__} is a program worker (COMMAND): run_worker runs a run(ctx) in "
+                            f"a thread; test the program itself, or run the folder with hotreload")
         name = module.__name__.rsplit(".", 1)[-1]
         record = Worker(name, str(getattr(module, "__file__", name)), logger.bind(worker=name), settings,
                         module.__name__, target=main, user_state=state if state is not None else {})

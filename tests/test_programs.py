@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from conftest import WAIT, run_cli, wait_for, worker_source, write
+from hotreload.signals import DUPLICATE_WINDOW
 
 PY = sys.executable
 
@@ -140,6 +141,20 @@ def test_ctrl_c_stops_every_program_even_one_that_ignores_its_stop_signal(folder
     assert host.stop(signal.SIGINT) == 1  # one had to be killed
     for pid in pids:
         assert not alive(pid)
+
+
+def test_a_second_ctrl_c_exits_at_once_killing_what_the_programs_started(folder, start_host, tmp_path):
+    # The shell and its background sleeper ignore SIGTERM; the sleeper is no child of the host.
+    write(folder / "deaf.py", program(["sh", "-c", "trap '' TERM; sleep 3600 & echo sleeper $!; wait"],
+                                      STOP_TIMEOUT=60))
+    host = start_host(folder, "--no-guard")
+    log = host.wait_log(said("deaf", "sleeper "))
+    sleeper = int(log.split(said("deaf", "sleeper "))[1].split()[0])
+    host.proc.send_signal(signal.SIGINT)
+    host.wait_log("| deaf       | stopping")
+    time.sleep(DUPLICATE_WINDOW + 0.1)  # a second SIGINT sooner would count as the first delivered again
+    assert host.stop(signal.SIGINT) == 128 + signal.SIGINT
+    wait_gone(sleeper)
 
 
 def test_a_program_dies_with_its_host_killed_by_sigkill(folder, start_host, tmp_path):

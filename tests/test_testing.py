@@ -74,3 +74,13 @@ def test_a_crash_is_reported_and_a_worker_that_will_not_stop_fails_the_test(tmp_
     with pytest.raises(AssertionError, match="did not stop within 0.2 s"):
         with run_worker(folder / "stubborn.py"):
             pass
+
+
+def test_run_worker_refuses_a_program_worker_saying_so(tmp_path):
+    folder = tmp_path / "progs"
+    folder.mkdir()
+    (folder / "server.py").write_text("COMMAND = 'sleep 60'\n")
+    with pytest.raises(TypeError, match="is a program worker \\(COMMAND\\)"):
+        with run_worker(folder / "server.py"):
+            pass
+    assert "progs" not in sys.modules
