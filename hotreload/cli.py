@@ -41,6 +41,10 @@ Optional settings in a worker module:
   BACKOFF = {"initial": 0.5, "factor": 2.0, "max": 30.0, "jitter": 0.5, "fatal_after": 10}
   STOP_TIMEOUT = 5.0
 
+A program worker defines COMMAND instead of run (or is a line of DIR/Procfile):
+  COMMAND = ["redis-server", "--port", "6380"]    (or one string, split like a shell would)
+  ENV = {"NAME": "value"}   CWD = "."   STOP_SIGNAL = "SIGTERM"
+
 Ctrl-C (or SIGTERM) stops every worker and exits; a second Ctrl-C exits at once.
 """
 
@@ -174,10 +178,13 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
                          default=defaults.get("entry-points", True),
                          help="include workers from installed packages' entry points")
     new = commands.add_parser("new", help="write a new worker from a template",
-                              description="Write DIR/NAME.py, a worker showing ctx.sleep, ctx.log and ctx.state.")
+                              description="Write DIR/NAME.py, a worker showing ctx.sleep, ctx.log and ctx.state, "
+                              "or with --command a program worker.")
     new.add_argument("name", metavar="NAME", help="the worker's name: a Python identifier")
     new.add_argument("dir", nargs="?", default=_default_dir(config), metavar="DIR",
                      help="the workers folder (default: ./workers)")
+    new.add_argument("--command", metavar="COMMAND", dest="program",  # args.command is the subcommand
+                     help="write a program worker that runs COMMAND (split like a shell would, run without one)")
     return parser
 
 
@@ -381,7 +388,7 @@ def _new(parser: argparse.ArgumentParser, args: argparse.Namespace, origin: str 
     from hotreload import scaffold
 
     try:
-        path = scaffold.new_worker(Path(args.dir), args.name)
+        path = scaffold.new_worker(Path(args.dir), args.name, args.program)
     except ValueError as exc:
         parser.error(f"{exc}{origin}" if not Path(args.dir).is_dir() else str(exc))
     print(f"wrote {path}: edit it, then `hotreload run {args.dir}`")

@@ -48,6 +48,19 @@ def test_new_writes_a_worker_that_runs_refuses_to_overwrite_and_rejects_bad_name
     assert host.stop() == 0
 
 
+def test_new_with_a_command_writes_a_program_worker_that_runs(folder, tmp_path, start_host):
+    result = run_cli("new", "pinger", str(folder), "--command", "sh -c 'echo pong; sleep 60'", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    source = (folder / "pinger.py").read_text()
+    assert "COMMAND = \"sh -c 'echo pong; sleep 60'\"" in source and "def run" not in source
+    bad = run_cli("new", "broken", str(folder), "--command", "echo 'unclosed", cwd=tmp_path)
+    assert bad.returncode == 2 and "No closing quotation" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    assert not (folder / "broken.py").exists()
+    host = start_host(folder)
+    host.wait_log("| INFO    | pinger     | pong")
+    assert host.stop() == 0
+
+
 def test_config_is_found_upward_and_pyproject_comes_before_setup_cfg(tmp_path):
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)

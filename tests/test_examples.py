@@ -1,4 +1,5 @@
 """The bundled examples and demo run as their READMEs say."""
+import shutil
 import socket
 import urllib.request
 from pathlib import Path
@@ -67,6 +68,22 @@ def test_crasher_backs_off_and_a_fix_brings_it_back(tmp_path, start_host):
     write(folder / "flaky.py", (folder / "flaky.py").read_text().replace("FAILURE_RATE = 1", "FAILURE_RATE = 0"))
     host.wait_log("working")
     assert host.stop() == 0
+
+
+def test_stack_runs_a_thread_worker_a_web_server_program_and_a_shell_loop_side_by_side(tmp_path, start_host):
+    folder = tmp_path / "stack"
+    shutil.copytree(ROOT / "examples" / "stack", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    port = free_port()
+    host = start_host(folder, env={"STACK_PORT": str(port)})
+    host.wait_log("| checker    | web says: hello from the stack")
+    host.wait_log("| clock      | it is ")
+    assert get(port) == "hello from the stack\n"
+    assert '"GET / HTTP/1.1" 200' in host.log()  # the server's own lines, from its stderr
+    write(folder / "web.py", (folder / "web.py").read_text() + "# a comment: the server runs on\n")
+    host.wait_log("| web        | reloaded in")
+    assert "| web        | stopping" not in host.log()
+    assert host.stop() == 0
+    assert host.log().count("| web        | stopped") == 1
 
 
 def test_the_bundled_demo_runs(tmp_path, start_host):

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import WAIT, run_cli, wait_for, worker_source, write
 from hotreload.signals import DUPLICATE_WINDOW
 
@@ -35,6 +37,23 @@ STUBBORN = python("import signal, time\n"
                   "while True: time.sleep(0.05)")
 
 
+SEEN: list = []  # the pids a test saw: killed at its end, should it fail and leave them running
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers():
+    yield
+    for pid in SEEN:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    SEEN.clear()
+
+
+def seen(pid):
+    SEEN.append(pid)
+    return pid
+
+
 def said(name, text):
     """How a line ``text`` that worker ``name`` wrote at INFO appears in the log."""
     return f"| INFO    | {name:<10} | {text}"
@@ -53,7 +72,7 @@ def running_pid(host, folder, tmp_path, name, other_than=None):
         rows = {w["name"]: w for w in json.loads(result.stdout)["workers"]} if result.returncode == 0 else {}
         pid = rows.get(name, {}).get("pid")
         return pid if pid and pid != other_than and alive(pid) else None
-    return host.wait_for(found, f"{name} to run as a new process")
+    return seen(host.wait_for(found, f"{name} to run as a new process"))
 
 
 def alive(pid):
@@ -149,7 +168,7 @@ def test_a_second_ctrl_c_exits_at_once_killing_what_the_programs_started(folder,
                                       STOP_TIMEOUT=60))
     host = start_host(folder, "--no-guard")
     log = host.wait_log(said("deaf", "sleeper "))
-    sleeper = int(log.split(said("deaf", "sleeper "))[1].split()[0])
+    sleeper = seen(int(log.split(said("deaf", "sleeper "))[1].split()[0]))
     host.proc.send_signal(signal.SIGINT)
     host.wait_log("| deaf       | stopping")
     time.sleep(DUPLICATE_WINDOW + 0.1)  # a second SIGINT sooner would count as the first delivered again
@@ -186,7 +205,7 @@ def test_what_a_program_leaves_in_its_group_is_killed_when_it_ends(folder, start
                                         RESTART="never"))
     host = start_host(folder)
     log = host.wait_log(said("forker", "sleeper "))
-    sleeper = int(log.split(said("forker", "sleeper "))[1].split()[0])
+    sleeper = seen(int(log.split(said("forker", "sleeper "))[1].split()[0]))
     host.wait_log("exited: returned")
     wait_gone(sleeper)
     assert host.stop() == 0
