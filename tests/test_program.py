@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from hotreload.program import Program, cpu_seconds, parse, read_procfile
+from hotreload.guardian import GUARDIAN_ENV
+from hotreload.program import MAX_LINE, Program, _environment, _Lines, cpu_seconds, parse, read_procfile
 from hotreload.settings import SettingsError
 
 FOLDER = Path("/srv/workers")
@@ -95,3 +96,26 @@ def test_cpu_seconds_from_proc_stat():
     # utime and stime are fields 14 and 15, after a command name that may hold spaces and ")".
     stat = "1234 (my (odd) prog) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 99 0 0"
     assert cpu_seconds(stat, ticks=100) == 3.0
+
+
+def test_output_bytes_become_whole_lines_and_a_huge_line_comes_in_pieces():
+    got = []
+    lines = _Lines(got.append)
+    assert lines.feed(b"one\r\ntw") and lines.feed(b"o\n\xff\n")
+    assert got == ["one", "two", "\ufffd"]
+    assert lines.feed(b"x" * (MAX_LINE + 10))
+    assert got[3:] == ["x" * MAX_LINE]
+    assert not lines.feed(b"")  # the end of the stream
+    lines.close()
+    assert got[4:] == ["x" * 10]
+
+
+def test_the_environment_is_the_hosts_without_its_guardian_plus_env(monkeypatch):
+    monkeypatch.setenv(GUARDIAN_ENV, "123")
+    monkeypatch.setenv("KEEP", "kept")
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    env = _environment(parse({"COMMAND": "x", "ENV": {"KEEP": "replaced", "NEW": "1"}}, FOLDER))
+    assert GUARDIAN_ENV not in env and env["PYTHONUNBUFFERED"] == "1"
+    assert env["KEEP"] == "replaced" and env["NEW"] == "1"
+    monkeypatch.setenv("PYTHONUNBUFFERED", "")
+    assert _environment(parse({"COMMAND": "x"}, FOLDER))["PYTHONUNBUFFERED"] == ""

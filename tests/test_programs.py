@@ -267,12 +267,14 @@ def test_procfile_lines_are_program_workers_and_a_module_of_the_same_name_wins(f
     write(folder / "web.py", worker_source())
     write(folder / "Procfile", "# the stack\n"
                                "web: sh -c 'echo procfile web'\n"
-                               "ticker: sh -c 'while :; do echo tick; sleep 0.2; done'\n")
+                               "ticker: sh -c 'while :; do echo tick; sleep 0.2; done'\n"
+                               "this line has no colon\n")
     host = start_host(folder)
     host.wait_log("| ticker     | tick")
     host.wait_started("web", 1)
     log = host.log()
     assert "workers/Procfile:2: web is also workers/web.py, which wins" in log
+    assert "workers/Procfile:4: not `name: command`" in log
     assert said("web", "procfile web") not in log
     rows = status(folder, tmp_path)
     assert rows["ticker"]["source"].endswith("workers/Procfile") and rows["ticker"]["pid"]
@@ -297,4 +299,54 @@ def test_procfile_changes_start_restart_and_remove_only_the_lines_that_changed(f
     host.wait_for(lambda: not status(folder, tmp_path), "every Procfile worker to be removed")
     for pid in (pids["keep"], changed):
         assert not alive(pid)
+    assert host.stop() == 0
+
+
+def test_a_helper_value_the_command_uses_restarts_the_program_and_its_other_code_does_not(folder, start_host,
+                                                                                         tmp_path):
+    write(folder / "_settings.py", "GREETING = 'one'\n\n\ndef unused():\n    return 1\n")
+    write(folder / "service.py", f"from ._settings import GREETING\n\n{program(SERVICE)}ENV = {{'GREETING': GREETING}}\n")
+    host = start_host(folder)
+    pid = running_pid(host, folder, tmp_path, "service")
+    write(folder / "_settings.py", "GREETING = 'one'\n\n\ndef unused():\n    return 2\n")
+    host.wait_log("unchanged: pid")
+    assert status(folder, tmp_path)["service"]["pid"] == pid
+    write(folder / "_settings.py", "GREETING = 'two'\n")
+    new = running_pid(host, folder, tmp_path, "service", other_than=pid)
+    host.wait_log(said("service", f"service up {new} two"))
+    assert host.stop() == 0
+
+
+def test_a_relative_program_path_is_taken_from_cwd(folder, start_host):
+    (folder / "bin").mkdir()
+    write(folder / "bin" / "hello.sh", "#!/bin/sh\necho hello from $(basename \"$PWD\")\n")
+    (folder / "bin" / "hello.sh").chmod(0o755)
+    write(folder / "hello.py", program("./hello.sh", CWD="bin", RESTART="never"))
+    host = start_host(folder)
+    host.wait_log(said("hello", "hello from bin"))
+    assert host.stop() == 0
+
+
+def test_a_stopped_program_starts_on_a_save(folder, start_host, tmp_path):
+    write(folder / "service.py", program(SERVICE))
+    host = start_host(folder)
+    pid = running_pid(host, folder, tmp_path, "service")
+    assert run_cli("stop", "-d", str(folder), "service", cwd=tmp_path).returncode == 0
+    wait_gone(pid)
+    write(folder / "service.py", "# saved\n" + program(SERVICE))
+    running_pid(host, folder, tmp_path, "service", other_than=pid)
+    assert host.stop() == 0
+
+
+def test_a_module_that_comes_takes_a_procfile_name_and_gives_it_back_when_it_goes(folder, start_host, tmp_path):
+    write(folder / "Procfile", f"svc: {PY} -c 'import time; time.sleep(3600)'\n")
+    host = start_host(folder)
+    pid = running_pid(host, folder, tmp_path, "svc")
+    write(folder / "svc.py", worker_source())
+    host.wait_started("svc", 1)
+    host.wait_log("removed: a module of the folder takes its name")
+    assert not alive(pid) and status(folder, tmp_path)["svc"]["source"].endswith("svc.py")
+    (folder / "svc.py").unlink()
+    back = running_pid(host, folder, tmp_path, "svc", other_than=pid)
+    assert status(folder, tmp_path)["svc"]["source"].endswith("Procfile") and alive(back)
     assert host.stop() == 0
