@@ -192,7 +192,8 @@ _PRCTL = _prctl()  # looked up here, not in a forked child, where loading a libr
 def _in_child(parent: int) -> Callable[[], None]:
     """What the child does between fork and exec: a process group of its own (its stop signal
     reaches whatever it starts), SIGKILL when the thread that forked it ends (the host's death
-    included, even by SIGKILL), and no signal blocked."""
+    included, even by SIGKILL), and no signal blocked. Only system calls prepared in the
+    parent: in a child forked from a process with threads, little else is safe."""
 
     def setup() -> None:
         os.setpgid(0, 0)
@@ -300,8 +301,8 @@ class Process:
             self.pid = child.pid
             if self._pending is not None:
                 _killpg(child.pid, self._pending)
-        self.worker.log.debug(f"pid {child.pid}: {program.shown()}")
         try:
+            self.worker.log.debug(f"pid {child.pid}: {program.shown()}")
             self._follow(child)
         finally:
             status = self._reap(child)
