@@ -193,6 +193,7 @@ def test_when_the_guardian_starts_a_new_host_the_old_hosts_programs_are_gone(fol
     wait_gone(pid)
     host.wait_log("the host was killed by SIGKILL; starting it again")
     second = running_pid(host, folder, tmp_path, "stubborn", other_than=pid)
+    host.wait_log(said("stubborn", "stubborn up"), count=2)  # its SIGTERM handler is in place
     assert host.host_pid() != first_host
     assert not alive(pid) and alive(second)
     assert host.stop() == 1  # stubborn had to be killed
