@@ -56,23 +56,26 @@ class Worker:
     start_pending: bool = False
 
 
-def call_problem(run: Callable[..., Any]) -> tuple[str, str | None, int | None] | None:
-    """Why ``run`` cannot be called as ``run(ctx)``, with the file and line of its ``def``
-    (None where unknown); None if it can, or if its signature cannot be read (some builtins:
-    they are tried when they run)."""
+def call_problem(
+    fn: Callable[..., Any], name: str = "run", parameters: tuple[str, ...] = ("ctx",)
+) -> tuple[str, str | None, int | None] | None:
+    """Why ``fn`` cannot be called as ``run(ctx)`` (or as ``name(*parameters)``), with the
+    file and line of its ``def`` (None where unknown); None if it can, or if its signature
+    cannot be read (some builtins: they are tried when they run)."""
     try:
-        signature = inspect.signature(run)
+        signature = inspect.signature(fn)
     except Exception:  # noqa: BLE001 - no signature, or a __signature__ of the user's that raises
         return None
     try:
-        signature.bind(object())
+        signature.bind(*(object() for _ in parameters))
     except TypeError as exc:
         try:
-            code = inspect.unwrap(run).__code__
+            code = inspect.unwrap(fn).__code__
             path, line = code.co_filename, code.co_firstlineno
         except Exception:  # noqa: BLE001 - not a plain function (a callable object, a partial)
             path, line = None, None
-        return f"run{signature} cannot be called as run(ctx): {safe.text(exc)}", path, line
+        call = f"{name}({', '.join(parameters)})"
+        return f"{name}{signature} cannot be called as {call}: {safe.text(exc)}", path, line
     return None
 
 
