@@ -1,9 +1,14 @@
-"""What the host costs: crash -> restart overhead, idle CPU, scale, soak and start-up."""
+"""What the host costs: crash -> restart overhead, idle CPU, scale, soak, start-up, and the
+class upgrade of ctx.state at a reload."""
 from __future__ import annotations
 
+import gc
 import os
+import statistics
 import subprocess
+import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +17,7 @@ from benchmarks.harness import (
     wait_exactly, worker_source,
 )
 
-__all__ = ["crash_restart", "idle", "scale", "soak", "startup"]
+__all__ = ["crash_restart", "idle", "scale", "soak", "startup", "state_upgrade"]
 
 HOTRELOAD = str(BIN / "hotreload")
 # A fixed delay (no growth, no jitter) so that the restart overhead is what is left over.
@@ -218,3 +223,68 @@ def startup(root: Path, runs: int) -> dict[str, Any]:
                 os.killpg(proc.pid, 2)
                 wait_exactly(proc)  # its few stop lines fit in the pipe; the with block closes it
     return {label: summary(values) for label, values in times.items()}
+
+
+ITEMS = """
+class Item:
+    def __init__(self, n):
+        self.n = n
+        self.name = f"item{n}"
+        self.tags = [n]
+
+    def version(self):
+        return VERSION
+"""
+
+
+def state_upgrade(sizes: list[int], rounds: int, heap: int = 1_000_000) -> dict[str, Any]:
+    """The class upgrade of a state of N objects (``upgrade.classes``), in this process: each
+    object an instance with a list of its own, so 2N + 2 objects are walked. Timed moving all
+    of them (a method of their class edited), and walking them with nothing to move; then
+    the smallest state again beside ``heap`` unrelated objects, which the walk must not see."""
+    from hotreload import upgrade
+
+    module = types.ModuleType("bench_upgrade_items")
+    sys.modules[module.__name__] = module
+    version = 0
+
+    def reload() -> dict:
+        nonlocal version
+        before = dict(module.__dict__) if "Item" in module.__dict__ else None
+        version += 1
+        exec(ITEMS.replace("VERSION", str(version)), module.__dict__)
+        return {module.__name__: upgrade.Namespaces(module.__dict__, before)}
+
+    def timed(state: dict, moving: bool) -> float:
+        modules = reload() if moving else {module.__name__: upgrade.Namespaces(module.__dict__, None)}
+        gc.collect()  # the state is old by the time a user saves: no collection owed to it
+        began = time.perf_counter()
+        report = upgrade.classes(state, modules)
+        elapsed = time.perf_counter() - began
+        assert report.moved == (len(state["items"]) if moving else 0) and not report.left
+        return elapsed
+
+    try:
+        results: dict[str, Any] = {}
+        for size in sizes:
+            reload()
+            state = {"items": [module.Item(n) for n in range(size)]}
+            moves = [timed(state, True) for _ in range(rounds)]
+            walks = [timed(state, False) for _ in range(rounds)]
+            assert state["items"][0].version() == version
+            results[str(size)] = {
+                "objects_walked": 2 * size + 2,
+                "move_all_ms": summary(moves),
+                "nothing_to_move_ms": summary(walks),
+                "us_per_object_moved": round(statistics.median(moves) / size * 1e6, 2),
+            }
+        size = min(sizes)
+        reload()
+        state = {"items": [module.Item(n) for n in range(size)]}
+        elsewhere = [module.Item(n) for n in range(heap)]  # same class, not in the state
+        beside = [timed(state, True) for _ in range(rounds)]
+        assert elsewhere[0].version() != version  # left alone: only the state was walked
+        results["beside_heap"] = {"size": size, "heap_objects": 2 * heap, "move_all_ms": summary(beside)}
+        return results
+    finally:
+        del sys.modules[module.__name__]

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from benchmarks import costs, latency
 from benchmarks.harness import Probe, cpu_hogs, temp_folder
 
-SECTIONS = ("latency", "bursts", "crash", "idle", "scale", "soak", "startup")
+SECTIONS = ("latency", "bursts", "crash", "idle", "scale", "soak", "startup", "upgrade")
 
 
 def _machine() -> dict[str, Any]:
@@ -91,6 +91,16 @@ def _print(section: str, results: Any) -> None:
         print("Start-up (wall time of the whole command)")
         for label, figures in results.items():
             print(_row(label, figures))
+    elif section == "upgrade":
+        print("Class upgrade of ctx.state (in process)")
+        for size, figures in results.items():
+            if size == "beside_heap":
+                continue
+            print(_row(f"{size} objects, move all", figures["move_all_ms"])
+                  + f"   {figures['us_per_object_moved']} us per object")
+            print(_row(f"{size} objects, nothing to move", figures["nothing_to_move_ms"]))
+        beside = results["beside_heap"]
+        print(_row(f"{beside['size']} beside {beside['heap_objects']} others", beside["move_all_ms"]))
 
 
 def _latency(root: Path, probe: Probe, args: argparse.Namespace) -> dict[str, Any]:
@@ -123,6 +133,7 @@ RUNNERS: dict[str, Callable[[Path, Probe, argparse.Namespace], Any]] = {
     "scale": lambda root, probe, args: costs.scale(root, probe, args.scale, args.scale_reloads),
     "soak": lambda root, probe, args: costs.soak(root, probe, args.soak),
     "startup": lambda root, probe, args: costs.startup(root, args.startup_runs),
+    "upgrade": lambda root, probe, args: costs.state_upgrade(args.upgrade_sizes, args.upgrade_rounds),
 }
 
 
@@ -142,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-reloads", type=int, default=20)
     parser.add_argument("--soak", type=int, default=1000, help="reloads, and crash cycles, in the soak")
     parser.add_argument("--startup-runs", type=int, default=30)
+    parser.add_argument("--upgrade-sizes", type=int, nargs="+", default=[10_000, 100_000],
+                        help="objects in ctx.state for the upgrade section")
+    parser.add_argument("--upgrade-rounds", type=int, default=20)
     args = parser.parse_args(argv)
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
