@@ -287,13 +287,13 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
 
     guardian.connect()  # before anything can fail: leaving early is then a failure it is told of
     guardian.handle_signals_while_starting()
-    from hotreload import control, host, log
+    from hotreload import control, host, log, records
 
     log.configure(args.log_level, as_json=args.log_json, file=args.log_file)
-    options = host.Options(folder, stop_timeout=args.stop_timeout, reload=args.reload,
-                           entry_points=args.entry_points, debounce=args.debounce,
-                           config=str(config.path) if config.path else None,
-                           defaults=worker_defaults(config.values))
+    options = records.Options(folder, stop_timeout=args.stop_timeout, reload=args.reload,
+                              entry_points=args.entry_points, debounce=args.debounce,
+                              config=str(config.path) if config.path else None,
+                              defaults=worker_defaults(config.values))
     running = _create_host(options)
     if running is None:
         return 1
@@ -365,11 +365,11 @@ def _create_host(options: Any) -> Any:
 
 
 def _list(args: argparse.Namespace, folder: Path, config: Config) -> int:
-    from hotreload import host, listing, log
+    from hotreload import listing, log, records
 
     log.configure("WARNING")
-    options = host.Options(folder, reload=False, entry_points=args.entry_points,
-                           defaults=worker_defaults(config.values))
+    options = records.Options(folder, reload=False, entry_points=args.entry_points,
+                              defaults=worker_defaults(config.values))
     checked = _create_host(options)
     return 1 if checked is None else listing.report(checked)
 
