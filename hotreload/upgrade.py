@@ -54,7 +54,8 @@ def migrated(migrate: Callable[[dict, Any], Any], state: dict, old_version: int)
     result = migrate(copied, old_version)
     if not isinstance(result, dict):
         raise MigrateError(
-            f"migrate(state, {old_version!r}) returned {type(result).__name__}, not a dict: it must return the new state"
+            f"migrate(state, {old_version!r}) returned {type(result).__name__}, not a dict: "
+            "it must return the new state"
         )
     return result
 

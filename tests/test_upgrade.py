@@ -126,12 +126,13 @@ def test_the_walk_does_not_enter_modules_classes_or_functions(module):
 
 
 def test_a_deep_chain_does_not_overflow_the_stack(module):
-    old = module("class Node:\n    def __init__(self, nxt):\n        self.nxt = nxt\n    def v(self):\n        return 1\n")
+    node = "class Node:\n    def __init__(self, nxt):\n        self.nxt = nxt\n    def v(self):\n        return VERSION\n"
+    old = module(node.replace("VERSION", "1"))
     head = None
     for _ in range(100_000):
         head = old.Node(head)
     state = {"head": head}
-    new = module("class Node:\n    def __init__(self, nxt):\n        self.nxt = nxt\n    def v(self):\n        return 2\n")
+    new = module(node.replace("VERSION", "2"))
     assert moved(state, new).moved == 100_000
     assert state["head"].nxt.nxt.v() == 2
 
