@@ -237,7 +237,52 @@ class Item:
 """
 
 
-def state_upgrade(sizes: list[int], rounds: int, heap: int = 1_000_000) -> dict[str, Any]:
+def state_upgrade(root: Path, probe: Probe, sizes: list[int], rounds: int) -> dict[str, Any]:
+    """The class upgrade of ctx.state: in this process (``upgrade_in_process``), then end to
+    end, save -> running of a worker whose state holds N objects of its helper's class,
+    beside the same worker with an empty state, the helper saved in turn."""
+    return {
+        "in_process": upgrade_in_process(sizes, rounds),
+        "save_to_running": _upgrade_end_to_end(root, probe, sizes, rounds),
+    }
+
+
+def _upgrade_end_to_end(root: Path, probe: Probe, sizes: list[int], rounds: int) -> dict[str, Any]:
+    folder = root / "upgrade" / "svc"
+    folder.mkdir(parents=True)
+    body = (
+        "    if 'items' not in ctx.state:\n"
+        "        ctx.state['items'] = [_items.Item(n) for n in range(SIZE)]\n"
+        "    items = ctx.state['items']\n"
+        "    moved = all(i.version() == VERSION and isinstance(i, _items.Item) for i in items[:1] + items[-1:])\n"
+        "    _report(ctx.name + '_moved', VERSION, moved)\n"
+        "    ctx.sleep(float('inf'))"
+    )
+    counts = [0, *sizes]
+    for count in counts:
+        (folder / f"_items{count}.py").write_text(f"VERSION = 0\n{ITEMS.replace('VERSION', '0')}")
+        (folder / f"keeper{count}.py").write_text(worker_source(
+            0, body=body, top=f"from . import _items{count} as _items",
+            settings=f"VERSION = _items.VERSION\nSIZE = {count}"))
+    host = _host(root, folder, probe)
+    try:
+        _wait_started(probe, [f"keeper{count}" for count in counts])
+        times: dict[int, list[float]] = {count: [] for count in counts}
+        for version in range(1, rounds + 1):
+            for count in counts:
+                began = time.monotonic()
+                source = f"VERSION = {version}\n{ITEMS.replace('VERSION', str(version))}"
+                save_in_place(folder / f"_items{count}.py", source)
+                times[count].append(probe.wait_for(f"keeper{count}", version).at - began)
+                moved = probe.wait_for(f"keeper{count}_moved", version)
+                if moved.extra[-1] != "True":
+                    raise RuntimeError(f"keeper{count} version {version}: its objects did not follow the new class")
+    finally:
+        host.stop()
+    return {str(count): summary(times[count]) for count in counts}
+
+
+def upgrade_in_process(sizes: list[int], rounds: int, heap: int = 1_000_000) -> dict[str, Any]:
     """The class upgrade of a state of N objects (``upgrade.classes``), in this process: each
     object an instance with a list of its own, so 2N + 2 objects are walked. Timed moving all
     of them (a method of their class edited), and walking them with nothing to move; then

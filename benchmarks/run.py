@@ -92,15 +92,19 @@ def _print(section: str, results: Any) -> None:
         for label, figures in results.items():
             print(_row(label, figures))
     elif section == "upgrade":
-        print("Class upgrade of ctx.state (in process)")
-        for size, figures in results.items():
+        print("Class upgrade of ctx.state, in process")
+        inside = results["in_process"]
+        for size, figures in inside.items():
             if size == "beside_heap":
                 continue
             print(_row(f"{size} objects, move all", figures["move_all_ms"])
                   + f"   {figures['us_per_object_moved']} us per object")
             print(_row(f"{size} objects, nothing to move", figures["nothing_to_move_ms"]))
-        beside = results["beside_heap"]
+        beside = inside["beside_heap"]
         print(_row(f"{beside['size']} beside {beside['heap_objects']} others", beside["move_all_ms"]))
+        print("Save of a helper -> worker running, its objects in ctx.state moved")
+        for size, figures in results["save_to_running"].items():
+            print(_row(f"{size} objects in ctx.state", figures))
 
 
 def _latency(root: Path, probe: Probe, args: argparse.Namespace) -> dict[str, Any]:
@@ -133,7 +137,8 @@ RUNNERS: dict[str, Callable[[Path, Probe, argparse.Namespace], Any]] = {
     "scale": lambda root, probe, args: costs.scale(root, probe, args.scale, args.scale_reloads),
     "soak": lambda root, probe, args: costs.soak(root, probe, args.soak),
     "startup": lambda root, probe, args: costs.startup(root, args.startup_runs),
-    "upgrade": lambda root, probe, args: costs.state_upgrade(args.upgrade_sizes, args.upgrade_rounds),
+    "upgrade": lambda root, probe, args: costs.state_upgrade(root, probe, args.upgrade_sizes,
+                                                             args.upgrade_rounds),
 }
 
 

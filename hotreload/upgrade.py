@@ -136,6 +136,9 @@ def classes(state: dict, modules: Mapping[str, Namespaces]) -> Report:
     report = Report(visited=len(walk.seen))
     groups: Dict[int, tuple] = {}  # id of an object left -> (its class's name, why)
     rebuild: Dict[int, Any] = {}
+    # An OrderedDict finds its own order by hashing its keys: read it before any key moves.
+    orders = {id(home): list(collections.OrderedDict.items(home))
+              for homes in walk.homes.values() for home in homes if type(home) is collections.OrderedDict}
     for obj in walk.candidates:
         old = type(obj)
         why = _move(obj, walk.plans[old], walk.homes.get(id(obj), ()), rebuild)
@@ -144,7 +147,7 @@ def classes(state: dict, modules: Mapping[str, Namespaces]) -> Report:
         else:
             groups[id(obj)] = (f"{old.__module__}.{old.__qualname__}", why)
     for home in rebuild.values():
-        why = _rebuild(home)
+        why = _rebuild(home, orders.get(id(home)))
         if why is not None:
             groups[id(home)] = (f"{type(home).__module__}.{type(home).__qualname__}", why)
     if groups:
@@ -449,11 +452,15 @@ def _hash(obj: Any) -> int | None:
         return None
 
 
-def _rebuild(home: Any) -> str | None:
-    """Put a dict's or set's elements back into it, each at its new hash; why not, if not."""
+def _rebuild(home: Any, order: list | None) -> str | None:
+    """Put a dict's or set's elements back into it, each at its new hash; why not, if not.
+    ``order``: an OrderedDict's items, read before its keys moved."""
     clear, update = _REBUILD[type(home)]
     try:
-        items = list(dict.items(home)) if isinstance(home, dict) else list(set.__iter__(home))
+        if order is not None:
+            items = order
+        else:
+            items = list(dict.items(home)) if isinstance(home, dict) else list(set.__iter__(home))
         rebuilt = dict(items) if isinstance(home, dict) else set(items)
     except Exception as exc:  # noqa: BLE001 - the keys' __hash__ or __eq__
         return f"its keys' hash changed with their class, and rehashing them raised {safe.one_line(exc)}"

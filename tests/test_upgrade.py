@@ -438,3 +438,29 @@ class Point:
     new = module(source.replace("DEFAULT", "= 5").replace("VERSION", "2"))
     assert moved({"p": p}, new).left == []
     assert p == new.Point(1, 5) and p.v() == 2
+
+
+def test_the_standard_mappings_are_rehashed_in_order_and_other_subclasses_keep_their_keys(module):
+    import collections
+
+    old = module(KEY.replace("SALT", "old"))
+    old_key = old.Key
+    ordered = collections.OrderedDict((old_key(n), n) for n in range(20))
+    ordered.move_to_end(old_key(0))
+    grouped = collections.defaultdict(list, {old_key(n): [n] for n in range(20)})
+    counted = collections.Counter({old_key(n): n for n in range(20)})
+
+    class Custom(dict):
+        pass
+
+    custom_key = old_key(99)
+    custom = Custom({custom_key: 1})
+    new = module(KEY.replace("SALT", "new"))
+    report = moved({"o": ordered, "g": grouped, "c": counted, "x": custom}, new)
+    assert report.moved == 60
+    assert [k.n for k in ordered] == [*range(1, 20), 0] and ordered[new.Key(0)] == 0
+    assert all(grouped[new.Key(n)] == [n] for n in range(20)) and len(grouped) == 20
+    assert all(counted[new.Key(n)] == n for n in range(20))
+    [left] = report.left
+    assert type(custom_key) is old_key and custom[custom_key] == 1
+    assert "it is a key of a Custom" in left.why and left.path == "list(state['x'])[0]"
