@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from loguru import logger
 
@@ -38,12 +38,13 @@ if TYPE_CHECKING:
     from hotreload.importer import Importer
     from hotreload.loader import HotFinder
     from hotreload.signals import Delivery
+    from hotreload.upgrade import Report
     from hotreload.watcher import Watcher
     from hotreload.worker import Execution
 
 __all__ = [
-    "CORE_FILE", "Carry", "Changes", "Command", "Exited", "Graph", "Host", "Job", "Loaded", "Options", "Reloaded",
-    "Signal", "SinksRemoved", "Swap", "Worker",
+    "CORE_FILE", "Carry", "Changes", "Command", "Exited", "Graph", "Host", "Job", "Loaded", "Message", "Options",
+    "Reloaded", "Signal", "SinksRemoved", "Swap", "Worker",
 ]
 
 CORE_FILE = Path(__file__).with_name("core.py").resolve()
@@ -146,7 +147,7 @@ class Reloaded:
     settings: Settings | None = None
     user_state: dict[str, Any] | None = None  # the state its new version starts on: migrated, upgraded
     migrated_from: int | None = None  # the STATE_VERSION migrate took it from, if migrate ran
-    upgrade: Any = None  # the class upgrade's ``upgrade.Report``; None if it was not done
+    upgrade: Report | None = None  # what the class upgrade did; None if it was not done
 
 
 @dataclass(eq=False)
@@ -307,3 +308,7 @@ class Command:
         self.done.set()
         if self.notify is not None:
             self.notify()
+
+
+# What ``core.handle`` is given: a message, or None when the wait for one timed out.
+Message = Union[Signal, Changes, Exited, Command, Loaded, SinksRemoved, None]
