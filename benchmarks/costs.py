@@ -285,8 +285,9 @@ def _upgrade_end_to_end(root: Path, probe: Probe, sizes: list[int], rounds: int)
 def upgrade_in_process(sizes: list[int], rounds: int, heap: int = 1_000_000) -> dict[str, Any]:
     """The class upgrade of a state of N objects (``upgrade.classes``), in this process: each
     object an instance with a list of its own, so 2N + 2 objects are walked. Timed moving all
-    of them (a method of their class edited), and walking them with nothing to move; then
-    the smallest state again beside ``heap`` unrelated objects, which the walk must not see."""
+    of them (a method of their class edited), walking them with nothing to move, and the
+    least any walk of them costs in Python (``_bare_walk``), interleaved; then the smallest
+    state again beside ``heap`` unrelated objects, which the walk must not see."""
     from hotreload import upgrade
 
     module = types.ModuleType("bench_upgrade_items")
@@ -309,18 +310,32 @@ def upgrade_in_process(sizes: list[int], rounds: int, heap: int = 1_000_000) -> 
         assert report.moved == (len(state["items"]) if moving else 0) and not report.left
         return elapsed
 
+    def timed_bare(state: dict) -> float:
+        gc.collect()
+        began = time.perf_counter()
+        walked = _bare_walk(state)
+        elapsed = time.perf_counter() - began
+        assert walked == 2 * len(state["items"]) + 2
+        return elapsed
+
     try:
         results: dict[str, Any] = {}
         for size in sizes:
             reload()
             state = {"items": [module.Item(n) for n in range(size)]}
-            moves = [timed(state, True) for _ in range(rounds)]
-            walks = [timed(state, False) for _ in range(rounds)]
+            moves: list[float] = []
+            walks: list[float] = []
+            bare: list[float] = []
+            for _ in range(rounds):
+                moves.append(timed(state, True))
+                walks.append(timed(state, False))
+                bare.append(timed_bare(state))
             assert state["items"][0].version() == version
             results[str(size)] = {
                 "objects_walked": 2 * size + 2,
                 "move_all_ms": summary(moves),
                 "nothing_to_move_ms": summary(walks),
+                "bare_walk_ms": summary(bare),
                 "us_per_object_moved": round(statistics.median(moves) / size * 1e6, 2),
             }
         size = min(sizes)
@@ -333,3 +348,19 @@ def upgrade_in_process(sizes: list[int], rounds: int, heap: int = 1_000_000) -> 
         return results
     finally:
         del sys.modules[module.__name__]
+
+
+def _bare_walk(state: dict) -> int:
+    """The least a walk of the benchmark's state costs in Python: each object once, by id,
+    through dict values, list items and instance dicts, with nothing decided about any."""
+    seen = {id(state): state}
+    stack: list = [state]
+    while stack:
+        obj = stack.pop()
+        kind = type(obj)
+        children = obj.values() if kind is dict else obj if kind is list else vars(obj).values()
+        for child in children:
+            if type(child) not in (int, str) and id(child) not in seen:
+                seen[id(child)] = child
+                stack.append(child)
+    return len(seen)

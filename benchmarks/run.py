@@ -100,6 +100,7 @@ def _print(section: str, results: Any) -> None:
             print(_row(f"{size} objects, move all", figures["move_all_ms"])
                   + f"   {figures['us_per_object_moved']} us per object")
             print(_row(f"{size} objects, nothing to move", figures["nothing_to_move_ms"]))
+            print(_row(f"{size} objects, bare walk", figures["bare_walk_ms"]))
         beside = inside["beside_heap"]
         print(_row(f"{beside['size']} beside {beside['heap_objects']} others", beside["move_all_ms"]))
         print("Save of a helper -> worker running, its objects in ctx.state moved")
