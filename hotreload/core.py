@@ -938,6 +938,8 @@ def _carried(worker: Worker, loaded: Reloaded) -> None:
             worker.log.warning("ctx.state not upgraded to the new classes: the abandoned thread of the previous "
                                "version still runs on it")
         return
+    if report.error is not None:
+        worker.log.warning(f"ctx.state not upgraded to the new classes: {report.error}")
     if report.moved:
         worker.log.debug(f"ctx.state: {report.moved} object(s) moved to their new class ({report.visited} looked at)")
     for left in report.left:

@@ -91,6 +91,7 @@ class Report:
     visited: int = 0  # objects of the state looked at (numbers and strings not counted)
     moved: int = 0
     left: list = field(default_factory=list)  # of Left, in the order the state holds them
+    error: Optional[str] = None  # why nothing was moved: the state could not be looked through
 
 
 # Objects that hold no reference worth following.
@@ -132,16 +133,22 @@ def classes(state: dict, modules: Mapping[str, Namespaces]) -> Report:
     ``modules`` (by module name) and is no longer that module's class of the same qualified
     name to the current one. Returns what was moved and what was left, and why."""
     walk = _Walk(modules)
-    walk.run(state)
+    try:
+        walk.run(state)
+        # An OrderedDict finds its own order by hashing its keys: read it before any key moves.
+        orders = {id(home): list(collections.OrderedDict.items(home))
+                  for homes in walk.homes.values() for home in homes if type(home) is collections.OrderedDict}
+    except Exception as exc:  # noqa: BLE001 - a class of the user's that Python cannot read as it was made
+        return Report(visited=len(walk.seen), error=f"looking through it raised {safe.one_line(exc)}")
     report = Report(visited=len(walk.seen))
     groups: Dict[int, tuple] = {}  # id of an object left -> (its class's name, why)
     rebuild: Dict[int, Any] = {}
-    # An OrderedDict finds its own order by hashing its keys: read it before any key moves.
-    orders = {id(home): list(collections.OrderedDict.items(home))
-              for homes in walk.homes.values() for home in homes if type(home) is collections.OrderedDict}
     for obj in walk.candidates:
         old = type(obj)
-        why = _move(obj, walk.plans[old], walk.homes.get(id(obj), ()), rebuild)
+        try:
+            why = _move(obj, walk.plans[old], walk.homes.get(id(obj), ()), rebuild)
+        except Exception as exc:  # noqa: BLE001 - _move checks what it knows can fail; this is the rest
+            why = f"moving it raised {safe.one_line(exc)}"
         if why is None:
             report.moved += 1
         else:
@@ -151,7 +158,11 @@ def classes(state: dict, modules: Mapping[str, Namespaces]) -> Report:
         if why is not None:
             groups[id(home)] = (f"{type(home).__module__}.{type(home).__qualname__}", why)
     if groups:
-        report.left = walk.left(state, groups)
+        try:
+            report.left = walk.left(state, groups)
+        except Exception:  # noqa: BLE001 - as in the first walk: then the objects go unnamed
+            counts = collections.Counter(groups.values())
+            report.left = [Left("an object of ctx.state", cls, why, count) for (cls, why), count in counts.items()]
     return report
 
 

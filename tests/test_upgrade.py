@@ -464,3 +464,14 @@ def test_the_standard_mappings_are_rehashed_in_order_and_other_subclasses_keep_t
     [left] = report.left
     assert type(custom_key) is old_key and custom[custom_key] == 1
     assert "it is a key of a Custom" in left.why and left.path == "list(state['x'])[0]"
+
+
+def test_a_state_that_cannot_be_looked_through_is_left_as_it_is_and_said_so(module):
+    old = module("class Odd:\n    __slots__ = ('x',)\nclass Fine:\n    pass\n")
+    odd, fine = old.Odd(), old.Fine()
+    old.Odd.__slots__ = 5  # allowed after the class is made; no longer a list of names
+    old_fine = old.Fine
+    new = module("class Odd:\n    pass\nclass Fine:\n    pass\n")
+    report = moved({"odd": odd, "fine": fine}, new)
+    assert report.moved == 0 and type(fine) is old_fine
+    assert report.error is not None and "TypeError" in report.error
