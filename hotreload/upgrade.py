@@ -197,17 +197,22 @@ class _Walk:
         return plan
 
     def run(self, state: dict) -> None:
-        # The hot loop of a reload with a large state: references are checked inline.
+        # The hot loop of a reload with a large state: references are checked inline, and a
+        # type's plan unpacked once per object.
         seen, stack, plans, homes, atoms = self.seen, [state], self.plans, self.homes, _ATOMS
         seen[id(state)] = state
         while stack:
             obj = stack.pop()
             kind = type(obj)
-            plan = plans.get(kind) or self.plan(kind)
-            if plan.decision is not None:
+            shape, iterate, attributes, slots, decision = plans.get(kind) or self.plan(kind)
+            if decision is not None:
                 self.candidates.append(obj)
             children: Any = ()
-            if plan.shape == _DICT:
+            if shape == _SEQUENCE:
+                # A list or tuple of its exact type is iterated as it is (nothing runs meanwhile
+                # that could resize it in a way its iterator minds); any other is copied first.
+                children = obj if kind is list or kind is tuple else list(iterate(obj))
+            elif shape == _DICT:
                 for key in list(dict.keys(obj)):
                     if type(key) not in atoms:
                         if self.plan(type(key)).decision is not None:
@@ -216,28 +221,29 @@ class _Walk:
                             seen[id(key)] = key
                             stack.append(key)
                 children = list(dict.values(obj))
-            elif plan.shape == _SET:
-                for item in list(plan.iterate(obj)):
+            elif shape == _SET:
+                for item in list(iterate(obj)):
                     if type(item) not in atoms:
                         if self.plan(type(item)).decision is not None:
                             homes.setdefault(id(item), []).append(obj)
                         if id(item) not in seen:
                             seen[id(item)] = item
                             stack.append(item)
-            elif plan.shape == _SEQUENCE:
-                children = list(plan.iterate(obj))
             for child in children:
                 if type(child) not in atoms and id(child) not in seen:
                     seen[id(child)] = child
                     stack.append(child)
-            if plan.attributes is not None:
-                attributes = _read(plan.attributes, obj, kind)
-                if type(attributes) is dict:
-                    for child in list(dict.values(attributes)):
+            if attributes is not None:
+                try:
+                    own = attributes.__get__(obj, kind)
+                except Exception:  # noqa: BLE001 - a C type's own descriptor that refuses
+                    own = None
+                if type(own) is dict:
+                    for child in list(dict.values(own)):
                         if type(child) not in atoms and id(child) not in seen:
                             seen[id(child)] = child
                             stack.append(child)
-            for _, slot in plan.slots:
+            for _, slot in slots:
                 try:
                     child = slot.__get__(obj, kind)
                 except AttributeError:  # an empty slot
