@@ -26,7 +26,7 @@ import dataclasses
 import enum
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 from hotreload import safe
 
@@ -68,7 +68,7 @@ class Namespaces(NamedTuple):
     (None if this swap did not reload it: its classes are the current ones)."""
 
     now: Mapping[str, Any]
-    before: Optional[Mapping[str, Any]]
+    before: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,8 @@ class Left:
 class Report:
     visited: int = 0  # objects of the state looked at (numbers and strings not counted)
     moved: int = 0
-    left: list = field(default_factory=list)  # of Left, in the order the state holds them
-    error: Optional[str] = None  # why nothing was moved: the state could not be looked through
+    left: list[Left] = field(default_factory=list)  # in the order the state holds them
+    error: str | None = None  # why nothing was moved: the state could not be looked through
 
 
 # Objects that hold no reference worth following.
@@ -106,7 +106,7 @@ _OPAQUE = (
 # Containers whose elements are hashed, and how to rebuild one in place when an element's
 # hash changed with its class. Subclasses with their own structure (an OrderedDict is not
 # a plain dict inside) are rebuilt only through their own type's methods.
-_REBUILD: Dict[type, Tuple[Callable[[Any], Any], Callable[[Any, Any], Any]]] = {
+_REBUILD: dict[type, tuple[Callable[[Any], Any], Callable[[Any, Any], Any]]] = {
     dict: (dict.clear, dict.update),
     collections.defaultdict: (dict.clear, dict.update),
     collections.Counter: (dict.clear, dict.update),
@@ -141,8 +141,8 @@ def classes(state: dict, modules: Mapping[str, Namespaces]) -> Report:
     except Exception as exc:  # noqa: BLE001 - a class of the user's that Python cannot read as it was made
         return Report(visited=len(walk.seen), error=f"looking through it raised {safe.one_line(exc)}")
     report = Report(visited=len(walk.seen))
-    groups: Dict[int, tuple] = {}  # id of an object left -> (its class's name, why)
-    rebuild: Dict[int, Any] = {}
+    groups: dict[int, tuple] = {}  # id of an object left -> (its class's name, why)
+    rebuild: dict[int, Any] = {}
     for obj in walk.candidates:
         old = type(obj)
         try:
@@ -185,10 +185,10 @@ class _Walk:
 
     def __init__(self, modules: Mapping[str, Namespaces]) -> None:
         self.modules = modules
-        self.plans: Dict[type, _Plan] = {}
-        self.seen: Dict[int, Any] = {}  # id -> object: each held alive while ids are compared
+        self.plans: dict[type, _Plan] = {}
+        self.seen: dict[int, Any] = {}  # id -> object: each held alive while ids are compared
         self.candidates: list = []  # objects whose class is not their module's current one
-        self.homes: Dict[int, list] = {}  # id of a candidate -> the dicts and sets it is a key of
+        self.homes: dict[int, list] = {}  # id of a candidate -> the dicts and sets it is a key of
 
     def plan(self, kind: type) -> _Plan:
         plan = self.plans.get(kind)
@@ -273,12 +273,12 @@ class _Walk:
                 pass
         return found
 
-    def left(self, state: dict, groups: Dict[int, tuple]) -> list:
+    def left(self, state: dict, groups: dict[int, tuple]) -> list:
         """The objects left, one ``Left`` per class and reason, named by the path to the
         first one in the order the state holds them. A second walk, depth first in that
         order, made only when something was left: the usual walk records no paths."""
         counts = collections.Counter(groups.values())
-        paths: Dict[tuple, str] = {}
+        paths: dict[tuple, str] = {}
         done: set = {id(state)}
         stack: list = [(state, "state")]
         while stack and len(paths) < len(counts):
@@ -391,7 +391,7 @@ def _decide(kind: type, modules: Mapping[str, Namespaces]) -> Any:
     return _Move(found, fields, dict(_slots(found)))
 
 
-def _move(obj: Any, plan: _Plan, homes: Any, rebuild: Dict[int, Any]) -> str | None:
+def _move(obj: Any, plan: _Plan, homes: Any, rebuild: dict[int, Any]) -> str | None:
     """Move one object to its new class, wholly or not at all; None if moved, else why not.
     Containers it is a key of whose hash changed are added to ``rebuild``."""
     decision = plan.decision
