@@ -92,7 +92,7 @@ def _print(section: str, results: Any) -> None:
         for label, figures in results.items():
             print(_row(label, figures))
     elif section == "upgrade":
-        print("Class upgrade of ctx.state, in process")
+        print("Class upgrade of ctx.state, in process (CPU time)")
         inside = results["in_process"]
         for size, figures in inside.items():
             if size == "beside_heap":
