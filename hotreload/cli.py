@@ -291,9 +291,10 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
 
     guardian.connect()  # before anything can fail: leaving early is then a failure it is told of
     guardian.handle_signals_while_starting()
-    from hotreload import control, host, log
+    from hotreload import control, host, log, output
 
     log.configure(args.log_level, as_json=args.log_json, file=args.log_file, colour=args.color)
+    output.install()
     options = host.Options(folder, stop_timeout=args.stop_timeout, reload=args.reload,
                            entry_points=args.entry_points, debounce=args.debounce,
                            config=str(config.path) if config.path else None,
@@ -310,6 +311,7 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
     if running.control.notice:
         log.logger.warning(running.control.notice)
     status = host.serve(running)
+    output.flush_all()
     leftover = host.leftover_threads()
     if leftover:
         names = ", ".join(repr(t.name) for t in leftover)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import loguru
 from loguru import logger
 
-from hotreload import safe
+from hotreload import output, safe
 from hotreload.colours import RESET, colour_of, wanted
 from hotreload.logfile import LogFile
 from hotreload.worker import THREAD_PREFIX
@@ -207,7 +207,7 @@ def configure(level: str = "INFO", as_json: bool = False, file: str | None = Non
     logger.configure(extra={"worker": "host"})
     plain: Any = _json_line if as_json else TEXT_FORMAT
     common = dict(level=level, backtrace=False, diagnose=False)
-    stderr = _Stderr(sys.stderr)
+    stderr = _Stderr(output.real(sys.stderr))  # never the Capture: its log calls would come back
     coloured = not as_json and wanted(colour, stderr.isatty(), os.environ.get("NO_COLOR"))
     _sinks.specs = [(stderr, dict(colorize=coloured, format=_coloured_line if coloured else plain, **common))]
     if file:

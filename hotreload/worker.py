@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hotreload import safe
+from hotreload import output, ownership, safe
 from hotreload.settings import Settings
 
 __all__ = ["Context", "Exited", "Interrupted", "Run", "Worker", "THREAD_PREFIX", "call_problem"]
@@ -135,6 +135,7 @@ class Run:
         self._inbox = inbox
         self._cancel: Callable[[], Any] | None = None
         self.thread = threading.Thread(target=self._main, name=THREAD_PREFIX + worker.name, daemon=True)
+        ownership.adopt(self.thread, worker.name)
 
     def start(self) -> None:
         self.started_at = time.monotonic()
@@ -182,6 +183,7 @@ class Run:
             error = exc
         finally:
             self._cancel = None
+            output.finish()  # its last words before the host logs its end
             self._inbox.put(Exited(self, error, _described(error)))
 
     def _run_async(self, awaitable: Any) -> None:
