@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import threading
+from threading import current_thread
 from typing import Any
 
 import loguru
@@ -82,6 +83,20 @@ def _log(worker: str, level: str, line: str) -> None:
         _emitting.active = False
 
 
+def _whose(thread: threading.Thread) -> str | None:
+    """The worker whose line a write or flush of ``thread`` is (the caller's caller is the
+    writer); None when it goes to the real stream: the thread is nobody's, or the writer is a
+    log sink or handler, or our own log call (a sink the worker added on this stream)."""
+    worker = ownership.of(thread)
+    if worker is None or _emitting.active:
+        return None
+    try:
+        writer = sys._getframe(2).f_code.co_filename
+    except ValueError:  # called from C with no Python frame above
+        return worker
+    return None if writer.startswith(_LOG_MACHINERY) else worker
+
+
 class Capture:
     """Stands in for ``sys.stdout`` or ``sys.stderr`` (``stream``): what a worker's thread
     writes is logged at ``level``, the rest written to ``stream``."""
@@ -91,32 +106,25 @@ class Capture:
         self.level = level
         self._held: dict[threading.Thread, _Held] = {}
 
-    def _worker(self, thread: threading.Thread) -> str | None:
-        """Whose lines a write of ``thread``'s are, here; None: the real stream's."""
-        worker = ownership.of(thread)
-        if worker is None or _emitting.active:  # nobody's; or a write from inside our own log call
-            return None
-        try:
-            caller = sys._getframe(2).f_code.co_filename  # of write() or flush()
-        except ValueError:  # called from C with no Python frame above
-            return worker
-        return None if caller.startswith(_LOG_MACHINERY) else worker
-
     def write(self, text: str) -> int:
-        if not isinstance(text, str):
+        # The hot path: print() makes a write for each argument, separator and end.
+        if text.__class__ is not str and not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        thread = threading.current_thread()
-        worker = self._worker(thread)
+        thread = current_thread()
+        worker = _whose(thread)
         if worker is None:
             return self.stream.write(text)
         held = self._held.get(thread)
-        if "\n" not in text and (0 if held is None else held.size) + len(text) < LINE_MAX:
-            if text:
-                if held is None:
-                    held = self._hold(thread, worker)
+        if "\n" not in text:
+            if held is None:
+                if not text:
+                    return 0
+                held = self._hold(thread, worker)
+            size = held.size + len(text)
+            if size < LINE_MAX:
                 held.parts.append(text)
-                held.size += len(text)
-            return len(text)
+                held.size = size
+                return len(text)
         before = "".join(self._held.pop(thread).parts) if held is not None else ""
         lines, rest = lines_of(before, text)
         for line in lines:
@@ -132,8 +140,8 @@ class Capture:
             self.write(line)
 
     def flush(self) -> None:
-        thread = threading.current_thread()
-        if self._worker(thread) is None:
+        thread = current_thread()
+        if _whose(thread) is None:
             self.stream.flush()
         else:
             self._log_held(thread)
