@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-reloads", type=int, default=20)
     parser.add_argument("--soak", type=int, default=1000, help="reloads, and crash cycles, in the soak")
     parser.add_argument("--startup-runs", type=int, default=30)
-    parser.add_argument("--output-lines", type=int, default=100_000, help="lines a worker prints per round")
+    parser.add_argument("--output-lines", type=int, default=20_000, help="lines a worker prints per round")
     parser.add_argument("--output-rounds", type=int, default=5)
     args = parser.parse_args(argv)
     unknown = sorted(set(args.sections) - set(SECTIONS))
