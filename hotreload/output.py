@@ -171,7 +171,9 @@ class Capture:
             self._log_held(thread)
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, errors, buffer, closed, close…
-        if name in ("stream", "_held"):  # not set yet (copy.copy makes an instance without __init__)
+        # Not its own attributes before __init__ (copy.copy makes an instance without it), nor
+        # the stream's protocol of copy and pickle (``__getstate__``…): those are the Capture's.
+        if name in ("stream", "_held") or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.stream, name)
 
