@@ -91,10 +91,13 @@ def _print(section: str, results: Any) -> None:
         print(f"A worker's printed lines: {results['lines']} lines x {results['rounds']} rounds, p50 per line")
         for label in costs.OUTPUT_SETTINGS:
             r = results[label]
-            us = r["us_per_line"]
-            print(f"  {label:<8} print to a file {us['print_to_file']:.2f} us, ctx.log {us['ctx_log']:.2f} us, "
-                  f"print captured {us['print_captured']:.2f} us (+{r['overhead_us_per_line']:.2f} us); host RSS "
-                  f"{r['rss_mb'][0]} -> {r['rss_mb'][1]} MB, peak {r['peak_rss_mb'][0]} -> {r['peak_rss_mb'][1]} MB")
+            for clock, key, extra in (("wall", "us_per_line", "overhead_us_per_line"),
+                                      ("CPU", "cpu_us_per_line", "cpu_overhead_us_per_line")):
+                us = r[key]
+                print(f"  {label:<8} {clock:<4} print to a file {us['print_to_file']:.2f} us, ctx.log "
+                      f"{us['ctx_log']:.2f} us, print captured {us['print_captured']:.2f} us (+{r[extra]:.2f} us)")
+            print(f"  {label:<8} host RSS {r['rss_mb'][0]} -> {r['rss_mb'][1]} MB, "
+                  f"peak {r['peak_rss_mb'][0]} -> {r['peak_rss_mb'][1]} MB")
     elif section == "startup":
         print("Start-up (wall time of the whole command)")
         for label, figures in results.items():

@@ -111,10 +111,18 @@ class Capture:
         if text.__class__ is not str and not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         thread = current_thread()
+        held = self._held.get(thread)
+        if held is not None and "\n" not in text and not _emitting.active:
+            # More of a line under way, in a worker's thread: a log sink or handler writes
+            # whole lines, so there is no need to ask who writes.
+            size = held.size + len(text)
+            if size < LINE_MAX:
+                held.parts.append(text)
+                held.size = size
+                return len(text)
         worker = _whose(thread)
         if worker is None:
             return self.stream.write(text)
-        held = self._held.get(thread)
         if "\n" not in text:
             if held is None:
                 if not text:
