@@ -9,11 +9,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from hotreload import config as configuration
 from hotreload.config import LOG_LEVELS, Config, ConfigError, worker_defaults
 from hotreload.config import find as find_config
+
+if TYPE_CHECKING:
+    from hotreload.records import Host, Options
 
 __all__ = ["main"]
 
@@ -352,7 +355,7 @@ def _failed(result: Any) -> bool:
     return str(result).startswith("cannot ")
 
 
-def _create_host(options: Any) -> Any:
+def _create_host(options: Options) -> Host | None:
     """``host.create(options)``, or None once a folder whose package fails to import is
     reported (its ``__init__.py`` raised)."""
     from hotreload import host, log

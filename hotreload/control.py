@@ -34,9 +34,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from hotreload.records import Command
+
+if TYPE_CHECKING:
+    from hotreload.inbox import Inbox
 
 __all__ = [
     "COMMANDS", "AlreadyRunning", "ControlError", "Server", "host_socket_path", "request",
@@ -201,7 +204,7 @@ def check(raw: bytes) -> Command | dict[str, Any]:
 class Server:
     """The host's end: a lock, a listening socket and one thread that serves every client."""
 
-    def __init__(self, folder: Path, inbox: Any) -> None:
+    def __init__(self, folder: Path, inbox: Inbox) -> None:
         self.folder = folder
         self.inbox = inbox
         self.path, self.notice = host_socket_path(folder)
@@ -329,7 +332,7 @@ class _Clients:
     at once by one selector. It sleeps until a client, an answer or a deadline needs it: with
     no connection open there is no deadline, and no wake-up at all."""
 
-    def __init__(self, listener: socket.socket, inbox: Any, wake: Callable[[], None]) -> None:
+    def __init__(self, listener: socket.socket, inbox: Inbox, wake: Callable[[], None]) -> None:
         self.listener = listener
         self.inbox = inbox
         self.wake = wake

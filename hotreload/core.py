@@ -21,15 +21,18 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from hotreload import backoff, importer, loader, safe, settings
 from hotreload import guardian as guardian_process
 from hotreload.log import format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
 from hotreload.log import bridge_removed, restore_bridge
-from hotreload.records import Changes, Command, Exited, Host, Job, Loaded, Signal, SinksRemoved, Swap, Worker
+from hotreload.records import Changes, Command, Exited, Host, Job, Loaded, Message, Signal, SinksRemoved, Swap, Worker
 from hotreload.states import BACKOFF, EXITED, FATAL, RESTARTABLE, RUNNING, STARTING, STOPPED, STOPPING
 from hotreload.worker import Execution, Interrupted, call_problem
+
+if TYPE_CHECKING:
+    from loguru import Logger
 
 __all__ = ["exit_status", "finished", "format_error", "handle", "helpers", "load", "logger", "start", "wakeup"]
 
@@ -104,7 +107,7 @@ def _on_startup_job(host: Host, job: Job) -> None:
         _worker_imported(host, job)
 
 
-def handle(host: Host, message: Any) -> None:
+def handle(host: Host, message: Message) -> None:
     """Act on one message from the inbox (None when the wait timed out), then on due timers."""
     if isinstance(message, Exited):
         _on_exit(host, message)
@@ -1015,7 +1018,7 @@ def _worker_of(host: Host, module: str) -> Worker | None:
     return worker if worker is not None and worker.module == module else None
 
 
-def _log_for(host: Host, module: str) -> Any:
+def _log_for(host: Host, module: str) -> Logger:
     """The logger of the worker ``module`` is, or the host's."""
     worker = _worker_of(host, module)
     return worker.log if worker is not None else host.log

@@ -33,7 +33,7 @@ class SourceFilter:
     def __call__(self, path: PurePath, root: PurePath | None = None) -> bool:
         """True for a source file under ``root`` (by default: under any of the roots)."""
         parts = self.parts(path, root)
-        return bool(parts) and parts[-1].endswith(".py") and not any(m in parts[-1] for m in self.temp_markers)
+        return parts is not None and bool(parts) and parts[-1].endswith(".py") and not any(m in parts[-1] for m in self.temp_markers)
 
     def parts(self, path: PurePath, root: PurePath | None = None) -> tuple[str, ...] | None:
         """``path``'s parts below ``root`` (or below the root it is under), or None if it is

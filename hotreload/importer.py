@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hotreload.records import Job, Loaded
+
+if TYPE_CHECKING:
+    from hotreload.inbox import Inbox
 
 __all__ = ["Importer", "REPORT_AFTER", "next_report", "run"]
 
@@ -45,7 +48,7 @@ class Importer:
     Daemon, because a module that never finishes importing must not keep the process alive.
     """
 
-    def __init__(self, inbox: Any) -> None:
+    def __init__(self, inbox: Inbox) -> None:
         self._inbox = inbox
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._main, name="hotreload:importer", daemon=True)

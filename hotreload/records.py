@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from loguru import logger
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CORE_FILE", "Changes", "Command", "Exited", "Graph", "Host", "Job", "Loaded", "Options", "Signal",
-    "SinksRemoved", "Swap", "Worker",
+    "Message", "SinksRemoved", "Swap", "Worker",
 ]
 
 CORE_FILE = Path(__file__).with_name("core.py").resolve()
@@ -279,3 +279,7 @@ class Command:
         self.done.set()
         if self.notify is not None:
             self.notify()
+
+
+# What ``core.handle`` is given: a message, or None when the wait for one timed out.
+Message = Union[Signal, Changes, Exited, Command, Loaded, SinksRemoved, None]

@@ -138,10 +138,10 @@ def run_worker(target: str | Path | ModuleType, state: dict[str, Any] | None = N
     ctx; ``state`` is its initial ``ctx.state``. Stops it when the block ends."""
     module, undo = _load(target)
     try:
-        target, settings = loader.worker_parts(module, Settings())
+        main, settings = loader.worker_parts(module, Settings())
         name = module.__name__.rsplit(".", 1)[-1]
         record = Worker(name, str(getattr(module, "__file__", name)), logger.bind(worker=name), settings,
-                        module.__name__, target=target, user_state=state if state is not None else {})
+                        module.__name__, target=main, user_state=state if state is not None else {})
         exits: queue.SimpleQueue = queue.SimpleQueue()
         worker = WorkerUnderTest(record, Execution(record, exits), exits)
         worker._execution.start()

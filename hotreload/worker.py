@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import inspect
+import queue
 import sys
 import threading
 import time
@@ -89,7 +90,7 @@ class Execution:
     alive: the host reports it and exits anyway.
     """
 
-    def __init__(self, worker: Worker, inbox: Inbox) -> None:
+    def __init__(self, worker: Worker, inbox: Inbox | queue.SimpleQueue[Exited]) -> None:
         self.worker = worker
         self.stop_event = threading.Event()
         self.ctx = Context(worker.name, worker.log, worker.user_state, self.stop_event)
