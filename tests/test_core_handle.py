@@ -434,3 +434,25 @@ def test_an_internal_error_of_the_reloaded_core_rolls_it_back_and_the_same_bytes
     status = Command("status")
     hosting._call_core(host, "handle", host, status)  # the fixed core answers
     assert status.reply["core_generation"] == 1 and worker.execution is execution
+
+
+def test_a_message_a_failing_new_core_did_not_consume_is_handled_again_by_the_previous_one(
+    core_host, core_copy, logged, monkeypatch
+):
+    """A worker's end, handed to a new core that raises on it: after the rollback, the
+    previous core gets the same message, so the worker is not left 'running' on a dead thread."""
+    path, live = core_copy
+    monkeypatch.setattr(hosting, "core", live)
+    host = core_host()
+    host.core_file = path
+    worker = launched(host, "w", crashes, core=live, backoff=SLOW)
+    signature = "def _on_exit(host: Host, message: Exited) -> None:\n"
+    edited(path, signature, signature + "    raise RuntimeError('a bug in the new core')\n")
+    corereload.on_own_changes(host, live, hosting.CORE_API, [str(path)])
+    assert host.core_generation == 1
+
+    hosting._call_core(host, "handle", host, next_message(host, Exited))
+    assert host.core_generation == 0  # rolled back...
+    pump(host, lambda: worker.state == BACKOFF, "the previous core to handle the crash", core=live)
+    assert worker.execution is None and worker.restart_at is not None  # ...and the crash was not lost
+    assert any("handed again to the previous core" in line for line in logged)
