@@ -51,7 +51,7 @@ def install() -> None:
     worker's thread belongs to that worker."""
     if getattr(threading.Thread.start, "_hotreload_inherits", False):
         return
-    threading.Thread.start = _inheriting(threading.Thread.start)  # type: ignore[method-assign]
+    threading.Thread.start = _inheriting(threading.Thread.start)  # type: ignore[method-assign,assignment]
 
 
 def _inheriting(start: Callable[[threading.Thread], None]) -> Callable[[threading.Thread], None]:
