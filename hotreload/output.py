@@ -112,28 +112,31 @@ class Capture:
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         thread = current_thread()
         held = self._held.get(thread)
-        if held is not None and "\n" not in text and not _emitting.active:
-            # More of a line under way, in a worker's thread: a log sink or handler writes
-            # whole lines, so there is no need to ask who writes.
-            size = held.size + len(text)
-            if size < LINE_MAX:
-                held.parts.append(text)
-                held.size = size
-                return len(text)
-        worker = _whose(thread)
-        if worker is None:
-            return self.stream.write(text)
-        if "\n" not in text:
-            if held is None:
+        ends = "\n" in text
+        if held is not None and not ends and not _emitting.active:
+            # More of a line under way in a worker's thread: log sinks and handlers write
+            # whole lines, so who writes need not be asked.
+            worker = held.worker
+        else:
+            whose = _whose(thread)
+            if whose is None:
+                return self.stream.write(text)
+            worker = whose
+            if held is None and not ends:
                 if not text:
                     return 0
                 held = self._hold(thread, worker)
+        if not ends:
+            assert held is not None
             size = held.size + len(text)
             if size < LINE_MAX:
                 held.parts.append(text)
                 held.size = size
                 return len(text)
-        before = "".join(self._held.pop(thread).parts) if held is not None else ""
+        before = ""
+        if held is not None:
+            self._held.pop(thread, None)  # None: flush_all, at the host's end, took it meanwhile
+            before = "".join(held.parts)
         lines, rest = lines_of(before, text)
         for line in lines:
             _log(worker, self.level, line)
