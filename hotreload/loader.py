@@ -30,13 +30,14 @@ from hotreload.worker import call_problem
 __all__ = [
     "CONTRACT_NAMES", "ENTRY_POINT_GROUP", "Checked", "HotFinder", "NotAWorker", "Source", "WorkerError",
     "check_source", "check_sources", "dependents", "digest", "discover", "entry_points", "forget", "imports_of",
-    "inside", "install", "loaded_digest", "read_bytes", "reload", "reload_order", "worker_parts",
+    "inside", "install", "loaded_digest", "migrate_of", "migration", "read_bytes", "reload", "reload_order",
+    "worker_parts",
     "writable_by_others",
 ]
 
 ENTRY_POINT_GROUP = "hotreload.workers"
 # Names the worker contract reads: cleared before a worker's reload (see ``reload``).
-CONTRACT_NAMES = ("run", *settings_mod.NAMES, *program_mod.NAMES)
+CONTRACT_NAMES = ("run", "migrate", *settings_mod.NAMES, *program_mod.NAMES)
 
 
 class Source(NamedTuple):
@@ -402,30 +403,66 @@ def worker_parts(
     """The target and validated settings of a worker module: its ``run`` callable, or the
     ``Program`` that its ``COMMAND`` (and ``ENV``, ``CWD``, ``STOP_SIGNAL``) define."""
     path = getattr(module, "__file__", None)
+    target: Callable[..., Any] | program_mod.Program
     if "COMMAND" in module.__dict__:
         if "run" in module.__dict__:
             raise WorkerError(path, _line_of(path, "COMMAND"), "defines both run(ctx) and COMMAND: a worker "
                                                                "is a thread or a program, not both")
-        return _checked(path, lambda: (program_mod.parse(module.__dict__, _folder_of(module)),
-                                       settings_mod.parse(module.__dict__, defaults)))
-    if "run" not in module.__dict__:
+        target = _checked(path, lambda: program_mod.parse(module.__dict__, _folder_of(module)))
+    elif "run" not in module.__dict__:
         raise NotAWorker(f"{path}: defines no run(ctx)")
-    run = module.__dict__["run"]
-    if not callable(run):
-        raise WorkerError(path, _line_of(path, "run"), f"run must be callable, not {type(run).__name__}")
-    problem = call_problem(run)
-    if problem is not None:  # else each start would fail with a TypeError inside hotreload
-        message, where, line = problem
-        raise WorkerError(where or path, line if where else _line_of(path, "run"), message)
-    return _checked(path, lambda: (run, settings_mod.parse(module.__dict__, defaults)))
+    else:
+        target = module.__dict__["run"]
+        if not callable(target):
+            raise WorkerError(path, _line_of(path, "run"), f"run must be callable, not {type(target).__name__}")
+        problem = call_problem(target)
+        if problem is not None:  # else each start would fail with a TypeError inside hotreload
+            message, where, line = problem
+            raise WorkerError(where or path, line if where else _line_of(path, "run"), message)
+    settings = _checked(path, lambda: settings_mod.parse(module.__dict__, defaults))
+    migrate_of(module)
+    return target, settings
 
 
-def _checked(path: str | None, parts: Callable[[], Any]) -> Any:
-    """``parts()``, a setting's error reported at the line that sets it."""
+def _checked(path: str | None, parse: Callable[[], Any]) -> Any:
+    """``parse()``, a setting's error reported at the line that sets it."""
     try:
-        return parts()
+        return parse()
     except settings_mod.SettingsError as exc:
         raise WorkerError(path, _line_of(path, exc.name.partition("[")[0]), str(exc)) from None
+
+
+def migrate_of(module: types.ModuleType) -> Callable[..., Any] | None:
+    """The module's ``migrate(state, old_version)``, checked like ``run``; None if it has none."""
+    if "migrate" not in module.__dict__:
+        return None
+    path = getattr(module, "__file__", None)
+    migrate = module.__dict__["migrate"]
+    if not callable(migrate):
+        raise WorkerError(path, _line_of(path, "migrate"), f"migrate must be callable, not {type(migrate).__name__}")
+    problem = call_problem(migrate, "migrate", ("state", "old_version"))
+    if problem is not None:
+        message, where, line = problem
+        raise WorkerError(where or path, line if where else _line_of(path, "migrate"), message)
+    return migrate
+
+
+def migration(module: types.ModuleType, old_version: int, new_version: int) -> Callable[..., Any] | None:
+    """The ``migrate`` to run when a reload takes a worker's state from ``old_version`` to
+    ``new_version`` (the module's STATE_VERSION): None when the version did not change. A
+    change without a ``migrate`` is an error, as the state would reach code that expects
+    another shape: a migrate that returns the state as it is says so explicitly."""
+    if old_version == new_version:
+        return None
+    migrate = migrate_of(module)
+    if migrate is None:
+        path = getattr(module, "__file__", None)
+        raise WorkerError(
+            path, _line_of(path, "STATE_VERSION"),
+            f"STATE_VERSION changed from {old_version} to {new_version}, and no migrate(state, old_version) is "
+            "defined to carry ctx.state over (one that returns the state unchanged will do)",
+        )
+    return migrate
 
 
 def _folder_of(module: types.ModuleType) -> Path:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from hotreload import safe
+from hotreload import ownership, safe
 from hotreload.guardian import GUARDIAN_ENV
 from hotreload.log import THREAD_PREFIX
 from hotreload.records import Exited
@@ -240,6 +240,7 @@ class Process:
         self._pending: int | None = None  # a signal asked for before the child existed
         self._reaped = False  # its pid may belong to someone else now: never signal it again
         self.thread = threading.Thread(target=self._main, name=THREAD_PREFIX + worker.name, daemon=True)
+        ownership.adopt(self.thread, worker.name)  # what it might write is the worker's, as for a thread worker
 
     def start(self) -> None:
         self.started_at = time.monotonic()
