@@ -15,9 +15,10 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 from hotreload import safe
+from hotreload.keep import Kept
 from hotreload.settings import Settings
 
 __all__ = ["Context", "Exited", "Interrupted", "Run", "Worker", "THREAD_PREFIX", "call_problem"]
@@ -45,6 +46,7 @@ class Worker:
     run: Callable[..., Any] | None = None
     state: str = "stopped"
     store: dict[str, Any] = field(default_factory=dict)  # ctx.state: survives restarts and reloads
+    kept: Kept = field(default_factory=Kept)  # ctx.keep: closed when the worker is removed or the host stops
     generation: int = 0  # how many times its code was swapped
     failures: int = 0  # consecutive failed runs, for the backoff
     restarts: int = 0
@@ -77,15 +79,16 @@ def call_problem(run: Callable[..., Any]) -> tuple[str, str | None, int | None] 
 
 
 class Context:
-    """What ``run(ctx)`` receives: the worker's name, logger, state and stop signal."""
+    """What ``run(ctx)`` receives: the worker's name, logger, state, kept objects and stop signal."""
 
-    __slots__ = ("name", "log", "state", "_stop")
+    __slots__ = ("name", "log", "state", "_stop", "_kept")
 
-    def __init__(self, name: str, log: Any, state: dict[str, Any], stop: threading.Event) -> None:
+    def __init__(self, name: str, log: Any, state: dict[str, Any], stop: threading.Event, kept: Kept) -> None:
         self.name = name
         self.log = log
         self.state = state
         self._stop = stop
+        self._kept = kept
 
     @property
     def stopping(self) -> bool:
@@ -97,6 +100,13 @@ class Context:
         ``while not ctx.sleep(1): ...`` loops until the worker should stop.
         ``ctx.sleep(float("inf"))`` waits for the stop request alone."""
         return self._stop.wait(min(seconds, threading.TIMEOUT_MAX))
+
+    def keep(self, key: Hashable, create: Callable[[], Any], close: Callable[[Any], Any] | None = None) -> Any:
+        """The object kept under ``key`` for this worker, made by ``create()`` the first time in
+        the life of the host and handed to every later run (reloads, restarts, crashes). It is
+        closed with ``close(obj)``, else its own ``close()``, when the worker is removed or the
+        host stops, after ``run`` has ended. If ``create()`` raises, so does this: a crash."""
+        return self._kept.get(key, create, close)
 
     def __repr__(self) -> str:
         return f"<Context {self.name!r} stopping={self.stopping}>"
@@ -125,7 +135,7 @@ class Run:
     def __init__(self, worker: Worker, inbox: Any) -> None:
         self.worker = worker
         self.stop_event = threading.Event()
-        self.ctx = Context(worker.name, worker.log, worker.store, self.stop_event)
+        self.ctx = Context(worker.name, worker.log, worker.store, self.stop_event, worker.kept)
         self.started_at = time.monotonic()
         self.stop_deadline: float | None = None  # when the cooperative stop times out
         self.interrupted = False  # Interrupted was raised into the thread

@@ -74,3 +74,25 @@ def test_a_crash_is_reported_and_a_worker_that_will_not_stop_fails_the_test(tmp_
     with pytest.raises(AssertionError, match="did not stop within 0.2 s"):
         with run_worker(folder / "stubborn.py"):
             pass
+
+
+def test_what_the_worker_kept_is_closed_when_the_block_ends_after_its_finally(tmp_path):
+    folder = tmp_path / "svc"
+    folder.mkdir()
+    (folder / "keeper.py").write_text(
+        "EVENTS = []\n"
+        "class Resource:\n"
+        "    def close(self):\n"
+        "        EVENTS.append('closed')\n"
+        "def run(ctx):\n"
+        "    ctx.state['resource'] = ctx.keep('resource', Resource)\n"
+        "    try:\n"
+        "        ctx.sleep(float('inf'))\n"
+        "    finally:\n"
+        "        EVENTS.append('finally')\n"
+    )
+    with run_worker(folder / "keeper.py") as worker:
+        events = sys.modules["svc.keeper"].EVENTS
+        worker.wait_for(lambda: "resource" in worker.state)
+        assert events == []
+    assert events == ["finally", "closed"]
