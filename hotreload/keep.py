@@ -73,7 +73,7 @@ def close_all(kept: Kept, name: str, log: Any, timeout: float) -> bool:
 
 
 def _close(taken: list[tuple[Hashable, Any, Callable[[Any], Any] | None]], log: Any) -> None:
-    from hotreload.log import format_error  # log imports worker, which imports this module
+    from hotreload.log import format_error  # log imports records, which imports this module
 
     for key, obj, close in taken:
         try:
