@@ -375,7 +375,7 @@ def _close_kept(host: Host, worker: Worker) -> None:
     """Close what the worker kept (``ctx.keep``), as it is removed or the host stops; never
     under a thread of it that still runs (an abandoned one): then when that thread ends."""
     if worker.execution is None:
-        keep.close_all(worker.kept, worker.name, worker.log, worker.settings.stop_timeout)
+        keep.close_all(worker.kept, worker.name, worker.log, worker.settings.stop_timeout, format_error)
     elif len(worker.kept):
         worker.log.warning("what it kept stays open, as its abandoned thread may still use them; "
                            "they are closed if that thread ends")

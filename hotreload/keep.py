@@ -52,9 +52,10 @@ class Kept:
         return iter(list(self._objects))
 
 
-def close_all(kept: Kept, name: str, log: Any, timeout: float) -> bool:
+def close_all(kept: Kept, name: str, log: Any, timeout: float, describe: Callable[[BaseException], str]) -> bool:
     """Close everything ``kept`` holds, newest first (what was made from an older object goes
-    before it), with its ``close``, else its own ``close()`` if it has one. Errors are logged.
+    before it), with its ``close``, else its own ``close()`` if it has one. An error is logged,
+    as ``describe`` formats it (a function that never raises: ``log.format_error``).
 
     Runs in a thread named ``hotreload:close:NAME``, joined up to ``timeout`` seconds: a close
     that blocks costs the host that long at most, then goes on alone (a daemon thread). False
@@ -62,7 +63,8 @@ def close_all(kept: Kept, name: str, log: Any, timeout: float) -> bool:
     taken = kept.take()
     if not taken:
         return True
-    thread = threading.Thread(target=_close, args=(taken, log), name=f"hotreload:close:{name}", daemon=True)
+    thread = threading.Thread(target=_close, args=(taken, log, describe), name=f"hotreload:close:{name}",
+                              daemon=True)
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
@@ -72,9 +74,8 @@ def close_all(kept: Kept, name: str, log: Any, timeout: float) -> bool:
     return True
 
 
-def _close(taken: list[tuple[Hashable, Any, Callable[[Any], Any] | None]], log: Any) -> None:
-    from hotreload.log import format_error  # log imports records, which imports this module
-
+def _close(taken: list[tuple[Hashable, Any, Callable[[Any], Any] | None]], log: Any,
+           describe: Callable[[BaseException], str]) -> None:
     for key, obj, close in taken:
         try:
             if close is not None:
@@ -84,4 +85,4 @@ def _close(taken: list[tuple[Hashable, Any, Callable[[Any], Any] | None]], log: 
                 if callable(own):
                     own()
         except BaseException as exc:  # noqa: B036 - the user's close: reported, the rest still closed
-            log.error(f"closing {safe.shown(key)} raised:\n{format_error(exc)}")
+            log.error(f"closing {safe.shown(key)} raised:\n{describe(exc)}")

@@ -32,7 +32,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 from hotreload import keep, loader
-from hotreload.log import logger
+from hotreload.log import format_error, logger
 from hotreload.settings import Settings
 from hotreload.records import Worker
 from hotreload.worker import Execution
@@ -151,6 +151,6 @@ def run_worker(target: str | Path | ModuleType, state: dict[str, Any] | None = N
         finally:
             if not worker.ended:
                 worker.stop()  # raises if it does not stop: then nothing is closed under it
-            keep.close_all(record.kept, name, record.log, settings.stop_timeout)
+            keep.close_all(record.kept, name, record.log, settings.stop_timeout, format_error)
     finally:
         undo()

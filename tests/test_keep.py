@@ -5,6 +5,7 @@ import pytest
 
 from hotreload import keep
 from hotreload.keep import Kept
+from hotreload.log import format_error
 
 
 class Resource:
@@ -56,7 +57,7 @@ def test_close_all_closes_newest_first_with_the_close_given_else_the_objects_clo
     kept.get("a", lambda: Resource("a", closed))
     kept.get("b", lambda: "no close method")
     kept.get("c", lambda: Resource("c", closed), close=lambda r: closed.append(f"custom {r.name}"))
-    assert keep.close_all(kept, "w", log, timeout=5) is True
+    assert keep.close_all(kept, "w", log, timeout=5, describe=format_error) is True
     assert closed == ["custom c", "a"]
     assert len(kept) == 0
     assert log.lines == [("info", "closed what it kept: 'c', 'b', 'a'")]
@@ -66,7 +67,7 @@ def test_the_close_given_by_the_latest_call_is_the_one_used():
     kept, closed = Kept(), []
     kept.get("a", lambda: Resource("a", closed), close=lambda r: closed.append("old close"))
     kept.get("a", lambda: Resource("a", closed), close=lambda r: closed.append("new close"))
-    keep.close_all(kept, "w", Log(), timeout=5)
+    keep.close_all(kept, "w", Log(), timeout=5, describe=format_error)
     assert closed == ["new close"]
 
 
@@ -79,7 +80,7 @@ def test_a_close_that_raises_is_logged_and_the_others_are_still_closed():
 
     kept.get("b", lambda: Resource("b", closed), close=broken)
     kept.get("c", lambda: Resource("c", closed), close=lambda r: exit(3))  # even SystemExit
-    assert keep.close_all(kept, "w", log, timeout=5) is True
+    assert keep.close_all(kept, "w", log, timeout=5, describe=format_error) is True
     assert closed == ["a"]
     errors = [message for level, message in log.lines if level == "error"]
     assert len(errors) == 2
@@ -91,7 +92,7 @@ def test_a_close_that_blocks_is_given_up_on_after_the_timeout():
     kept, release, log = Kept(), threading.Event(), Log()
     kept.get("stuck", lambda: "x", close=lambda r: release.wait(10))
     try:
-        assert keep.close_all(kept, "w", log, timeout=0.1) is False
+        assert keep.close_all(kept, "w", log, timeout=0.1, describe=format_error) is False
         assert log.lines[-1][0] == "warning" and "closing what it kept did not end within 0.1 s" in log.lines[-1][1]
         assert any(t.name == "hotreload:close:w" for t in threading.enumerate())
     finally:
@@ -103,7 +104,7 @@ def test_a_close_that_blocks_is_given_up_on_after_the_timeout():
 
 def test_nothing_kept_closes_nothing_and_says_nothing():
     log = Log()
-    assert keep.close_all(Kept(), "w", log, timeout=5) is True
+    assert keep.close_all(Kept(), "w", log, timeout=5, describe=format_error) is True
     assert log.lines == []
 
 
