@@ -58,9 +58,12 @@ class Traffic:
         ]
 
     def __enter__(self) -> Traffic:
+        self.start()
+        return self
+
+    def start(self) -> None:
         for thread in self._threads:
             thread.start()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
