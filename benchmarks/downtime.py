@@ -158,6 +158,7 @@ def _figures(subject: Subject, saves: int) -> dict[str, Any]:
                                       default=0),
         "stale_or_unknown_responses": stale + unknown,
         "latency_ms": {**summary(seconds), "p99": round(percentile(seconds, 99) * 1000, 2)},
+        "worst_served_ms": round(max((r.seconds for r in requests if r.error is None), default=0) * 1000, 1),
         # hotreload: code swaps; uvicorn: process restarts begun (a restart may end the one before)
         "reloads": len(swaps) if swaps else log.count("Reloading..."),
         "swap_ms": summary([ms / 1000 for ms in swaps]) if swaps else None,

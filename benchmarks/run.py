@@ -98,7 +98,8 @@ def _print(section: str, results: Any) -> None:
             print(f"  {label:<22} {f['saves']} saves, {f['reloads']} reloads: {f['failed']} of {f['requests']} "
                   f"requests failed ({f['failed_percent']} %) {f['failures'] or ''}")
             print(f"  {'':<22} latency p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms, worst "
-                  f"{latency['max']:.0f} ms; stale or unknown responses {f['stale_or_unknown_responses']}"
+                  f"{latency['max']:.0f} ms (of a request served: {f['worst_served_ms']:.0f} ms); "
+                  f"stale or unknown responses {f['stale_or_unknown_responses']}"
                   + (f"; swap p50 {swaps['p50']:.0f} ms, worst {swaps['max']:.0f} ms" if swaps else ""))
 
 

@@ -8,9 +8,12 @@ in a thread of its own, as ``close`` is the user's code and may block.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Hashable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator
 
 from hotreload import safe
+
+if TYPE_CHECKING:
+    from loguru import Logger
 
 __all__ = ["Kept", "close_all"]
 
@@ -52,7 +55,7 @@ class Kept:
         return iter(list(self._objects))
 
 
-def close_all(kept: Kept, name: str, log: Any, timeout: float, describe: Callable[[BaseException], str]) -> bool:
+def close_all(kept: Kept, name: str, log: Logger, timeout: float, describe: Callable[[BaseException], str]) -> bool:
     """Close everything ``kept`` holds, newest first (what was made from an older object goes
     before it), with its ``close``, else its own ``close()`` if it has one. An error is logged,
     as ``describe`` formats it (a function that never raises: ``log.format_error``).
@@ -74,7 +77,7 @@ def close_all(kept: Kept, name: str, log: Any, timeout: float, describe: Callabl
     return True
 
 
-def _close(taken: list[tuple[Hashable, Any, Callable[[Any], Any] | None]], log: Any,
+def _close(taken: list[tuple[Hashable, Any, Callable[[Any], Any] | None]], log: Logger,
            describe: Callable[[BaseException], str]) -> None:
     for key, obj, close in taken:
         try:

@@ -19,7 +19,8 @@ The worker runs exactly as under ``hotreload run``: the same ``ctx`` (``ctx.slee
 ``ctx.stopping``, ``ctx.log``, ``ctx.state``), its settings checked, sync or async ``run``,
 the module imported from its folder as a package so that ``from . import _helper`` works.
 Leaving the block asks it to stop and waits ``STOP_TIMEOUT``; a worker that does not stop
-fails the test. Then what it kept (``ctx.keep``) is closed, as when the host stops. The module and its helpers are removed from ``sys.modules`` afterwards.
+fails the test. Then what it kept (``ctx.keep``) is closed, as when the host stops. The
+module and its helpers are removed from ``sys.modules`` afterwards.
 """
 from __future__ import annotations
 
