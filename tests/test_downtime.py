@@ -3,6 +3,7 @@ saved again and again (the real `hotreload run`, clients on loopback)."""
 import importlib.util
 import random
 import time
+from collections import Counter
 
 import pytest
 from conftest import wait_for, write
@@ -43,8 +44,8 @@ def check_no_request_dropped(traffic, versions):
         seen = [order[body.strip()] for body in traffic.bodies(client)]
         assert seen == sorted(seen), f"{client} went back to an older version"
         assert seen[-1] == len(versions) - 1 and len(set(seen)) > 1, client
-    keep_alive = [r for r in requests if r.client == "keep-alive-0"]
-    assert len(keep_alive) > 2 * keep_alive[-1].connection, "the keep-alive client hardly reused a connection"
+    per_connection = Counter(r.connection for r in requests if r.client == "keep-alive-0")
+    assert max(per_connection.values()) >= 3, "the keep-alive client never reused a connection"
     assert len(requests) > 5 * len(versions)
 
 
