@@ -1,4 +1,5 @@
-"""What the host costs: crash -> restart overhead, idle CPU, scale, soak and start-up."""
+"""What the host costs: crash -> restart overhead, idle CPU, scale, soak, start-up, and a
+worker's printed lines."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ from benchmarks.harness import (
     wait_exactly, worker_source,
 )
 
-__all__ = ["crash_restart", "idle", "scale", "soak", "startup"]
+__all__ = ["crash_restart", "idle", "output", "scale", "soak", "startup"]
 
 HOTRELOAD = str(BIN / "hotreload")
 # A fixed delay (no growth, no jitter) so that the restart overhead is what is left over.
@@ -218,3 +219,70 @@ def startup(root: Path, runs: int) -> dict[str, Any]:
                 os.killpg(proc.pid, 2)
                 wait_exactly(proc)  # its few stop lines fit in the pipe; the with block closes it
     return {label: summary(values) for label, values in times.items()}
+
+
+OUTPUT_BODY = """\
+    go = _os.path.join(_os.path.dirname(__file__), "..", "go")
+    while not _os.path.exists(go):
+        if ctx.sleep(0.01):
+            return
+    text = "x" * 40
+
+    def timed(write):
+        wall, cpu = _time.perf_counter(), _time.thread_time()
+        for number in range(LINES):
+            write(number)
+        return _time.perf_counter() - wall, _time.thread_time() - cpu
+
+    for turn in range(ROUNDS):
+        with open(_os.path.join(_os.path.dirname(__file__), "..", "plain.txt"), "w") as plain:
+            to_file = timed(lambda number: print("line", number, text, file=plain))
+        logged = timed(lambda number: ctx.log.info(f"line {number} {text}"))
+        printed = timed(lambda number: print("line", number, text))
+        _report(ctx.name + "_printed", turn, *to_file, *logged, *printed)
+    ctx.sleep(float('inf'))"""
+
+# What a worker's printed lines cost, by how the host logs: the terminal sink and a log file
+# (both files here); the same as JSON; and at --log-level WARNING, where INFO is dropped.
+OUTPUT_SETTINGS = {
+    "text": ["--log-file", "host.log"],
+    "json": ["--log-json", "--log-file", "host.log"],
+    "dropped": ["--log-level", "WARNING"],
+}
+
+
+def output(root: Path, probe: Probe, lines: int, rounds: int) -> dict[str, Any]:
+    """A worker prints ``lines`` lines as fast as it can, ``rounds`` times, and times it (wall
+    and its thread's CPU) against the same lines printed to a file of its own and logged with
+    ``ctx.log``. The host's RSS (and its peak, VmHWM) is read before the first line and after
+    the last."""
+    results: dict[str, Any] = {}
+    for label, args in OUTPUT_SETTINGS.items():
+        folder = root / f"output-{label}" / "svc"
+        folder.mkdir(parents=True)
+        settings = f"LINES = {lines}\nROUNDS = {rounds}"
+        name = f"printer_{label}"  # a report of each worker is its own: the probe keeps the first
+        (folder / f"{name}.py").write_text(worker_source(0, body=OUTPUT_BODY, settings=settings))
+        host = _host(folder.parent, folder, probe, *args)
+        try:
+            probe.wait_for(name, 0)
+            before = settled_stats(host.pid)
+            (folder.parent / "go").touch()
+            reports = [probe.wait_for(f"{name}_printed", turn, timeout=60 + lines / 1000) for turn in range(rounds)]
+            after = proc_stats(host.pid)
+        finally:
+            host.stop()
+        kinds = ("print_to_file", "ctx_log", "print_captured")
+        wall = {kind: summary([float(r.extra[2 * i]) / lines for r in reports], scale=1e6)["p50"]
+                for i, kind in enumerate(kinds)}
+        cpu = {kind: summary([float(r.extra[2 * i + 1]) / lines for r in reports], scale=1e6)["p50"]
+               for i, kind in enumerate(kinds)}
+        results[label] = {
+            "us_per_line": wall,
+            "cpu_us_per_line": cpu,  # the worker thread's own CPU time: less disturbed by a busy machine
+            "overhead_us_per_line": round(wall["print_captured"] - wall["print_to_file"], 2),
+            "cpu_overhead_us_per_line": round(cpu["print_captured"] - cpu["print_to_file"], 2),
+            "rss_mb": [round(before["rss_mb"], 1), round(after["rss_mb"], 1)],
+            "peak_rss_mb": [round(before["peak_rss_mb"], 1), round(after["peak_rss_mb"], 1)],
+        }
+    return {"lines": lines, "rounds": rounds, **results}

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from benchmarks import costs, downtime, latency
 from benchmarks.harness import Probe, cpu_hogs, temp_folder
 
-SECTIONS = ("latency", "bursts", "crash", "idle", "scale", "soak", "startup", "downtime")
+SECTIONS = ("latency", "bursts", "crash", "idle", "scale", "soak", "startup", "output", "downtime")
 
 
 def _machine() -> dict[str, Any]:
@@ -87,6 +87,17 @@ def _print(section: str, results: Any) -> None:
                   f"threads {b['threads']} -> {a['threads']}, fds {b['fds']} -> {a['fds']}, "
                   f"watches {b['watches']} -> {a['watches']}, modules {b['modules']} -> {a['modules']}: "
                   f"{'back to baseline' if r['back_to_baseline'] else 'NOT back to baseline'}")
+    elif section == "output":
+        print(f"A worker's printed lines: {results['lines']} lines x {results['rounds']} rounds, p50 per line")
+        for label in costs.OUTPUT_SETTINGS:
+            r = results[label]
+            for clock, key, extra in (("wall", "us_per_line", "overhead_us_per_line"),
+                                      ("CPU", "cpu_us_per_line", "cpu_overhead_us_per_line")):
+                us = r[key]
+                print(f"  {label:<8} {clock:<4} print to a file {us['print_to_file']:.2f} us, ctx.log "
+                      f"{us['ctx_log']:.2f} us, print captured {us['print_captured']:.2f} us (+{r[extra]:.2f} us)")
+            print(f"  {label:<8} host RSS {r['rss_mb'][0]} -> {r['rss_mb'][1]} MB, "
+                  f"peak {r['peak_rss_mb'][0]} -> {r['peak_rss_mb'][1]} MB")
     elif section == "startup":
         print("Start-up (wall time of the whole command)")
         for label, figures in results.items():
@@ -133,6 +144,7 @@ RUNNERS: dict[str, Callable[[Path, Probe, argparse.Namespace], Any]] = {
     "scale": lambda root, probe, args: costs.scale(root, probe, args.scale, args.scale_reloads),
     "soak": lambda root, probe, args: costs.soak(root, probe, args.soak),
     "startup": lambda root, probe, args: costs.startup(root, args.startup_runs),
+    "output": lambda root, probe, args: costs.output(root, probe, args.output_lines, args.output_rounds),
     "downtime": lambda root, probe, args: downtime.downtime(root, args.saves),
 }
 
@@ -153,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-reloads", type=int, default=20)
     parser.add_argument("--soak", type=int, default=1000, help="reloads, and crash cycles, in the soak")
     parser.add_argument("--startup-runs", type=int, default=30)
+    parser.add_argument("--output-lines", type=int, default=20_000, help="lines a worker prints per round")
+    parser.add_argument("--output-rounds", type=int, default=5)
     parser.add_argument("--saves", type=int, default=100, help="saves of each server in downtime (default: 100)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.sections) - set(SECTIONS))

@@ -16,7 +16,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Hashable
 
-from hotreload import safe
+from hotreload import output, ownership, safe
 from hotreload.keep import Kept
 from hotreload.log import THREAD_PREFIX, format_error
 from hotreload.records import Exited
@@ -112,6 +112,7 @@ class Execution:
         self._inbox = inbox
         self._cancel: Callable[[], Any] | None = None
         self.thread = threading.Thread(target=self._main, name=THREAD_PREFIX + worker.name, daemon=True)
+        ownership.adopt(self.thread, worker.name)
 
     def start(self) -> None:
         self.started_at = time.monotonic()
@@ -159,6 +160,7 @@ class Execution:
             error = exc
         finally:
             self._cancel = None
+            output.finish()  # its last words before the host logs its end
             self._inbox.put(Exited(self, error, _described(error)))
 
     def _run_async(self, awaitable: Any) -> None:
