@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks import costs, latency
+from benchmarks import costs, downtime, latency
 from benchmarks.harness import Probe, cpu_hogs, temp_folder
 
-SECTIONS = ("latency", "bursts", "crash", "idle", "scale", "soak", "startup", "output", "upgrade")
+SECTIONS = ("latency", "bursts", "crash", "idle", "scale", "soak", "startup", "output", "upgrade", "downtime")
 
 
 def _machine() -> dict[str, Any]:
@@ -28,7 +28,7 @@ def _machine() -> dict[str, Any]:
         [sys.executable, "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
         capture_output=True, text=True,
     ).stdout.split()
-    wanted = ("hotreload", "watchdog", "loguru", "watchfiles", "jurigged", "numpy")
+    wanted = ("hotreload", "watchdog", "loguru", "watchfiles", "jurigged", "numpy", "uvicorn", "starlette")
     return {
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0)),
@@ -117,6 +117,16 @@ def _print(section: str, results: Any) -> None:
         print("Save of a helper -> worker running, its objects in ctx.state moved")
         for size, figures in results["save_to_running"].items():
             print(_row(f"{size} objects in ctx.state", figures))
+    elif section == "downtime":
+        print("Requests while the server's file is saved (4 fresh-connection clients + 1 keep-alive)")
+        for label, f in results.items():
+            latency, swaps = f["latency_ms"], f["swap_ms"]
+            print(f"  {label:<22} {f['saves']} saves, {f['reloads']} reloads: {f['failed']} of {f['requests']} "
+                  f"requests failed ({f['failed_percent']} %) {f['failures'] or ''}")
+            print(f"  {'':<22} latency p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms, worst "
+                  f"{latency['max']:.0f} ms (of a request served: {f['worst_served_ms']:.0f} ms); "
+                  f"stale or unknown responses {f['stale_or_unknown_responses']}"
+                  + (f"; swap p50 {swaps['p50']:.0f} ms, worst {swaps['max']:.0f} ms" if swaps else ""))
 
 
 def _latency(root: Path, probe: Probe, args: argparse.Namespace) -> dict[str, Any]:
@@ -152,6 +162,7 @@ RUNNERS: dict[str, Callable[[Path, Probe, argparse.Namespace], Any]] = {
     "output": lambda root, probe, args: costs.output(root, probe, args.output_lines, args.output_rounds),
     "upgrade": lambda root, probe, args: costs.state_upgrade(root, probe, args.upgrade_sizes,
                                                              args.upgrade_rounds),
+    "downtime": lambda root, probe, args: downtime.downtime(root, args.saves),
 }
 
 
@@ -176,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upgrade-sizes", type=int, nargs="+", default=[10_000, 100_000],
                         help="objects in ctx.state for the upgrade section")
     parser.add_argument("--upgrade-rounds", type=int, default=20)
+    parser.add_argument("--saves", type=int, default=100, help="saves of each server in downtime (default: 100)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:

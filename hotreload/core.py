@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from hotreload import backoff, importer, loader, safe, settings, upgrade
+from hotreload import backoff, importer, keep, loader, safe, settings, upgrade
 from hotreload import guardian as guardian_process
 from hotreload.log import format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
 from hotreload.log import bridge_removed, restore_bridge
@@ -233,12 +233,16 @@ def _on_exit(host: Host, message: Exited) -> None:
         if worker.execution is execution:
             worker.execution = None
             known = host.workers.get(worker.name) is worker  # not removed meanwhile
+            if not known or host.stopping:
+                _close_kept(host, worker)
             if worker.start_pending and known and worker.target is not None and not host.stopping:
                 worker.failures = 0
                 _launch(host, worker)
         return
     worker.execution = None
     execution.thread.join(JOIN_TIMEOUT)  # posting Exited was its last act: this returns at once
+    if host.stopping:
+        _close_kept(host, worker)
     now = time.monotonic()
     ran_for = now - execution.started_at
     if execution.stop_event.is_set():  # it was asked to stop
@@ -347,6 +351,8 @@ def _on_timer(host: Host, worker: Worker, now: float) -> None:
     if worker.name in host.restarting:  # `hotreload restart`: done when the thread ends
         host.restarting.discard(worker.name)
         worker.start_pending = True
+    if host.stopping:
+        _close_kept(host, worker)
     swap = host.swap
     if swap is not None and worker.name in swap.waiting:
         swap.waiting.discard(worker.name)
@@ -364,6 +370,18 @@ def _shutdown(host: Host, signum: int) -> None:
     host.log.info(f"stopping on {signal.Signals(signum).name}: {len(running)} worker(s) running")
     for worker in host.workers.values():
         _stop(host, worker)
+        if worker.execution is None or worker.execution.abandoned:
+            _close_kept(host, worker)
+
+
+def _close_kept(host: Host, worker: Worker) -> None:
+    """Close what the worker kept (``ctx.keep``), as it is removed or the host stops; never
+    under a thread of it that still runs (an abandoned one): then when that thread ends."""
+    if worker.execution is None:
+        keep.close_all(worker.kept, worker.name, worker.log, worker.settings.stop_timeout, format_error)
+    elif len(worker.kept):
+        worker.log.warning("what it kept stays open, as its abandoned thread may still use them; "
+                           "they are closed if that thread ends")
 
 
 # --- commands from the control socket ---------------------------------------------------
@@ -742,6 +760,7 @@ def _apply(host: Host, swap: Swap) -> None:
         host.state_versions_of_removed[name] = removed.state_version
         _set_state(host, removed, STOPPED)
         removed.log.info("removed: its file is gone" if name not in swap.added else "its file moved")
+        _close_kept(host, removed)
     for module in swap.gone:
         loader.forget(module)
         host.graph.drop(module)

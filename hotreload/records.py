@@ -29,6 +29,7 @@ from hotreload import safe, states
 from hotreload.debounce import Windows
 from hotreload.filters import SourceFilter
 from hotreload.inbox import Inbox
+from hotreload.keep import Kept
 from hotreload.settings import Settings
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class Worker:
     state: str = states.STOPPED  # where it is in its lifecycle: one of ``states.STATES``
     user_state: dict[str, Any] = field(default_factory=dict)  # ctx.state: survives restarts and reloads
     state_version: int | None = None  # the STATE_VERSION user_state is in; None until its module loads
+    kept: Kept = field(default_factory=Kept)  # ctx.keep: closed when the worker is removed or the host stops
     generation: int = 0  # how many times its code was swapped
     failures: int = 0  # consecutive failed runs, for the backoff
     restarts: int = 0

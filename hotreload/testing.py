@@ -19,7 +19,8 @@ The worker runs exactly as under ``hotreload run``: the same ``ctx`` (``ctx.slee
 ``ctx.stopping``, ``ctx.log``, ``ctx.state``), its settings checked, sync or async ``run``,
 the module imported from its folder as a package so that ``from . import _helper`` works.
 Leaving the block asks it to stop and waits ``STOP_TIMEOUT``; a worker that does not stop
-fails the test. The module and its helpers are removed from ``sys.modules`` afterwards.
+fails the test. Then what it kept (``ctx.keep``) is closed, as when the host stops. The
+module and its helpers are removed from ``sys.modules`` afterwards.
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
-from hotreload import loader
-from hotreload.log import logger
+from hotreload import keep, loader
+from hotreload.log import format_error, logger
 from hotreload.settings import Settings
 from hotreload.records import Worker
 from hotreload.worker import Execution
@@ -135,7 +136,8 @@ def _load(target: str | Path | ModuleType) -> tuple[ModuleType, Callable[[], Non
 @contextlib.contextmanager
 def run_worker(target: str | Path | ModuleType, state: dict[str, Any] | None = None) -> Iterator[WorkerUnderTest]:
     """Start the worker in ``target`` (a file, or an imported module) in a thread with a real
-    ctx; ``state`` is its initial ``ctx.state``. Stops it when the block ends."""
+    ctx; ``state`` is its initial ``ctx.state``. Stops it when the block ends, then closes
+    what it kept."""
     module, undo = _load(target)
     try:
         main, settings = loader.worker_parts(module, Settings())
@@ -149,6 +151,7 @@ def run_worker(target: str | Path | ModuleType, state: dict[str, Any] | None = N
             yield worker
         finally:
             if not worker.ended:
-                worker.stop()
+                worker.stop()  # raises if it does not stop: then nothing is closed under it
+            keep.close_all(record.kept, name, record.log, settings.stop_timeout, format_error)
     finally:
         undo()

@@ -14,9 +14,10 @@ import sys
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 from hotreload import output, ownership, safe
+from hotreload.keep import Kept
 from hotreload.log import THREAD_PREFIX, format_error
 from hotreload.records import Exited
 
@@ -60,15 +61,16 @@ def call_problem(
 
 
 class Context:
-    """What ``run(ctx)`` receives: the worker's name, logger, state and stop signal."""
+    """What ``run(ctx)`` receives: the worker's name, logger, state, kept objects and stop signal."""
 
-    __slots__ = ("name", "log", "state", "_stop")
+    __slots__ = ("name", "log", "state", "_stop", "_kept")
 
-    def __init__(self, name: str, log: Logger, state: dict[str, Any], stop: threading.Event) -> None:
+    def __init__(self, name: str, log: Logger, state: dict[str, Any], stop: threading.Event, kept: Kept) -> None:
         self.name = name
         self.log = log
         self.state = state
         self._stop = stop
+        self._kept = kept
 
     @property
     def stopping(self) -> bool:
@@ -80,6 +82,13 @@ class Context:
         ``while not ctx.sleep(1): ...`` loops until the worker should stop.
         ``ctx.sleep(float("inf"))`` waits for the stop request alone."""
         return self._stop.wait(min(seconds, threading.TIMEOUT_MAX))
+
+    def keep(self, key: Hashable, create: Callable[[], Any], close: Callable[[Any], Any] | None = None) -> Any:
+        """The object kept under ``key`` for this worker, made by ``create()`` the first time in
+        the life of the host and handed to every later run (reloads, restarts, crashes). It is
+        closed with ``close(obj)``, else its own ``close()``, when the worker is removed or the
+        host stops, after ``run`` has ended. If ``create()`` raises, so does this: a crash."""
+        return self._kept.get(key, create, close)
 
     def __repr__(self) -> str:
         return f"<Context {self.name!r} stopping={self.stopping}>"
@@ -96,7 +105,7 @@ class Execution:
     def __init__(self, worker: Worker, inbox: Inbox | queue.SimpleQueue[Exited]) -> None:
         self.worker = worker
         self.stop_event = threading.Event()
-        self.ctx = Context(worker.name, worker.log, worker.user_state, self.stop_event)
+        self.ctx = Context(worker.name, worker.log, worker.user_state, self.stop_event, worker.kept)
         self.started_at = time.monotonic()
         self.stop_deadline: float | None = None  # when the cooperative stop times out
         self.interrupted = False  # Interrupted was raised into the thread
