@@ -27,6 +27,7 @@ from hotreload import core, corereload, guardian, loader, safe, signals
 from hotreload.debounce import Changes, Windows
 from hotreload.importer import Importer, Job
 from hotreload.inbox import Inbox
+from hotreload.journal import Journal
 from hotreload.log import format_error, logger
 from hotreload.settings import Settings
 from hotreload.worker import Worker
@@ -132,6 +133,7 @@ class Host:
     importer: Importer | None = None  # the thread that imports modules, while serving
     job: Job | None = None  # the importer's job in flight: at most one at a time
     startup: list[Job] = field(default_factory=list)  # start-up imports not yet submitted
+    journal: Journal = field(default_factory=Journal)  # the last log records and events, by name
 
     @property
     def log(self) -> Any:
@@ -241,11 +243,12 @@ def _take_own_changes(host: Host, message: Changes) -> Changes | None:
     return Changes(rest) if rest else None
 
 
-def create(options: Options) -> Host:
-    """A host for ``options.folder``: its package installed and ready to import."""
+def create(options: Options, journal: Journal | None = None) -> Host:
+    """A host for ``options.folder``: its package installed and ready to import; its log
+    records and events kept in ``journal`` (the one the log's sink feeds)."""
     folder = options.folder.resolve()
     defaults = replace(options.defaults, stop_timeout=options.stop_timeout)
-    host = Host(options=options, package=folder.name, defaults=defaults)
+    host = Host(options=options, package=folder.name, defaults=defaults, journal=journal or Journal())
     host.finder = loader.install(folder, host.package, extra=["hotreload.core"])
     host.own_digests = {path: loader.digest(path.read_bytes()) for path in host.core_file.parent.glob("*.py")}
     return host

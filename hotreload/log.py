@@ -20,7 +20,7 @@ from hotreload.logfile import LogFile
 from hotreload.worker import THREAD_PREFIX
 
 __all__ = [
-    "SinksRemoved", "bridge_removed", "configure", "format_error", "logger", "no_colour", "restore_bridge",
+    "SinksRemoved", "bridge_removed", "configure", "fields", "format_error", "logger", "no_colour", "restore_bridge",
     "restore_sinks", "sinks_removed_by", "wake_on_removal",
 ]
 
@@ -35,15 +35,24 @@ _MACHINERY = ("hotreload/loader.py", "hotreload/worker.py", "hotreload/core.py",
               "importlib/__init__.py")
 
 
-def _json_line(record: dict[str, Any]) -> str:
-    line = {
+def fields(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as ``--log-json`` writes it, and as the journal keeps it for ``hotreload logs``."""
+    return {
         "time": record["time"].isoformat(),
         "level": record["level"].name,
         "worker": record["extra"].get("worker", "host"),
         "message": record["message"],
     }
-    record["extra"]["json"] = json.dumps(line)
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    record["extra"]["json"] = json.dumps(fields(record))
     return "{extra[json]}\n"
+
+
+def _nothing(record: dict[str, Any]) -> str:
+    """The journal sink's format: it keeps ``fields(record)``, so loguru need format nothing."""
+    return ""
 
 
 class _Intercept(logging.Handler):
@@ -188,8 +197,9 @@ def wake_on_removal(post: Callable[[Any], None] | None) -> None:
     _sinks.post = post
 
 
-def configure(level: str = "INFO", as_json: bool = False, file: str | None = None) -> None:
-    """Send every log line to stderr (and ``file``), as coloured text or one JSON object a line."""
+def configure(level: str = "INFO", as_json: bool = False, file: str | None = None, journal: Any = None) -> None:
+    """Send every log line to stderr (and ``file``), as coloured text or one JSON object a line,
+    and keep it in ``journal`` (a ``hotreload.journal.Journal``) for ``hotreload logs``."""
     if _sinks.canary is not None:
         _sinks.canary.on_removed = None  # removed here, by the host itself
     logger.remove()
@@ -200,6 +210,9 @@ def configure(level: str = "INFO", as_json: bool = False, file: str | None = Non
     if file:
         sink = LogFile(file)
         _sinks.specs.append((sink, dict(colorize=False, filter=sink.keep_record, **common)))
+    if journal is not None:
+        keep = journal.add_record
+        _sinks.specs.append((lambda message: keep(fields(message.record)), dict(common, format=_nothing, colorize=False)))
     _sinks.add()
     logging.basicConfig(handlers=[_Intercept()], level=0, force=True)
     # watchdog's DEBUG records describe every inotify event, our own imports included.
