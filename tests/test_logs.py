@@ -230,6 +230,73 @@ def test_unknown_names_no_host_and_bad_options_are_one_line_errors(folder, start
     assert host.stop() == 0
 
 
+def test_events_tell_state_changes_reloads_failed_reloads_crashes_and_commands(folder, start_host, tmp_path):
+    write(folder / "svc.py", worker_source(1, BACKOFF={"initial": 0.05, "max": 0.1}))
+    host = start_host(folder)
+    host.wait_started("svc", 1)
+    write(folder / "svc.py", worker_source(2, BACKOFF={"initial": 0.05, "max": 0.1}))
+    host.wait_started("svc", 2)
+    write(folder / "svc.py", "def run(ctx):\n    x = (\n")  # does not parse: line 2
+    host.wait_log("| svc        | not loaded")
+    failing = worker_source(3, top="import json\n\njson.loads('{')")  # fails at import
+    write(folder / "svc.py", failing)
+    host.wait_log("| svc        | not reloaded")
+    write(folder / "svc.py", worker_source(4, body="raise KeyError('k')", BACKOFF={"initial": 60, "max": 60}))
+    host.wait_log("| svc        | backoff: crashed")
+    assert run_cli("stop", "-d", str(folder), "svc", cwd=tmp_path).returncode == 0
+    host.wait_log("| svc        | stopped")
+
+    seen = events(folder, cwd=tmp_path)
+    by_kind = {}
+    for event in seen:
+        by_kind.setdefault(event["event"], []).append(event)
+        assert event["worker"] in ("svc", None)
+    path = str(folder / "svc.py")
+    states = [(e["previous"], e["state"]) for e in by_kind["state"]]
+    assert states[:2] == [("stopped", "starting"), ("starting", "running")]
+    assert ("backoff", "stopped") in states
+    reload = by_kind["reload"][0]
+    assert reload["generation"] == 1 and reload["file"] == path and 0 < reload["ms"] < 10_000
+    assert [e["generation"] for e in by_kind["reload"]] == [1, 2]  # the good saves: v2, then v4
+    syntax, runtime = by_kind["reload_failed"]
+    assert (syntax["file"], syntax["line"]) == (path, 2) and syntax["error"].startswith("SyntaxError")
+    assert runtime["file"] == path and runtime["error"].startswith("JSONDecodeError")
+    assert runtime["line"] == failing.splitlines().index("json.loads('{')") + 1  # the user's line, not json's
+    [crash] = by_kind["crash"]
+    assert crash["exception"] == "KeyError" and crash["error"] == "KeyError: 'k'"
+    [command] = by_kind["command"]
+    assert (command["command"], command["names"], command["worker"]) == ("stop", ["svc"], None)
+    assert [e["time"] for e in seen] == sorted(e["time"] for e in seen)
+
+    text = run_cli("events", "-d", str(folder), cwd=tmp_path).stdout.splitlines()
+    assert len(text) == len(seen)
+    assert any(line.split(" | ")[1:] == ["reload_failed", "svc       ", f"{Path(path).relative_to(tmp_path)}:2: "
+                                          f"{syntax['error']}"] for line in text), text
+    assert any(line.endswith("| command       | host       | stop svc") for line in text), text
+    assert host.stop() == 0
+
+
+def test_events_follow_shows_new_events_until_the_host_stops_then_exits_0(folder, start_host, tmp_path):
+    write(folder / "svc.py", worker_source())
+    host = start_host(folder)
+    host.wait_started("svc", 1)
+    follow = Follow(tmp_path, "events", "-d", str(folder), "-f", "--json")
+    try:
+        follow.wait_line('"state": "running"')  # what was kept comes first
+        kept = len(follow.lines)
+        assert run_cli("restart", "-d", str(folder), "svc", cwd=tmp_path).returncode == 0
+        host.wait_started("svc", 1, count=2)
+        follow.wait_line('"command": "restart"')
+        wait_for(lambda: sum('"state": "running"' in line for line in follow.lines) == 2, what="running again")
+        kinds = [json.loads(line)["event"] for line in follow.lines[kept:]]
+        assert kinds[0] == "command" and set(kinds[1:]) == {"state"}
+        assert host.stop() == 0
+        status, stderr = follow.end()
+    finally:
+        follow.kill()
+    assert status == 0 and "stopped" in stderr
+
+
 # --- followers that do not keep up ----------------------------------------------------------
 
 
