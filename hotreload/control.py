@@ -45,10 +45,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Deque, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Deque, Iterator, Sequence
+
+from hotreload.records import Command
+
+if TYPE_CHECKING:
+    from hotreload.inbox import Inbox
+    from hotreload.journal import Follower, Journal
 
 __all__ = [
-    "COMMANDS", "AlreadyRunning", "Command", "ControlError", "Server", "Tail", "host_socket_path", "request",
+    "COMMANDS", "AlreadyRunning", "ControlError", "Server", "Tail", "host_socket_path", "request",
     "socket_path", "stream",
 ]
 
@@ -81,45 +87,6 @@ class AlreadyRunning(ControlError):
         super().__init__(f"another hotreload host (pid {pid}) is already running on {folder}; "
                          f"stop it first, or use `hotreload status -d {folder}`")
         self.pid = pid
-
-
-@dataclass(eq=False)
-class Command:
-    """A checked request, waiting in the inbox for the host loop to answer it.
-
-    Its fate is decided once, under a lock: the host loop ``take``s it before acting, or the
-    control thread ``expire``s it when the loop was too busy to take it in time. An expired
-    command is never acted on, so a client told "not done" was told the truth.
-    """
-
-    cmd: str
-    names: list[str] = field(default_factory=list)
-    expires: float = math.inf  # time.monotonic() after which the host loop must not act on it
-    reply: dict[str, Any] | None = None
-    done: threading.Event = field(default_factory=threading.Event, repr=False)
-    notify: Callable[[], None] | None = field(default=None, repr=False)  # wakes the control thread
-    fate: str = "pending"  # then "taken" or "expired"
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def take(self) -> bool:
-        """For the host loop, before it acts: True if it may; False once the command expired."""
-        with self._lock:
-            if self.fate == "pending":
-                self.fate = "taken" if time.monotonic() <= self.expires else "expired"
-            return self.fate == "taken"
-
-    def expire(self) -> bool:
-        """For the control thread, at the deadline: True if the command will never be acted on."""
-        with self._lock:
-            if self.fate == "pending":
-                self.fate = "expired"
-            return self.fate == "expired"
-
-    def answer(self, reply: dict[str, Any]) -> None:
-        self.reply = reply
-        self.done.set()
-        if self.notify is not None:
-            self.notify()
 
 
 @dataclass(frozen=True)
@@ -280,7 +247,7 @@ def _check_tail(cmd: str, names: list[str], data: dict[str, Any]) -> Tail | dict
 class Server:
     """The host's end: a lock, a listening socket and one thread that serves every client."""
 
-    def __init__(self, folder: Path, inbox: Any, journal: Any = None) -> None:
+    def __init__(self, folder: Path, inbox: Inbox, journal: Journal | None = None) -> None:
         self.folder = folder
         self.inbox = inbox
         self.journal = journal  # a hotreload.journal.Journal: what logs and events read
@@ -405,7 +372,7 @@ class _Client:
     unsent: bytes = b""
     graced: bool = False  # the host loop took its command: a little longer to answer it
     pending: Deque[bytes] = field(default_factory=deque)  # a stream's lines, after unsent
-    follower: Any = None  # a following stream's journal.Follower: where its new lines wait
+    follower: Follower | None = None  # a following stream's: where its new lines wait
     interest: int = selectors.EVENT_READ  # what the selector watches it for
 
 
@@ -414,7 +381,9 @@ class _Clients:
     at once by one selector. It sleeps until a client, an answer or a deadline needs it: with
     no connection open there is no deadline, and no wake-up at all."""
 
-    def __init__(self, listener: socket.socket, inbox: Any, wake: Callable[[], None], journal: Any = None) -> None:
+    def __init__(
+        self, listener: socket.socket, inbox: Inbox, wake: Callable[[], None], journal: Journal | None = None,
+    ) -> None:
         self.listener = listener
         self.inbox = inbox
         self.wake = wake

@@ -22,7 +22,7 @@ from hotreload import loader
 from hotreload.log import format_error
 
 if TYPE_CHECKING:
-    from hotreload.host import Host
+    from hotreload.records import Host
 
 __all__ = ["CoreRejected", "on_own_changes", "problems", "roll_back", "undefined_globals"]
 
