@@ -17,7 +17,6 @@ created once per host process: a reload of core.py keeps it.
 """
 from __future__ import annotations
 
-import heapq
 import itertools
 import json
 import os
@@ -44,7 +43,9 @@ QUEUE_LINES = 1000  # lines waiting for one follower
 QUEUE_BYTES = 1024 * 1024  # bytes waiting for one follower
 LOGS, EVENTS = "logs", "events"
 
-Entry = Tuple[int, bytes]  # (sequence number, JSON line): the number orders every name's records
+# (time, sequence number, JSON line): the time orders what ``tail`` shows, as the log call
+# made it; the number, taken as the journal gets it, orders lines logged in the same instant.
+Entry = Tuple[float, int, bytes]
 
 
 def cut_mark(dropped: int) -> str:
@@ -98,9 +99,10 @@ class Journal:
         self._numbers = itertools.count()
         _journals.add(self)
 
-    def add_record(self, fields: dict[str, Any]) -> None:
+    def add_record(self, fields: dict[str, Any], at: float) -> None:
         """Keep one log record: ``fields`` as ``--log-json`` writes them (time, level, worker,
-        message). Called by the loguru sink, in the thread that logged."""
+        message), ``at`` its time in seconds since the epoch. Called by the loguru sink, in the
+        thread that logged."""
         if len(fields["message"]) > RECORD_MAX:
             fields = {**fields, "message": cut(fields["message"])}
         line = (json.dumps(fields) + "\n").encode()
@@ -109,20 +111,21 @@ class Journal:
             buffer = self._buffers.get(name)
             if buffer is None:
                 buffer = self._buffers[name] = self._new_buffer()
-            buffer.entries.append((next(self._numbers), line))
+            buffer.entries.append((at, next(self._numbers), line))
             buffer.size += len(line)
             while len(buffer.entries) > self.lines_kept or buffer.size > self.bytes_kept:
-                buffer.size -= len(buffer.entries.popleft()[1])
+                buffer.size -= len(buffer.entries.popleft()[2])
             wakes = self._publish(LOGS, name, line) if self._followers else ()
         for wake in wakes:
             wake()
 
     def add_event(self, event: events.Event, at: float | None = None) -> None:
         """Keep one event (from ``hotreload.events``), stamped with ``at`` (default: now)."""
-        line = (json.dumps(events.stamped(event, time.time() if at is None else at)) + "\n").encode()
+        at = time.time() if at is None else at
+        line = (json.dumps(events.stamped(event, at)) + "\n").encode()
         name = event.get("worker")
         with self._lock:
-            self._events.append((next(self._numbers), line))
+            self._events.append((at, next(self._numbers), line))
             if name is not None:
                 self._named.add(name)
             wakes = self._publish(EVENTS, name, line) if self._followers else ()
@@ -138,22 +141,23 @@ class Journal:
         self, kind: str, names: Collection[str], count: int | None, wake: Callable[[], None] | None = None,
     ) -> tuple[list[bytes], Follower | None]:
         """The last ``count`` lines (None: all kept) of ``kind`` — log records of ``names``
-        (every name when empty) interleaved in the order they were logged, or events — and,
+        (every name when empty) interleaved in time order, or events — and,
         given ``wake``, a ``Follower`` of what comes next: taken together, so that no line
         is missed or seen twice between the two."""
         with self._lock:
             if kind == EVENTS:
-                newest_first = [list(reversed(self._events))]
+                recent = [list(self._events)]
             else:
                 chosen = [self._buffers[n] for n in (names or self._buffers) if n in self._buffers]
-                newest_first = [list(itertools.islice(reversed(b.entries), count)) for b in chosen]
+                recent = [list(itertools.islice(reversed(b.entries), count)) for b in chosen]
             follower = None
             if wake is not None:
                 follower = Follower(kind, frozenset(names) if names and kind == LOGS else None, wake)
                 self._followers.append(follower)
-        merged = heapq.merge(*newest_first, key=lambda entry: entry[0], reverse=True)
-        last = list(itertools.islice(merged, count))
-        return [line for _, line in reversed(last)], follower
+        ordered = sorted(itertools.chain.from_iterable(recent))  # by time, then as received
+        if count is not None:
+            ordered = ordered[-count:] if count else []
+        return [line for _, _, line in ordered], follower
 
     def take(self, follower: Follower) -> tuple[list[bytes], int]:
         """The lines waiting for ``follower``, and how many it missed after them."""
@@ -173,7 +177,7 @@ class Journal:
 
     def _new_buffer(self) -> _Buffer:
         if len(self._buffers) >= self.names_kept:
-            quiet = min(self._buffers, key=lambda n: self._buffers[n].entries[-1][0] if self._buffers[n].entries else -1)
+            quiet = min(self._buffers, key=lambda n: self._buffers[n].entries[-1][1] if self._buffers[n].entries else -1)
             self._named.discard(quiet)
             del self._buffers[quiet]
         return _Buffer()

@@ -204,7 +204,10 @@ def configure(level: str = "INFO", as_json: bool = False, file: str | None = Non
         _sinks.specs.append((sink, dict(colorize=False, filter=sink.keep_record, **common)))
     if journal is not None:
         keep = journal.add_record
-        _sinks.specs.append((lambda message: keep(fields(message.record)), dict(common, format=_nothing, colorize=False)))
+        def to_journal(message: Any) -> None:
+            keep(fields(message.record), message.record["time"].timestamp())
+
+        _sinks.specs.append((to_journal, dict(common, format=_nothing, colorize=False)))
     _sinks.add()
     logging.basicConfig(handlers=[_Intercept()], level=0, force=True)
     # watchdog's DEBUG records describe every inotify event, our own imports included.
