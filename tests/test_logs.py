@@ -276,6 +276,25 @@ def test_events_tell_state_changes_reloads_failed_reloads_crashes_and_commands(f
     assert host.stop() == 0
 
 
+def test_events_of_a_helper_reload_and_of_a_new_worker_that_fails_to_load(folder, start_host, tmp_path):
+    write(folder / "_util.py", "X = 1\n")
+    write(folder / "svc.py", worker_source(top="from . import _util"))
+    host = start_host(folder)
+    host.wait_started("svc", 1)
+    write(folder / "_util.py", "X = 2\n")
+    host.wait_started("svc", 1, count=2)  # its importer reloaded with it
+    write(folder / "fresh.py", "import json\n\njson.loads('{')\n\ndef run(ctx):\n    pass\n")
+    host.wait_log("| fresh      | cannot start this new worker")
+    seen = events(folder, cwd=tmp_path)
+    [helper] = [e for e in seen if e["event"] == "reload" and e["worker"] is None]
+    assert helper["file"] == str(folder / "_util.py") and helper["generation"] is None
+    [svc] = [e for e in seen if e["event"] == "reload" and e["worker"] == "svc"]
+    assert svc["generation"] == 1
+    [fresh] = [e for e in seen if e["event"] == "reload_failed"]
+    assert (fresh["worker"], fresh["file"], fresh["line"]) == ("fresh", str(folder / "fresh.py"), 3)
+    assert host.stop() == 0
+
+
 def test_events_follow_shows_new_events_until_the_host_stops_then_exits_0(folder, start_host, tmp_path):
     write(folder / "svc.py", worker_source())
     host = start_host(folder)
