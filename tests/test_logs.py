@@ -334,32 +334,31 @@ class Client:
     def __init__(self, path: Path, behaviour: str, kind: str, rng: random.Random) -> None:
         self.behaviour, self.kind = behaviour, kind
         self.conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.conn.settimeout(WAIT)
+        self.conn.settimeout(WAIT)  # for the connection and the request only
         self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills up soon
         self.conn.connect(str(path))
         request = {"cmd": self.kind, "follow": True}
         if self.kind == "logs":
             request["lines"] = rng.choice([0, 1, 1000])
         self.conn.sendall(json.dumps(request).encode() + b"\n")
+        self.conn.setblocking(False)  # from now on no move waits (a timeout would wait first)
         self.read = 0
 
     def step(self, rng: random.Random) -> None:
+        """One move, never waiting."""
         try:
             if self.behaviour == "reads slowly" and rng.random() < 0.2:
                 self.read += len(self.conn.recv(512))
             elif self.behaviour == "reads":
-                self.conn.setblocking(False)
-                try:
-                    while chunk := self.conn.recv(65536):
-                        self.read += len(chunk)
-                except BlockingIOError:
-                    pass
-                self.conn.settimeout(WAIT)
+                for _ in range(16):  # what has come, up to 1 MB: the host may send without end
+                    self.read += len(self.conn.recv(65536))
             elif self.behaviour == "chatters":
                 self.conn.send(rng.randbytes(rng.randrange(1, 200)))
             elif self.behaviour == "leaves" and rng.random() < 0.3:
                 self.conn.close()
                 self.behaviour = "gone"
+        except BlockingIOError:
+            pass
         except OSError:
             self.behaviour = "gone"
 
@@ -369,14 +368,15 @@ class Client:
 
 def test_followers_that_do_not_keep_up_never_stall_the_host(folder, start_host, tmp_path):
     """Streams whose clients never read, read a little, chatter or leave, beside a worker
-    logging as fast as it can: status still answers, saves are still reloaded, memory stays
-    bounded, and the host stops as it should."""
+    logging thousands of lines a second: status still answers, saves are still reloaded,
+    memory stays bounded, and the host stops as it should."""
     write(folder / "flood.py", """
 def run(ctx):
     n = 0
-    while not ctx.stopping:
-        n += 1
-        ctx.log.info(f"flood {n} " + "x" * (n % 300))
+    while not ctx.sleep(0.01):
+        for _ in range(100):
+            n += 1
+            ctx.log.info(f"flood {n} " + "x" * (n % 300))
 """)
     write(folder / "svc.py", worker_source(1))
     host = start_host(folder)
@@ -387,7 +387,7 @@ def run(ctx):
     clients = [Client(path, behaviour, kind, rng) for behaviour in Client.BEHAVIOURS for kind in ("logs", "events")]
     try:
         rss_before = host_rss_kb(host.host_pid())
-        for version in range(2, 6):
+        for version in range(2, 5):
             for _ in range(20):
                 for client in clients:
                     client.step(rng)
@@ -402,7 +402,7 @@ def run(ctx):
         growth = host_rss_kb(host.host_pid()) - rss_before
         assert growth < 30_000, f"RSS grew by {growth} KB"  # bounded queues: no growth per line
         [reader] = [c for c in clients if (c.behaviour, c.kind) == ("reads", "logs")]
-        assert reader.read > 1_000_000  # the stream flowed all along to the client that reads
+        assert reader.read > 100_000  # the stream flowed all along to the client that reads
     finally:
         for client in clients:
             client.close()
