@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 import traceback
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import loguru
 from loguru import logger
@@ -17,6 +17,9 @@ from loguru import logger
 from hotreload import safe
 from hotreload.logfile import LogFile
 from hotreload.records import SinksRemoved
+
+if TYPE_CHECKING:
+    from hotreload.journal import Journal
 
 __all__ = [
     "THREAD_PREFIX", "bridge_removed", "configure", "fields", "format_error", "logger", "no_colour",
@@ -189,9 +192,11 @@ def wake_on_removal(post: Callable[[Any], None] | None) -> None:
     _sinks.post = post
 
 
-def configure(level: str = "INFO", as_json: bool = False, file: str | None = None, journal: Any = None) -> None:
+def configure(
+    level: str = "INFO", as_json: bool = False, file: str | None = None, journal: Journal | None = None,
+) -> None:
     """Send every log line to stderr (and ``file``), as coloured text or one JSON object a line,
-    and keep it in ``journal`` (a ``hotreload.journal.Journal``) for ``hotreload logs``."""
+    and keep it in ``journal`` for ``hotreload logs``."""
     if _sinks.canary is not None:
         _sinks.canary.on_removed = None  # removed here, by the host itself
     logger.remove()
@@ -204,6 +209,7 @@ def configure(level: str = "INFO", as_json: bool = False, file: str | None = Non
         _sinks.specs.append((sink, dict(colorize=False, filter=sink.keep_record, **common)))
     if journal is not None:
         keep = journal.add_record
+
         def to_journal(message: Any) -> None:
             keep(fields(message.record), message.record["time"].timestamp())
 
