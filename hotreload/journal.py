@@ -85,6 +85,9 @@ class Follower:
 
 
 class Journal:
+    """What ``hotreload logs`` and ``events`` read: see the module's docstring. Safe from
+    any thread."""
+
     def __init__(
         self, lines_kept: int = LINES_KEPT, bytes_kept: int = BYTES_KEPT, events_kept: int = EVENTS_KEPT,
         queue_lines: int = QUEUE_LINES, queue_bytes: int = QUEUE_BYTES, names_kept: int = NAMES_KEPT,
