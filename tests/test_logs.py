@@ -1,13 +1,16 @@
 """`hotreload logs` and `hotreload events` against the real host: what it kept, then live."""
 import json
 import random
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import hotreload
 from conftest import HOTRELOAD, WAIT, run_cli, wait_for, worker_source, write
 from hotreload import control, journal
 
@@ -314,6 +317,30 @@ def test_events_follow_shows_new_events_until_the_host_stops_then_exits_0(folder
     finally:
         follow.kill()
     assert status == 0 and "stopped" in stderr
+
+
+def test_what_the_host_kept_and_its_followers_outlive_a_reload_of_core(folder, start_host, tmp_path):
+    copy = tmp_path / "pkg" / "hotreload"
+    shutil.copytree(Path(hotreload.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    write(folder / "svc.py", worker_source())
+    host = start_host(folder, cmd=[sys.executable, "-m", "hotreload"], env={"PYTHONPATH": str(copy.parent)})
+    host.wait_started("svc", 1)
+    follow = Follow(tmp_path, "events", "-d", str(folder), "-f", "--json")
+    try:
+        follow.wait_line('"state": "running"')
+        before = records(folder, "-n", "1000", cwd=tmp_path)
+        write(copy / "core.py", (copy / "core.py").read_text() + "\n# edited\n")
+        host.wait_log("core reloaded (generation 1)")
+        after = records(folder, "-n", "1000", cwd=tmp_path)
+        assert after[:len(before)] == before and "core reloaded" in after[-1]["message"]
+        assert run_cli("restart", "-d", str(folder), "svc", cwd=tmp_path).returncode == 0  # the new core's events
+        follow.wait_line('"command": "restart"')
+        wait_for(lambda: sum('"state": "running"' in line for line in follow.lines) == 2, what="running again")
+        assert [e["event"] for e in events(folder, cwd=tmp_path)].count("command") == 1
+        assert host.stop() == 0
+        assert follow.end()[0] == 0
+    finally:
+        follow.kill()
 
 
 # --- followers that do not keep up ----------------------------------------------------------
