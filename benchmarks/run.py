@@ -18,7 +18,8 @@ from typing import Any, Callable
 from benchmarks import costs, downtime, latency
 from benchmarks.harness import Probe, cpu_hogs, temp_folder
 
-SECTIONS = ("latency", "bursts", "crash", "idle", "scale", "soak", "startup", "output", "upgrade", "downtime")
+SECTIONS = ("latency", "bursts", "follow", "crash", "idle", "scale", "soak", "startup", "output", "upgrade",
+            "downtime")
 
 
 def _machine() -> dict[str, Any]:
@@ -62,11 +63,16 @@ def _print(section: str, results: Any) -> None:
             for window, figures in windows.items():
                 print(_row(f"{load}, {window}", figures)
                       + f"   extra runs: {figures['extra_runs']}, mixed old/new: {figures['mixed_runs']}")
+    elif section == "follow":
+        print("A worker's log call -> its line out of `hotreload logs -f`")
+        for label, figures in results.items():
+            print(_row(label, figures) + f"   max {figures['max']:.1f} ms")
     elif section == "crash":
         print(f"Crash -> restart overhead (beyond a {results['backoff_ms']:g} ms backoff)")
         print(_row("overhead", results))
     elif section == "idle":
-        print(f"Idle: {results['workers']} sleeping workers for {results['seconds']:g} s")
+        print(f"Idle: {results['workers']} sleeping workers for {results['seconds']:g} s, "
+              f"{results['followers']} `logs -f`/`events -f` following")
         print(f"  host: CPU {results['cpu_s']} s ({results['core_percent']} % of a core), RSS {results['rss_mb']} MB, "
               f"{results['wakeups_per_s']} wake-ups/s, threads that woke: {results['threads_that_woke']}")
         guardian = results["guardian"]
@@ -154,6 +160,7 @@ def _bursts(root: Path, probe: Probe, args: argparse.Namespace) -> dict[str, Any
 RUNNERS: dict[str, Callable[[Path, Probe, argparse.Namespace], Any]] = {
     "latency": _latency,
     "bursts": lambda root, probe, args: _bursts(root, probe, args),
+    "follow": lambda root, probe, args: latency.follow(root, args.follow_lines),
     "crash": lambda root, probe, args: costs.crash_restart(root, probe, args.cycles),
     "idle": lambda root, probe, args: costs.idle(root, probe, 200, args.idle_seconds),
     "scale": lambda root, probe, args: costs.scale(root, probe, args.scale, args.scale_reloads),
@@ -176,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkouts", type=int, default=50, help="checkouts per window and load (default: 50)")
     parser.add_argument("--windows", type=float, nargs="+", default=[0.002, 0.005, 0.01],
                         help="--debounce values compared by the bursts section (seconds)")
+    parser.add_argument("--follow-lines", type=int, default=200,
+                        help="lines timed through `logs -f`, alone and beside a busy worker (default: 200)")
     parser.add_argument("--cycles", type=int, default=100, help="crash-restart cycles timed (default: 100)")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--scale", type=int, nargs="+", default=[10, 100, 500, 1000])

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from hotreload import backoff, importer, keep, loader, safe, settings, upgrade
+from hotreload import backoff, events, importer, keep, loader, safe, settings, upgrade
 from hotreload import guardian as guardian_process
 from hotreload.log import format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
 from hotreload.log import bridge_removed, restore_bridge
@@ -159,10 +159,12 @@ def exit_status(host: Host) -> int:
 
 
 def _set_state(host: Host, worker: Worker, state: str, note: str = "") -> None:
-    """Record and log a state change; inside a swap at DEBUG, as the swap logs one line."""
+    """Record, log and journal a state change; logged inside a swap at DEBUG, as the swap
+    logs one line."""
     if state == worker.state and not note:
         return
-    worker.state = state
+    previous, worker.state = worker.state, state
+    host.journal.add_event(events.state_changed(worker.name, state, previous, note))
     swap = host.swap  # a removed worker's stop is its last word: logged as it is
     level = "DEBUG" if swap is not None and worker.name in swap.before and worker.name not in swap.removed else "INFO"
     worker.log.log(level, f"{state}{': ' + note if note else ''}")
@@ -262,6 +264,7 @@ def _on_exit(host: Host, message: Exited) -> None:
     if error is not None:
         worker.last_error, report = _described(message)
         worker.log.error(f"crashed after {ran_for:.1f} s:\n{report}")
+        host.journal.add_event(events.crashed(worker.name, safe.type_name(error), worker.last_error))
     policy = worker.settings.restart
     if policy == "never" or (policy == "on-failure" and error is None):
         how = "returned" if error is None else "crashed"
@@ -388,8 +391,9 @@ def _close_kept(host: Host, worker: Worker) -> None:
 
 
 def _on_command(host: Host, command: Command) -> dict[str, Any]:
-    if command.cmd == "status":
+    if command.cmd == "status":  # asked for often (status --watch), and changes nothing: no event
         return {"ok": True, **_status(host)}
+    host.journal.add_event(events.command(command.cmd, command.names))
     if command.cmd == "restart-host":
         return _restart_host(host)
     if host.stopping:
@@ -690,6 +694,8 @@ def _plan(
             keeps = "; the previous version keeps running" if module is not None else ""
             _log_for(host, name).error(f"not loaded{keeps}:\n{_parse_error(host, path, source.error)}")
             _set_last_error(host, name, _one_line(source.error))
+            owner = _worker_of(host, name)
+            _failed_event(host, owner.name if owner is not None else None, source.error, str(path))
             continue
         roots.add(name)
         new_worker = host.files.worker_name(path)
@@ -912,17 +918,21 @@ def _load(
         if module not in sys.modules:
             loader.forget(module)
         if worker is not None:
-            _not_swapped(host, swap, worker, f"its new code failed:\n{format_error(exc)}", _one_line(exc))
+            _not_swapped(host, swap, worker, f"its new code failed:\n{format_error(exc)}", _one_line(exc),
+                         events.where(exc, host.options.folder))
         elif is_worker:
             logger.bind(worker=top).error(f"cannot start this new worker:\n{format_error(exc)}")
+            _failed_event(host, top, exc, str(_file_of(host, module)))
         else:
             host.log.error(f"{module} not reloaded:\n{format_error(exc)}")
+            _failed_event(host, None, exc, str(_file_of(host, module)))
         return False
     if loaded.namespace_before is not None:
         swap.namespaces[module] = loaded.namespace_before
     if loaded.target is None:
         helper = module[len(host.package) + 1:] or "__init__"
         host.log.info(f"reloaded helper {helper} in {_ms(swap.started)}")
+        host.journal.add_event(events.reloaded(None, str(_file_of(host, module)), None, _elapsed_ms(swap.started)))
         return True
     if worker is None:
         path = Path(sys.modules[module].__file__ or "")
@@ -940,6 +950,9 @@ def _load(
     launched = not host.stopping and _launch(host, worker)
     action = "started" if fresh else f"reloaded (generation {worker.generation})"
     worker.log.info(f"{action} in {_ms(swap.started)}{'' if launched or host.stopping else ', not started'}")
+    if not fresh:
+        host.journal.add_event(events.reloaded(worker.name, str(_file_of(host, module)), worker.generation,
+                                               _elapsed_ms(swap.started)))
     return True
 
 
@@ -965,13 +978,19 @@ def _carried(worker: Worker, loaded: Reloaded) -> None:
         worker.log.warning(f"ctx.state: {left.message()}")
 
 
-def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str, error: str | None = None) -> None:
+def _not_swapped(
+    host: Host, swap: Swap, worker: Worker, why: str, error: str | None = None,
+    where: tuple[str | None, int | None] | None = None,
+) -> None:
     """A worker whose new code failed: report, and put it back as it was before the swap.
-    ``error`` (default: ``why``) becomes its last error, shown by ``status`` while it lasts."""
+    ``error`` (default: ``why``) becomes its last error, shown by ``status`` while it lasts;
+    ``where``, the file and line at fault (default: the worker's file)."""
     worker.last_error = error or why
     before = swap.before.get(worker.name, worker.state)
     keeps = worker.target is not None and before in RESTARTABLE
     worker.log.error(f"not reloaded: {why}")
+    file, line = where or (str(worker.path) if worker.path is not None else None, None)
+    host.journal.add_event(events.reload_failed(worker.name, file, line, worker.last_error))
     if not keeps:  # it was not running before either: it stays as it was
         if worker.target is None:
             _set_state(host, worker, FATAL, "fix the file and save it to start the worker")
@@ -1149,6 +1168,17 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _ms(started: float) -> str:
-    return f"{(time.monotonic() - started) * 1000:.1f} ms"
+    return f"{_elapsed_ms(started):.1f} ms"
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.monotonic() - started) * 1000
+
+
+def _failed_event(host: Host, worker: str | None, exc: BaseException, path: str | None = None) -> None:
+    """Journal a module of the folder that failed to load — ``worker``'s, or a helper
+    (None) — pointing at the file and line at fault (``path`` when the error has none)."""
+    file, line = events.where(exc, host.options.folder)
+    host.journal.add_event(events.reload_failed(worker, file or path, line, _one_line(exc)))
 
 

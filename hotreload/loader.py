@@ -52,6 +52,8 @@ class WorkerError(Exception):
     def __init__(self, path: str | None, line: int | None, message: str) -> None:
         where = f"{path}:{line}" if line else str(path)
         super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
 
 
 def digest(data: bytes) -> str:

@@ -30,6 +30,7 @@ from hotreload.debounce import Windows
 from hotreload.filters import SourceFilter
 from hotreload.inbox import Inbox
 from hotreload.keep import Kept
+from hotreload.journal import Journal
 from hotreload.settings import Settings
 
 if TYPE_CHECKING:
@@ -217,6 +218,7 @@ class Host:
     importer: Importer | None = None  # the thread that imports modules, while serving
     job: Job | None = None  # the importer's job in flight: at most one at a time
     startup: list[Job] = field(default_factory=list)  # start-up imports not yet submitted
+    journal: Journal = field(default_factory=Journal)  # the last log records and events, by name
 
     def __post_init__(self) -> None:
         self.files = SourceFilter([self.options.folder, self.core_file.parent])
