@@ -74,3 +74,15 @@ def test_a_crash_is_reported_and_a_worker_that_will_not_stop_fails_the_test(tmp_
     with pytest.raises(AssertionError, match="did not stop within 0.2 s"):
         with run_worker(folder / "stubborn.py"):
             pass
+
+
+def test_a_worker_that_says_it_is_ready_runs_and_stops_as_under_the_host(tmp_path):
+    folder = tmp_path / "readyfolder"
+    folder.mkdir()
+    (folder / "db.py").write_text(
+        'READY = "signal"\n\ndef run(ctx):\n    ctx.ready()\n    ctx.state["ready"] = True\n'
+        '    ctx.sleep(float("inf"))\n'
+    )
+    with run_worker(folder / "db.py") as worker:
+        worker.wait_for(lambda: worker.state.get("ready"))
+    assert worker.ended and worker.error is None

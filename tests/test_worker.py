@@ -1,7 +1,7 @@
 """The worker contract's pure parts: can ``run`` be called as ``run(ctx)``?"""
 import functools
 
-from hotreload.worker import call_problem
+from hotreload.worker import Execution, call_problem
 
 
 def takes_ctx(ctx):
@@ -39,3 +39,44 @@ def test_a_run_that_cannot_take_ctx_is_reported_with_its_file_and_line():
     assert message == "run(ctx, extra) cannot be called as run(ctx): missing a required argument: 'extra'"
     message, path, line = call_problem(functools.partial(takes_two, 1, 2))
     assert message.startswith("run() cannot be called as run(ctx)") and (path, line) == (None, None)
+
+
+def execution_of(target, **settings):
+    import queue
+
+    from hotreload.log import logger
+    from hotreload.records import Worker
+    from hotreload.settings import Settings
+
+    inbox = queue.SimpleQueue()
+    worker = Worker("w", "w.py", logger, Settings(**settings), target=target)
+    return Execution(worker, inbox), inbox
+
+
+def test_ctx_sleep_stopping_and_heartbeat_are_signs_of_life():
+    execution, _ = execution_of(takes_ctx, heartbeat=30.0)
+    ctx = execution.ctx
+    assert execution.heartbeat == 30.0
+    for sign in (lambda: ctx.stopping, ctx.heartbeat, lambda: ctx.sleep(0)):
+        execution.beat = 0.0
+        sign()
+        assert execution.beat > 0.0
+    assert not execution.sleeping  # only while inside ctx.sleep
+
+
+def test_a_worker_inside_ctx_sleep_is_marked_sleeping():
+    seen = []
+    execution, _ = execution_of(takes_ctx)
+    execution.stop_event.wait = lambda timeout: seen.append(execution.sleeping)  # what sleep waits on
+    execution.ctx.sleep(5)
+    assert seen == [True] and not execution.sleeping
+
+
+def test_ctx_ready_posts_one_ready_message_to_the_inbox():
+    from hotreload.records import Ready
+
+    execution, inbox = execution_of(takes_ctx, ready="signal")
+    execution.ctx.ready()
+    execution.ctx.ready()
+    message = inbox.get_nowait()
+    assert isinstance(message, Ready) and message.execution is execution and inbox.empty()
