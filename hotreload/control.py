@@ -46,7 +46,7 @@ __all__ = [
     "socket_path",
 ]
 
-COMMANDS = ("status", "restart", "stop", "start", "restart-host")
+COMMANDS = ("status", "restart", "stop", "start", "restart-host", "restart-with-dependents")
 MAX_LINE = 64 * 1024  # bytes in one request line (replies have no cap)
 MAX_NAMES = 1000
 MAX_CLIENTS = 100  # connections served at once; more wait in the listen backlog
@@ -196,7 +196,7 @@ def check(raw: bytes) -> Command | dict[str, Any]:
         isinstance(n, str) and 0 < len(n) <= 200 for n in names
     ):
         return {"ok": False, "error": f"names must be a list of up to {MAX_NAMES} worker names"}
-    if cmd in ("restart", "stop", "start") and not names:
+    if cmd in ("restart", "stop", "start", "restart-with-dependents") and not names:
         return {"ok": False, "error": f"{cmd} needs at least one worker name"}
     return Command(cmd, names)
 
