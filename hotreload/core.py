@@ -208,7 +208,7 @@ def _launch(host: Host, worker: Worker) -> bool:
     worker.execution = Execution(worker, host.inbox)
     worker.execution.start()
     _set_state(host, worker, RUNNING, f"generation {worker.generation}" if worker.generation else "")
-    _watch_started(host, worker, worker.execution)
+    _on_started(host, worker, worker.execution)
     return True
 
 
@@ -482,8 +482,9 @@ def _restart_with_dependents(host: Host, names: list[str]) -> dict[str, str]:
     """``restart NAME --with-dependents``: the named workers and the running workers after them
     stop, those after first (as at shutdown), and start again in order, each once its AFTER is
     ready again."""
-    after_them = sorted(name for name in order.dependents(_afters(host), names) if _running(host.workers[name]))
-    chosen = list(dict.fromkeys([*names, *after_them]))
+    afters = _afters(host)
+    after_them = [name for name in order.dependents(afters, names) if _running(host.workers[name])]
+    chosen = list(dict.fromkeys([*names, *order.in_start_order(after_them, afters)]))
     for name in chosen:
         host.workers[name].ready = False  # the workers after it wait for its new run
     results = {}
@@ -493,7 +494,7 @@ def _restart_with_dependents(host: Host, names: list[str]) -> dict[str, str]:
             results[name] = _start_one(host, worker)
             continue
         worker.log.info("restart requested from the control socket"
-                        + (", with the workers after it" if name in names else ", after a worker it starts after"))
+                        + (", with the workers after it" if name in names else ": a worker it is after restarts"))
         host.restarting.add(name)
         host.stop_queue.add(name)
         results[name] = "restarting"
@@ -1002,7 +1003,7 @@ def _order_problem(host: Host, worker: Worker) -> str | None:
     return f"{worker.source}{f':{line}' if line else ''}: AFTER: {why}"
 
 
-def _watch_started(host: Host, worker: Worker, execution: Execution) -> None:
+def _on_started(host: Host, worker: Worker, execution: Execution) -> None:
     """A run has started: it is ready now, or once it says so or its port accepts (READY);
     its heartbeat is looked at once HEARTBEAT seconds have passed. Only workers that set
     these get timers."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Collection, Iterable, Mapping, Sequence
 
-__all__ = ["dependents", "problem", "stoppable", "waiting_for"]
+__all__ = ["dependents", "in_start_order", "problem", "stoppable", "waiting_for"]
 
 Afters = Mapping[str, Sequence[str]]
 
@@ -62,6 +62,29 @@ def dependents(afters: Afters, names: Iterable[str]) -> set[str]:
                 found.add(dependent)
                 todo.append(dependent)
     return found - set(names)
+
+
+def in_start_order(names: Iterable[str], afters: Afters) -> list[str]:
+    """``names`` with each one after those of them it starts after, directly or through other
+    workers; otherwise in name order. A cycle is broken where it is met."""
+    wanted = set(names)
+    found: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str, path: set[str]) -> None:
+        if name in done or name in path:
+            return
+        path.add(name)
+        for dep in afters.get(name, ()):
+            visit(dep, path)
+        path.discard(name)
+        done.add(name)
+        if name in wanted:
+            found.append(name)
+
+    for name in sorted(wanted):
+        visit(name, set())
+    return found
 
 
 def stoppable(queue: Collection[str], afters: Afters, running: Collection[str]) -> list[str]:

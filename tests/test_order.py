@@ -60,3 +60,9 @@ def test_workers_that_only_hold_each_other_in_a_cycle_all_stop():
     afters = {"a": ("b",), "b": ("a",), "c": ("a",)}
     assert order.stoppable({"a", "b"}, afters, {"a", "b"}) == ["a", "b"]
     assert order.stoppable({"a", "b", "c"}, afters, {"a", "b", "c"}) == ["c"]
+
+
+def test_in_start_order_puts_each_worker_after_those_it_names_even_through_others():
+    assert order.in_start_order(["web", "api", "other", "db"], AFTERS) == ["db", "api", "other", "web"]
+    assert order.in_start_order(["web", "db"], AFTERS) == ["db", "web"]  # through api, not listed
+    assert order.in_start_order(["b", "a"], {"a": ("b",), "b": ("a",)}) == ["b", "a"]  # a cycle: still each once

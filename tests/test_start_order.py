@@ -96,7 +96,7 @@ def test_a_worker_with_ready_tcp_is_ready_once_its_port_accepts_on_loopback(fold
     host.wait_started("api", 1)
     log = host.log()
     assert log.index(f"| db         | ready: port {port} accepts connections") < log.index("| api        | running")
-    assert "db listening" in host.events()
+    host.wait_for(lambda: "db listening" in host.events(), "db's own report that it listens")
     assert host.stop() == 0
 
 
