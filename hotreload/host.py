@@ -126,7 +126,9 @@ def _call_core(host: Host, name: str, *args: Any, default: Any = None) -> Any:
     except Exception as exc:
         on = f" on {safe.shown(args[1])}" if name == "handle" else ""  # the message: its repr may be the user's
         host.log.error(f"internal error in core.{name}{on}:\n{format_error(exc)}")
-        corereload.roll_back(host, core)
+        if corereload.roll_back(host, core) and name == "handle" and corereload.unconsumed(host, args[1]):
+            host.log.warning(f"{safe.shown(args[1])} is handed again to the previous core")
+            host.inbox.put(args[1])
         return default
 
 
