@@ -44,9 +44,9 @@ class SourceFilter:
     def __call__(self, path: PurePath, root: PurePath | None = None) -> bool:
         """True for a file that counts: a source file under ``root`` (by default: under any of
         the roots), or a file some worker watches."""
-        return self.is_source(path, root) or (root in (None, self.folder) and bool(self.watchers(path)))
+        return self.is_python(path, root) or (root in (None, self.folder) and bool(self.watchers(path)))
 
-    def is_source(self, path: PurePath, root: PurePath | None = None) -> bool:
+    def is_python(self, path: PurePath, root: PurePath | None = None) -> bool:
         """True for a Python source file under ``root`` (by default: under any of the roots)."""
         parts = self.parts(path, root)
         return parts is not None and bool(parts) and parts[-1].endswith(".py") and not self._temporary(parts[-1])
@@ -102,7 +102,7 @@ class SourceFilter:
     def module_name(self, package: str, path: PurePath) -> str | None:
         """The module a file of the workers folder is imported as (``package.x.y`` for
         ``x/y.py``, ``package.x`` for ``x/__init__.py``), or None if it cannot be one."""
-        parts = self.parts(path, self.folder) if self.is_source(path, self.folder) else None
+        parts = self.parts(path, self.folder) if self.is_python(path, self.folder) else None
         if parts is None:
             return None
         names = [*parts[:-1], parts[-1][:-3]]
@@ -115,7 +115,7 @@ class SourceFilter:
     def worker_name(self, path: PurePath) -> str | None:
         """The worker a file is: ``name`` for ``name.py`` or ``name/__init__.py`` directly in
         the workers folder, a name that can be imported and does not start with ``_``."""
-        parts = self.parts(path, self.folder) if self.is_source(path, self.folder) else None
+        parts = self.parts(path, self.folder) if self.is_python(path, self.folder) else None
         if parts is None:
             return None
         if len(parts) == 1:
@@ -132,7 +132,7 @@ class SourceFilter:
         found = [Path(self.folder)]
         for top, dirs, files in os.walk(self.folder):
             dirs[:] = sorted(d for d in dirs if not d.startswith(self.ignore_prefixes) and d not in self.ignore_dirs)
-            found += [Path(top, f) for f in sorted(files) if self.is_source(Path(top, f), self.folder)]
+            found += [Path(top, f) for f in sorted(files) if self.is_python(Path(top, f), self.folder)]
         return found
 
 

@@ -382,7 +382,7 @@ class Watcher:
         for root in self.roots if roots is None else roots:
             watched = self.files.watched and root == self.files.folder
             for path in root.rglob("*" if watched else "*.py"):
-                if self.files.is_source(path, root) or (watched and self.files.watchers(path) and path.is_file()):
+                if self.files.is_python(path, root) or (watched and self.files.watchers(path) and path.is_file()):
                     self.debouncer.add(str(path), "closed", now)
 
     def _note(self, when: float, event: FileSystemEvent) -> None:
