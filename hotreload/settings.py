@@ -1,5 +1,5 @@
-"""A worker's optional module-level settings: RESTART, BACKOFF, STOP_TIMEOUT, AFTER, READY,
-WATCH, HEARTBEAT.
+"""A worker's optional module-level settings: RESTART, BACKOFF, STOP_TIMEOUT, STATE_VERSION,
+AFTER, READY, WATCH, HEARTBEAT.
 
 Validation is pure: it takes the module's namespace and returns a frozen ``Settings``
 or raises ``SettingsError`` naming the setting and what is allowed. The values are the
@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 RESTART_POLICIES = ("always", "on-failure", "never")
-NAMES = ("RESTART", "BACKOFF", "STOP_TIMEOUT", "AFTER", "READY", "WATCH", "HEARTBEAT")
+NAMES = ("RESTART", "BACKOFF", "STOP_TIMEOUT", "STATE_VERSION", "AFTER", "READY", "WATCH", "HEARTBEAT")
 # When a worker counts as ready for the workers AFTER it: when its run starts, when it calls
 # ctx.ready(), or when a port accepts connections on loopback ("tcp:6380").
 READY_RULES = ("started", "signal", "tcp:PORT")
@@ -54,6 +54,8 @@ class Settings:
     restart: str = "always"
     backoff: Backoff = field(default_factory=Backoff)
     stop_timeout: float = 5.0
+    # The version of ctx.state this code expects: a reload that changes it runs migrate.
+    state_version: int = 1
     after: tuple[str, ...] = ()  # the workers it starts after, and stops before
     ready: str = "started"  # one of READY_RULES, with the port for tcp
     watch: tuple[str, ...] = ()  # globs of files in the workers folder whose change restarts it
@@ -187,6 +189,13 @@ def parse(namespace: Mapping[str, Any], defaults: Settings = Settings()) -> Sett
         result = replace(result, backoff=replace(defaults.backoff, **given))
     if "STOP_TIMEOUT" in namespace:
         result = replace(result, stop_timeout=_duration("STOP_TIMEOUT", namespace["STOP_TIMEOUT"]))
+    if "STATE_VERSION" in namespace:
+        version = namespace["STATE_VERSION"]
+        if type(version) is not int:  # not a bool, nor an int subclass with an __eq__ of its own
+            raise SettingsError(
+                "STATE_VERSION", f"must be a whole number (int), not {type(version).__name__} {safe.shown(version)}"
+            )
+        result = replace(result, state_version=version)
     if "AFTER" in namespace:
         result = replace(result, after=_strings("AFTER", namespace["AFTER"], "worker names"))
     if "READY" in namespace:
@@ -212,6 +221,8 @@ def differences(settings: Settings, defaults: Settings) -> dict[str, Any]:
         diff["BACKOFF"] = changed
     if settings.stop_timeout != defaults.stop_timeout:
         diff["STOP_TIMEOUT"] = settings.stop_timeout
+    if settings.state_version != defaults.state_version:
+        diff["STATE_VERSION"] = settings.state_version
     for name, value in (("AFTER", settings.after), ("READY", settings.ready), ("WATCH", settings.watch),
                         ("HEARTBEAT", settings.heartbeat)):
         if value != getattr(defaults, name.lower()):
