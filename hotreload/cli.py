@@ -42,6 +42,10 @@ Optional settings in a worker module:
   RESTART = "always" | "on-failure" | "never"     (default "always")
   BACKOFF = {"initial": 0.5, "factor": 2.0, "max": 30.0, "jitter": 0.5, "fatal_after": 10}
   STOP_TIMEOUT = 5.0
+  AFTER = ["db", "cache"]       start once these workers are ready; stop before them
+  READY = "started" | "signal" | "tcp:PORT"       when the workers AFTER it may start
+  WATCH = ["templates/**/*.html", "settings.yaml"]    restart when these files change
+  HEARTBEAT = 30                hung after 30 s without ctx.sleep, ctx.stopping or ctx.heartbeat()
 
 Ctrl-C (or SIGTERM) stops every worker and exits; a second Ctrl-C exits at once.
 """
@@ -202,6 +206,9 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
         if name == "restart":
             sub.add_argument("--host", action="store_true",
                              help="restart the host process itself, gracefully, through its guardian")
+            sub.add_argument("--with-dependents", action="store_true",
+                             help="also restart the running workers whose AFTER names them: those stop "
+                             "first, and start again once these are ready")
 
     listing = commands.add_parser(
         "list", help="import-check every worker without running it",
@@ -371,9 +378,12 @@ def _control(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     cmd = args.command
     if cmd == "restart" and args.host:
-        if args.names:
-            parser.error("restart --host takes no worker names")
+        if args.names or args.with_dependents:
+            parser.error("restart --host takes no worker names" if args.names
+                         else "restart --host and --with-dependents do not go together")
         cmd = "restart-host"
+    elif cmd == "restart" and args.with_dependents and args.names:
+        cmd = "restart-with-dependents"
     elif cmd == "restart" and not args.names:
         parser.error("restart needs worker names, or --host")
     try:

@@ -58,7 +58,7 @@ __all__ = [
     "socket_path", "stream",
 ]
 
-COMMANDS = ("status", "restart", "stop", "start", "restart-host", "logs", "events")
+COMMANDS = ("status", "restart", "stop", "start", "restart-host", "restart-with-dependents", "logs", "events")
 STREAMS = ("logs", "events")  # answered by the control thread from the journal, as a stream
 DEFAULT_LINES = 50  # records a ``logs`` request gets when it does not say
 MAX_STREAMS = 32  # logs and events streams served at once, beside MAX_CLIENTS requests
@@ -223,7 +223,7 @@ def check(raw: bytes) -> Command | Tail | dict[str, Any]:
         isinstance(n, str) and 0 < len(n) <= 200 for n in names
     ):
         return {"ok": False, "error": f"names must be a list of up to {MAX_NAMES} worker names"}
-    if cmd in ("restart", "stop", "start") and not names:
+    if cmd in ("restart", "stop", "start", "restart-with-dependents") and not names:
         return {"ok": False, "error": f"{cmd} needs at least one worker name"}
     if cmd in STREAMS:
         return _check_tail(cmd, names, data)

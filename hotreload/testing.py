@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator
 from hotreload import keep, loader
 from hotreload.log import format_error, logger
 from hotreload.settings import Settings
-from hotreload.records import Worker
+from hotreload.records import Exited, Worker
 from hotreload.worker import Execution
 
 __all__ = ["WorkerUnderTest", "run_worker"]
@@ -78,9 +78,8 @@ class WorkerUnderTest:
         """Record how a run that ended by itself ended: posting its Exited was its last act."""
         if self.ended:
             return
-        try:
-            exited = self._exits.get(timeout=1.0)
-        except queue.Empty:
+        exited = self._next_exit(1.0)
+        if exited is None:
             return
         self._execution.thread.join()
         self.ended, self.error = True, exited.error
@@ -88,15 +87,26 @@ class WorkerUnderTest:
     def stop(self) -> None:
         """Ask the worker to stop and wait for it, up to its ``STOP_TIMEOUT``."""
         self._execution.request_stop(self.settings.stop_timeout)
-        try:
-            exited = self._exits.get(timeout=self.settings.stop_timeout)
-        except queue.Empty:
+        exited = self._next_exit(self.settings.stop_timeout)
+        if exited is None:
             raise AssertionError(
                 f"worker {self.name} did not stop within {self.settings.stop_timeout:g} s; it is at:\n"
                 f"{self._execution.stack()}"
-            ) from None
+            )
         self._execution.thread.join()
         self.ended, self.error = True, exited.error
+
+    def _next_exit(self, timeout: float) -> Exited | None:
+        """The run's ``Exited``, within ``timeout`` seconds; what else it posts (``ctx.ready()``'s
+        ``Ready``) is for a host, and there is none here."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                message = self._exits.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if isinstance(message, Exited):
+                return message
 
 
 def _describe(error: BaseException | None) -> str:

@@ -103,3 +103,15 @@ def test_what_the_worker_kept_is_closed_when_the_block_ends_after_its_finally(tm
         worker.wait_for(lambda: "resource" in worker.state)
         assert events == []
     assert events == ["finally", "closed"]
+
+
+def test_a_worker_that_says_it_is_ready_runs_and_stops_as_under_the_host(tmp_path):
+    folder = tmp_path / "readyfolder"
+    folder.mkdir()
+    (folder / "db.py").write_text(
+        'READY = "signal"\n\ndef run(ctx):\n    ctx.ready()\n    ctx.state["ready"] = True\n'
+        '    ctx.sleep(float("inf"))\n'
+    )
+    with run_worker(folder / "db.py") as worker:
+        worker.wait_for(lambda: worker.state.get("ready"))
+    assert worker.ended and worker.error is None
