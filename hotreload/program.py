@@ -29,14 +29,14 @@ from hotreload import ownership, safe
 from hotreload.guardian import GUARDIAN_ENV
 from hotreload.log import THREAD_PREFIX
 from hotreload.records import Exited
-from hotreload.settings import SettingsError
+from hotreload.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from hotreload.inbox import Inbox
     from hotreload.records import Worker
 
 __all__ = ["NAMES", "PROCFILE", "Process", "Program", "ProgramFailed", "cpu_seconds", "kill_groups", "parse",
-           "read_procfile", "usage"]
+           "read_procfile", "unfit_settings", "usage"]
 
 NAMES = ("COMMAND", "ENV", "CWD", "STOP_SIGNAL")
 PROCFILE = "Procfile"
@@ -142,6 +142,16 @@ def _stop_signal(value: Any) -> int:
     return int(found)
 
 
+def unfit_settings(settings: Settings) -> list[tuple[str, str]]:
+    """The settings a program worker cannot have, with why: those that need a ``ctx``."""
+    unfit = []
+    if settings.heartbeat is not None:
+        unfit.append(("HEARTBEAT", "a program has no ctx.heartbeat(); it applies to run(ctx) workers"))
+    if settings.ready == "signal":
+        unfit.append(("READY", "'signal' needs ctx.ready(), which a program has not: use 'started' or 'tcp:PORT'"))
+    return unfit
+
+
 def read_procfile(text: str, folder: Path) -> tuple[dict[str, tuple[int, Program]], list[tuple[int, str]]]:
     """The programs of a Procfile (``name: command`` a line, foreman's format; blank lines and
     ``#`` comments skipped), by name with their line number, and the lines that are not
@@ -230,6 +240,13 @@ class Process:
         self.program: Program = worker.target  # type: ignore[assignment] # a program worker's
         self.stop_event = threading.Event()
         self.started_at = time.monotonic()
+        # A thread's heartbeat, never set here: HEARTBEAT is a load error for a program, which
+        # has no ctx to beat with (``loader.worker_parts``).
+        self.heartbeat: float | None = None
+        self.beat = self.started_at
+        self.sleeping = False
+        self.hang_at: float | None = None
+        self.hung = False
         self.stop_deadline: float | None = None  # when the stop signal's time is up
         self.interrupted = False  # its group was sent SIGKILL
         self.abandon_at: float | None = None

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 __all__ = ["aligned", "table", "use_colour"]
 
-COLOURS = {"running": "32", "starting": "33", "stopping": "33", "backoff": "33", "fatal": "31"}
+COLOURS = {"running": "32", "starting": "33", "stopping": "33", "backoff": "33", "waiting": "33", "fatal": "31"}
 DIM = "2"
 
 
@@ -35,13 +35,22 @@ def aligned(rows: Sequence[Sequence[str]]) -> list[list[str]]:
     return [[cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]] for row in rows]
 
 
+def _state(worker: dict[str, Any]) -> str:
+    """The state, with what a waiting worker waits for: ``waiting (db, cache)``."""
+    waits = worker.get("waiting_for")
+    return f"{worker['state']} ({', '.join(waits)})" if waits else worker["state"]
+
+
 def table(reply: dict[str, Any], colour: bool = False) -> str:
-    """One row per worker: name, state, uptime, restarts, generation, last error; and where a
-    worker is a program, the pid and CPU seconds of each running one."""
-    header: tuple[str, ...] = ("NAME", "STATE", "UPTIME", "RESTARTS", "GEN", "LAST ERROR")
+    """One row per worker: name, state, uptime, restarts, generation, last error; the age of
+    the last heartbeat (BEAT) when a worker sets HEARTBEAT; and while a program runs, the pid
+    and CPU seconds of each running one."""
+    beats = any(w.get("beat") is not None for w in reply["workers"])
+    header: tuple[str, ...] = ("NAME", "STATE", "UPTIME", "RESTARTS", "GEN", *(("BEAT",) if beats else ()),
+                               "LAST ERROR")
     rows = [
-        (w["name"], w["state"], _uptime(w["uptime"]), str(w["restarts"]), str(w["generation"]),
-         (w["last_error"] or "")[:100])
+        (w["name"], _state(w), _uptime(w["uptime"]), str(w["restarts"]), str(w["generation"]),
+         *((_uptime(w.get("beat")),) if beats else ()), (w["last_error"] or "")[:100])
         for w in reply["workers"]
     ]
     if any(w.get("pid") for w in reply["workers"]):
@@ -56,7 +65,7 @@ def table(reply: dict[str, Any], colour: bool = False) -> str:
         lines.append(f"{importing['doing']} ({importing['seconds']:.1f} s)")
     for number, cells in enumerate(aligned([header, *rows])):
         if colour and number:
-            code = COLOURS.get(cells[1].strip(), DIM)
+            code = COLOURS.get(cells[1].split(" ")[0], DIM)
             cells[1] = f"\033[{code}m{cells[1]}\033[0m"
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)

@@ -376,12 +376,16 @@ class Watcher:
             self._note(*item)
 
     def _rescan(self, roots: Iterable[Path] | None = None) -> None:
-        """Treat every source file as saved; the host reloads only those whose bytes changed."""
+        """Treat every file that counts (sources, and files a worker watches) as saved; the
+        host acts only on those whose bytes changed."""
         now = time.monotonic()
         for root in self.roots if roots is None else roots:
-            extra = [path for path in (root / name for name in self.files.folder_files) if path.exists()]
-            for path in [*root.rglob("*.py"), *extra]:
-                if self.files(path, root):
+            watched = self.files.watched and root == self.files.folder
+            extra = [root / name for name in self.files.folder_files] if root == self.files.folder else []
+            for path in [*root.rglob("*" if watched else "*.py"), *extra]:
+                if self.files.is_python(path, root) or (self.files.is_folder_file(path) and path.is_file()) or (
+                    watched and self.files.watchers(path) and path.is_file()
+                ):
                     self.debouncer.add(str(path), "closed", now)
 
     def _note(self, when: float, event: FileSystemEvent) -> None:

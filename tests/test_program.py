@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from hotreload.guardian import GUARDIAN_ENV
-from hotreload.program import MAX_LINE, Program, _environment, _Lines, cpu_seconds, parse, read_procfile
-from hotreload.settings import SettingsError
+from hotreload.program import MAX_LINE, Program, _environment, _Lines, cpu_seconds, parse, read_procfile, unfit_settings
+from hotreload.settings import Settings, SettingsError
 
 FOLDER = Path("/srv/workers")
 
@@ -119,3 +119,9 @@ def test_the_environment_is_the_hosts_without_its_guardian_plus_env(monkeypatch)
     assert env["KEEP"] == "replaced" and env["NEW"] == "1"
     monkeypatch.setenv("PYTHONUNBUFFERED", "")
     assert _environment(parse({"COMMAND": "x"}, FOLDER))["PYTHONUNBUFFERED"] == ""
+
+
+def test_a_program_cannot_have_the_settings_that_need_a_ctx():
+    assert unfit_settings(Settings()) == []
+    assert unfit_settings(Settings(ready="tcp:8080")) == []
+    assert [name for name, _ in unfit_settings(Settings(heartbeat=5.0, ready="signal"))] == ["HEARTBEAT", "READY"]
