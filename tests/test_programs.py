@@ -352,3 +352,25 @@ def test_a_module_that_comes_takes_a_procfile_name_and_gives_it_back_when_it_goe
     back = running_pid(host, folder, tmp_path, "svc", other_than=pid)
     assert status(folder, tmp_path)["svc"]["source"].endswith("Procfile") and alive(back)
     assert host.stop() == 0
+
+
+def test_a_watched_file_restarts_a_program(folder, start_host, tmp_path):
+    write(folder / "motd.txt", "first\n")
+    write(folder / "motd.py", program(["sh", "-c", "echo says $(cat motd.txt); exec sleep 3600"], WATCH=["motd.txt"]))
+    host = start_host(folder)
+    host.wait_log(said("motd", "says first"))
+    pid = running_pid(host, folder, tmp_path, "motd")
+    write(folder / "motd.txt", "second\n")
+    host.wait_log(said("motd", "says second"))
+    assert not alive(pid)
+    assert host.stop() == 0
+
+
+def test_settings_that_need_a_ctx_are_load_errors_for_a_program(folder, tmp_path):
+    write(folder / "beats.py", program("sleep 60", HEARTBEAT=5))
+    write(folder / "signals.py", program("sleep 60", READY="signal"))
+    result = run_cli("list", str(folder), "--no-entry-points", cwd=tmp_path)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "beats.py:2: HEARTBEAT: a program has no ctx.heartbeat()" in out
+    assert "signals.py:2: READY: 'signal' needs ctx.ready()" in out
