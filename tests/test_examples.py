@@ -77,6 +77,9 @@ def test_stack_runs_a_thread_worker_a_web_server_program_and_a_shell_loop_side_b
     host = start_host(folder, env={"STACK_PORT": str(port)})
     host.wait_log("| checker    | web says: hello from the stack")
     host.wait_log("| clock      | it is ")
+    log = host.log()
+    assert log.index(f"| web        | ready: port {port} accepts connections") < log.index("| checker    | starting")
+    assert "web does not answer" not in log  # it started once web was ready
     assert get(port) == "hello from the stack\n"
     assert '"GET / HTTP/1.1" 200' in host.log()  # the server's own lines, from its stderr
     write(folder / "web.py", (folder / "web.py").read_text() + "# a comment: the server runs on\n")

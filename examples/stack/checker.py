@@ -3,6 +3,8 @@ import urllib.request
 
 from ._config import PORT
 
+AFTER = ["web"]  # started once web is ready, stopped before it
+
 
 def run(ctx):
     url = f"http://127.0.0.1:{PORT}/"

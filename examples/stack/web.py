@@ -9,4 +9,5 @@ from ._config import PORT
 
 COMMAND = [sys.executable, "-m", "http.server", str(PORT), "--bind", "127.0.0.1"]
 CWD = "public"  # relative to the workers folder
+READY = f"tcp:{PORT}"  # the workers AFTER it start once the server accepts connections
 STOP_TIMEOUT = 3
