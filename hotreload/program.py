@@ -282,7 +282,8 @@ class Process:
                 state = stat.read().rpartition(")")[2].split()[0]
         except (OSError, IndexError):
             state = "unknown"
-        return f"pid {self.pid}, kernel state {state} (D: in an uninterruptible wait)\n"
+        why = " (an uninterruptible wait in the kernel: it dies when that ends)" if state == "D" else ""
+        return f"pid {self.pid}, kernel state {state}{why}\n"
 
     def _signal(self, signum: int) -> None:
         with self._lock:
