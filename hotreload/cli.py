@@ -71,6 +71,14 @@ def _seconds(check: Callable[[Any], float]) -> Callable[[str], float]:
     return parse
 
 
+def _address(text: str) -> tuple[str, int]:
+    """An argparse type for ``--http [HOST:]PORT``, with the config file's check."""
+    try:
+        return configuration.http_address(text)
+    except TypeError as exc:
+        raise argparse.ArgumentTypeError(f"must be {exc}, got {text!r}") from None
+
+
 def _count(text: str) -> int:
     """An argparse type for a number of lines: a whole number >= 0."""
     try:
@@ -170,6 +178,14 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
     run.add_argument("--debounce", type=_seconds(configuration.debounce), default=defaults.get("debounce", 0.01),
                      metavar="SECONDS", help="how long a burst of saves may last to be applied as one batch "
                      f"(default: 0.01, at most {configuration.DEBOUNCE_MAX:g})")
+    run.add_argument("--http", type=_address, default=defaults.get("http"), metavar="[HOST:]PORT",
+                     help="serve /healthz, /readyz, /metrics and the worker actions over HTTP on HOST "
+                     f"(default {configuration.DEFAULT_HTTP_HOST}) and PORT (0: any free port); off by default")
+    run.add_argument("--http-token", metavar="TOKEN", default=None,
+                     help="the secret the HTTP actions and logs need (Authorization: Bearer TOKEN); "
+                     "required for them when HOST is not loopback")
+    run.add_argument("--http-token-file", metavar="PATH", default=configuration.path_of(config, "http-token-file"),
+                     help="read the --http-token from PATH (kept out of the process list)")
 
     status = commands.add_parser("status", help="show the workers of a running host",
                                  description="One row per worker of the host running on DIR.")
@@ -316,6 +332,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return _list(args, folder, config)
     if args.log_file:
         _check_log_file(parser, args.log_file)
+    if args.http_token_file:
+        args.http_token = _read_token(parser, args.http_token_file)
     if args.guard:
         from hotreload import guardian
 
@@ -331,6 +349,17 @@ def _check_log_file(parser: argparse.ArgumentParser, path: str) -> None:
         logfile.LogFile(path).stop()
     except OSError as exc:
         parser.error(f"cannot write the log file {path}: {exc.strerror or exc}")
+
+
+def _read_token(parser: argparse.ArgumentParser, path: str) -> str:
+    """The secret in a token file (surrounding white space dropped); an error if none."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.error(f"cannot read the HTTP token file {path}: {getattr(exc, 'strerror', None) or exc}")
+    if not token:
+        parser.error(f"the HTTP token file {path} is empty")
+    return token
 
 
 def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
@@ -358,6 +387,15 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
         return 1
     if running.control.notice:
         log.logger.warning(running.control.notice)
+    if args.http is not None:
+        from hotreload import web  # http.server and prometheus-client: imported only with --http
+
+        try:
+            running.http = web.WebServer(running, args.http, args.http_token)
+        except OSError as exc:
+            log.logger.error(f"cannot serve HTTP on {web.shown(args.http)}: {exc.strerror or exc}")
+            running.control.stop()
+            return 1
     status = host.serve(running)
     output.flush_all()
     leftover = host.leftover_threads()

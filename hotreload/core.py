@@ -196,6 +196,7 @@ def _launch(host: Host, worker: Worker) -> bool:
         worker.log.warning(f"not started: {STUCK}; it starts when that thread ends, or {STUCK_WAY_OUT}")
         return False
     worker.start_pending = False
+    worker.held = False
     worker.restart_at = None
     worker.order_error = _order_problem(host, worker)
     if worker.order_error is not None:  # a load error: it is not started until that is fixed
@@ -287,6 +288,8 @@ def _on_exit(host: Host, message: Exited) -> None:
                 _launch(host, worker)
         return
     how = "hung" if execution.hung else "returned" if error is None else "crashed"
+    if how != "returned":
+        worker.crashes += 1
     if execution.hung:  # interrupted by the heartbeat check, which logged its stack
         worker.last_error = f"hung: no sign of life for {execution.heartbeat:g} s (HEARTBEAT)"
         worker.log.error(f"{worker.last_error}; it ended when interrupted")
@@ -476,6 +479,7 @@ def _stop_one(host: Host, worker: Worker) -> str:
     if worker.execution is None and worker.state not in (BACKOFF, WAITING):
         return f"not running ({worker.state})"
     host.restarting.discard(worker.name)
+    worker.held = True
     worker.log.info("stop requested from the control socket")
     _stop(host, worker)
     return STOPPING if worker.execution is not None else STOPPED
@@ -552,6 +556,11 @@ def _status(host: Host) -> dict[str, Any]:
             else 0.0 if execution.sleeping else round(now - execution.beat, 1),
             "uptime": round(now - execution.started_at, 1) if execution is not None and worker.state == RUNNING else None,
             "restarts": worker.restarts,
+            "crashes": worker.crashes,
+            "reloads": dict(worker.reloads),
+            "reload_seconds": {"bounds": list(worker.reload_seconds.bounds), "counts": list(worker.reload_seconds.counts),
+                               "total": worker.reload_seconds.total},
+            "held": worker.held,
             "generation": worker.generation,
             "last_error": worker.last_error,
             "source": worker.source,
@@ -563,6 +572,9 @@ def _status(host: Host) -> dict[str, Any]:
         "config": host.options.config,
         "reload": host.options.reload,
         "core_generation": host.core_generation,
+        "uptime": round(now - host.started, 3),
+        "starting": bool(host.startup) or host.job is not None and host.job.purpose in STARTUP_JOBS,
+        "stopping": host.stopping,
         "workers": rows,
         "importing": None if host.job is None else {
             "doing": host.job.doing, "seconds": round(now - host.job.submitted, 1),
@@ -1053,6 +1065,8 @@ def _load(
     if not fresh:
         host.journal.add_event(events.reloaded(worker.name, str(_file_of(host, module)), worker.generation,
                                                _elapsed_ms(swap.started)))
+        worker.reloads["ok"] = worker.reloads.get("ok", 0) + 1
+        worker.reload_seconds.add(time.monotonic() - swap.started)
     return True
 
 
@@ -1086,6 +1100,7 @@ def _not_swapped(
     ``error`` (default: ``why``) becomes its last error, shown by ``status`` while it lasts;
     ``where``, the file and line at fault (default: the worker's file)."""
     worker.last_error = error or why
+    worker.reloads["failed"] = worker.reloads.get("failed", 0) + 1
     before = swap.before.get(worker.name, worker.state)
     keeps = worker.target is not None and before in RESTARTABLE
     worker.log.error(f"not reloaded: {why}")
