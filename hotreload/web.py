@@ -47,6 +47,8 @@ LIVENESS_TIMEOUT = 1.0  # seconds the host loop gets to answer /healthz and /rea
 ANSWER_TIMEOUT = 5.0  # seconds it gets to take an action or a /metrics snapshot; later, not done
 ANSWER_GRACE = 2.0  # seconds a command it took gets to be answered
 JOIN_TIMEOUT = 2.0
+LINGER_TIMEOUT = 0.5  # seconds a refused client still sending gets to stop, at most LINGER_READS reads
+LINGER_READS = 16
 ACTIONS = ("restart", "stop", "start")
 READ_ONLY = ("/", "/healthz", "/readyz", "/metrics")
 GUARDED_READS = ("/csrf", "/logs", "/events")  # a secret's: the CSRF token, what workers logged
@@ -159,9 +161,26 @@ class _TooLarge(Exception):
     pass
 
 
+def _linger(conn: socket.socket) -> None:
+    """Before closing on a client still sending: say we are done, and read (a bounded amount,
+    briefly) what it sends, so that the close does not reset the connection and lose the
+    reply it has not read yet."""
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(LINGER_TIMEOUT)
+        for _ in range(LINGER_READS):
+            if not conn.recv(65536):
+                return
+    except OSError:
+        pass
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
     server_version = "hotreload"
+    default_request_version = "HTTP/1.0"  # a reply has a status line, even to a request without a version
+    error_message_format = "%(code)d %(message)s\n"
+    error_content_type = "text/plain; charset=utf-8"
     timeout = REQUEST_TIMEOUT  # also bounds writing the reply to a client that does not read
 
     def setup(self) -> None:
@@ -176,6 +195,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.settimeout(REQUEST_TIMEOUT)
             self.wfile.write(b"HTTP/1.0 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n")
+            _linger(self.connection)
         except OSError:  # the client went, or did not read its reply in time
             self.close_connection = True
 
@@ -327,6 +347,8 @@ class WebServer:
             return 200, {"token": self.csrf}, ""
         if found.kind in ("/logs", "/events"):
             return self._tail(found)
+        if found.kind == "action":
+            return self._act(found)
         wait = LIVENESS_TIMEOUT if found.kind in ("/healthz", "/readyz") else ANSWER_TIMEOUT
         status = self.ask("status", [], wait)
         if status is None:
@@ -336,12 +358,16 @@ class WebServer:
         if found.kind == "/readyz":
             waiting = unready(status)
             return (503 if waiting else 200), {"ready": not waiting, "not_running": waiting}, ""
-        if found.kind == "/metrics":
-            return 200, metrics.exposition(status, metrics.process_figures()), metrics.CONTENT_TYPE
-        return self._act(found, status)
+        return 200, metrics.exposition(status, metrics.process_figures()), metrics.CONTENT_TYPE
 
-    def _act(self, found: Route, status: Mapping[str, Any]) -> tuple[int, Any, str]:
-        names = [found.name] if found.name is not None else [w["name"] for w in status["workers"]]
+    def _act(self, found: Route) -> tuple[int, Any, str]:
+        """One worker's action; for all, the workers the loop names first."""
+        names = [found.name] if found.name is not None else None
+        if names is None:
+            status = self.ask("status", [], ANSWER_TIMEOUT)
+            if status is None:
+                return 503, {"ok": False, "error": "not done: the host was busy or is stopping; try again"}, ""
+            names = [w["name"] for w in status["workers"]]
         if not names:
             return 200, {"ok": True, "results": {}}, ""
         reply = self.ask(found.action or "", names, ANSWER_TIMEOUT)
