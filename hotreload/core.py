@@ -798,6 +798,8 @@ def _plan(
             _set_last_error(host, name, _one_line(source.error))
             owner = _worker_of(host, name)
             _failed_event(host, owner.name if owner is not None else None, source.error, str(path))
+            if owner is not None:
+                owner.reloads["failed"] = owner.reloads.get("failed", 0) + 1
             continue
         roots.add(name)
         new_worker = host.files.worker_name(path)
