@@ -70,11 +70,12 @@ def crash_restart(root: Path, probe: Probe, cycles: int, delay: float = 0.05) ->
     return {"backoff_ms": delay * 1000, **summary(overheads)}
 
 
-def idle(root: Path, probe: Probe, workers: int, seconds: float) -> dict[str, Any]:
+def idle(root: Path, probe: Probe, workers: int, seconds: float, http: bool = False) -> dict[str, Any]:
     """CPU, RSS and wake-ups of a host whose ``workers`` all sleep in ``ctx.sleep``, and of
-    the guardian above it; a ``logs -f`` and an ``events -f`` follow the host all along."""
+    the guardian above it; a ``logs -f`` and an ``events -f`` follow the host all along.
+    With ``http``, the host also serves ``--http`` on loopback, with no client."""
     folder = _workers(root, "idle", workers, prefix="idle")
-    guardian = _host(root, folder, probe, guard=True)
+    guardian = _host(root, folder, probe, *(["--http", "127.0.0.1:0"] if http else []), guard=True)
     followers: list[subprocess.Popen] = []
     try:
         _wait_started(probe, [f"idle{i}" for i in range(workers)])
@@ -110,6 +111,7 @@ def idle(root: Path, probe: Probe, workers: int, seconds: float) -> dict[str, An
         "wakeups_per_s": round((after["wakeups"] - before["wakeups"]) / seconds, 2),
         "threads_that_woke": len(woke),
         "followers": following,
+        "http": http,
         "guardian": {
             "rss_mb": round(guardian_after["rss_mb"], 1),
             "cpu_s": round(guardian_after["cpu_s"] - guardian_before["cpu_s"], 3),
