@@ -365,3 +365,41 @@ def test_stop_ends_a_client_waiting_on_a_loop_that_is_gone(served):
     server.stop()
     client.join(5)
     assert time.monotonic() - started < web.JOIN_TIMEOUT and results[0][0] == 503
+
+
+# --- what core counts, in process -------------------------------------------------------------
+
+
+def test_core_counts_crashes_reloads_and_a_stop_on_request_in_the_status_the_server_reads(core_host):
+    from conftest import pump
+
+    from hotreload import core
+    from hotreload.records import Changes
+
+    crashing = "BACKOFF = {'initial': 60, 'jitter': 0}\ndef run(ctx):\n    raise RuntimeError('boom')\n"
+    sleeping = "def run(ctx):\n    while not ctx.sleep(60):\n        pass\n"
+    host = core_host({"bad.py": crashing, "good.py": sleeping})
+    pump(host, lambda: host.workers["bad"].state == "backoff", "the crash")
+
+    def ask(cmd: str, *names: str) -> dict[str, Any]:
+        message = Command(cmd, list(names))
+        core.handle(host, message)
+        return message.reply
+
+    def saved(source: str) -> None:
+        (host.options.folder / "good.py").write_text(source)
+        core.handle(host, Changes(frozenset([str(host.options.folder / "good.py")])))
+        pump(host, lambda: host.swap is None and host.job is None, "the swap to end")
+
+    saved(sleeping + "# 2\n")
+    saved(sleeping + "oops(\n")
+    saved(sleeping.replace("ctx.sleep(60)", "ctx.sleep(61)") + "import nowhere_at_all\n")
+    rows = {row["name"]: row for row in ask("status")["workers"]}
+    assert rows["bad"]["crashes"] == 1 and rows["good"]["crashes"] == 0
+    assert rows["good"]["reloads"] == {"ok": 1, "failed": 2}
+    assert sum(rows["good"]["reload_seconds"]["counts"]) == 1 and rows["good"]["reload_seconds"]["total"] > 0
+    assert web.unready(ask("status")) == [{"name": "bad", "state": "backoff"}]
+    ask("stop", "bad")
+    assert web.unready(ask("status")) == []  # stopped on request: not expected to run
+    ask("start", "bad")
+    assert not host.workers["bad"].held
