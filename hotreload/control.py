@@ -79,6 +79,7 @@ class Command:
 
     cmd: str
     names: list[str] = field(default_factory=list)
+    all_workers: bool = False  # restart, stop or start every worker (``"all": true``), not ``names``
     expires: float = math.inf  # time.monotonic() after which the host loop must not act on it
     reply: dict[str, Any] | None = None
     done: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -231,9 +232,14 @@ def check(raw: bytes) -> Command | dict[str, Any]:
         isinstance(n, str) and 0 < len(n) <= 200 for n in names
     ):
         return {"ok": False, "error": f"names must be a list of up to {MAX_NAMES} worker names"}
-    if cmd in ("restart", "stop", "start") and not names:
-        return {"ok": False, "error": f"{cmd} needs at least one worker name"}
-    return Command(cmd, names)
+    all_workers = data.get("all", False)
+    if not isinstance(all_workers, bool):
+        return {"ok": False, "error": "all must be true or false"}
+    if cmd in ("restart", "stop", "start") and not names and not all_workers:
+        return {"ok": False, "error": f"{cmd} needs at least one worker name, or \"all\": true"}
+    if names and all_workers:
+        return {"ok": False, "error": "worker names or \"all\": true, not both"}
+    return Command(cmd, names, all_workers)
 
 
 class Server:
@@ -543,8 +549,9 @@ def _drain(conn: socket.socket) -> None:
         pass
 
 
-def request(folder: Path, cmd: str, names: Sequence[str] = ()) -> dict[str, Any]:
-    """Send one request to the host of ``folder`` and return its reply.
+def request(folder: Path, cmd: str, names: Sequence[str] = (), all_workers: bool = False) -> dict[str, Any]:
+    """Send one request to the host of ``folder`` and return its reply; ``all_workers``:
+    to every worker, rather than to ``names``.
 
     Waits longer than the host may take to answer, so that the reply — done, or not done
     because the host was busy — says what happened.
@@ -553,7 +560,8 @@ def request(folder: Path, cmd: str, names: Sequence[str] = ()) -> dict[str, Any]
     with _connect(where) as conn:
         try:
             conn.settimeout(REPLY_TIMEOUT)
-            conn.sendall(json.dumps({"cmd": cmd, "names": list(names)}).encode() + b"\n")
+            asked = {"cmd": cmd, **({"all": True} if all_workers else {"names": list(names)})}
+            conn.sendall(json.dumps(asked).encode() + b"\n")
             raw = _read_reply(conn, time.monotonic() + REPLY_TIMEOUT)
         except socket.timeout:
             raise ControlError(f"the host on {where} did not reply within {REPLY_TIMEOUT:g} s; "

@@ -18,12 +18,13 @@ import importlib
 import os
 import signal
 import sys
+import threading
 import time
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from hotreload import backoff, importer, loader, safe, settings
+from hotreload import backoff, cpu, importer, loader, safe, settings
 from hotreload import guardian as guardian_process
 from hotreload.control import Command
 from hotreload.debounce import Changes
@@ -378,12 +379,13 @@ def _on_command(host: Host, command: Command) -> dict[str, Any]:
         starting = host.job is not None and host.job.purpose in STARTUP_JOBS
         what = "the workers are still being imported" if starting else "a reload is in progress"
         return {"ok": False, "error": f"{what}; try again"}
-    unknown = [name for name in command.names if name not in host.workers]
+    names = sorted(host.workers) if command.all_workers else command.names
+    unknown = [name for name in names if name not in host.workers]
     if unknown:
         return {"ok": False, "error": f"no worker named {', '.join(unknown)}; "
                                       f"the workers are: {', '.join(sorted(host.workers)) or 'none'}"}
     act = {"restart": _restart_one, "stop": _stop_one, "start": _start_one}[command.cmd]
-    return {"ok": True, "results": {name: act(host, host.workers[name]) for name in command.names}}
+    return {"ok": True, "results": {name: act(host, host.workers[name]) for name in names}}
 
 
 def _stop_one(host: Host, worker: Worker) -> str:
@@ -431,6 +433,7 @@ def _restart_host(host: Host) -> dict[str, Any]:
 
 
 def _status(host: Host) -> dict[str, Any]:
+    process, sample, usage = _cpu_usage(host)
     now = time.monotonic()
     rows = []
     for worker in sorted(host.workers.values(), key=lambda w: w.name):
@@ -443,6 +446,8 @@ def _status(host: Host) -> dict[str, Any]:
             "generation": worker.generation,
             "last_error": worker.last_error,
             "source": worker.source,
+            "cpu_percent": usage.workers.get(worker.name),
+            "cpu_seconds": round(sample.workers[worker.name], 2),
         })
     return {
         "pid": os.getpid(),
@@ -451,11 +456,35 @@ def _status(host: Host) -> dict[str, Any]:
         "config": host.options.config,
         "reload": host.options.reload,
         "core_generation": host.core_generation,
+        "rss_bytes": process.rss_bytes,
+        "threads": process.threads,
+        "cpu_seconds": round(process.cpu_seconds, 2),
+        "cpu_percent": usage.host_percent,
+        "cpu_window": None if usage.window is None else round(usage.window, 2),
         "workers": rows,
         "importing": None if host.job is None else {
             "doing": host.job.doing, "seconds": round(now - host.job.submitted, 1),
         },
     }
+
+
+def _cpu_usage(host: Host) -> tuple[cpu.Usage, cpu.Sample, cpu.Window]:
+    """The host's and each worker's CPU so far, read now, and CPU% since a kept sample;
+    this sample is kept (on the host record) for the next request."""
+    threads = _worker_threads(host)
+    process = cpu.process_usage()
+    sample = cpu.Sample(time.monotonic(), process.cpu_seconds, {
+        name: cpu.worker_seconds(worker.cpu, threads.get(name, ())) for name, worker in host.workers.items()
+    })
+    usage = cpu.usage(cpu.base_for(host.cpu_samples, sample.at), sample)
+    host.cpu_samples = cpu.keep(host.cpu_samples, sample)
+    return process, sample, usage
+
+
+def _worker_threads(host: Host) -> dict[str, list[threading.Thread]]:
+    """The live threads of each worker, by name: the thread running its ``run``."""
+    own = {worker.current.thread.ident: name for name, worker in host.workers.items() if worker.current is not None}
+    return cpu.threads_by_owner(threading.enumerate(), own.get)
 
 
 # --- start-up ------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from hotreload import core, corereload, guardian, loader, safe, signals
+from hotreload import core, corereload, cpu, guardian, loader, safe, signals
 from hotreload.debounce import Changes, Windows
 from hotreload.importer import Importer, Job
 from hotreload.inbox import Inbox
@@ -132,6 +132,8 @@ class Host:
     importer: Importer | None = None  # the thread that imports modules, while serving
     job: Job | None = None  # the importer's job in flight: at most one at a time
     startup: list[Job] = field(default_factory=list)  # start-up imports not yet submitted
+    # CPU figures of earlier status requests, from which the next one's CPU% is measured.
+    cpu_samples: list[cpu.Sample] = field(default_factory=list)
 
     @property
     def log(self) -> Any:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hotreload import safe
+from hotreload.cpu import Account
 from hotreload.settings import Settings
 
 __all__ = ["Context", "Exited", "Interrupted", "Run", "Worker", "THREAD_PREFIX", "call_problem"]
@@ -54,6 +55,7 @@ class Worker:
     # A start was refused while its abandoned thread still runs (a save came): it happens
     # when that thread ends.
     start_pending: bool = False
+    cpu: Account = field(default_factory=Account, repr=False)  # the CPU time of its ended threads
 
 
 def call_problem(run: Callable[..., Any]) -> tuple[str, str | None, int | None] | None:
@@ -182,6 +184,7 @@ class Run:
             error = exc
         finally:
             self._cancel = None
+            self.worker.cpu.thread_ended()  # its CPU time would go with the thread
             self._inbox.put(Exited(self, error, _described(error)))
 
     def _run_async(self, awaitable: Any) -> None:
