@@ -3,11 +3,16 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
-from conftest import HOTRELOAD, WAIT, run_cli, worker_source, write
+import hotreload
+from conftest import HOTRELOAD, WAIT, run_cli, wait_for, worker_source, write
+from hotreload import control, cpu
 
 SPIN = "while not ctx.stopping:\n    pass"
 # Spins for 0.3 s of CPU on its first start only, then sleeps like the others.
@@ -68,6 +73,24 @@ def test_a_workers_cpu_time_stays_with_it_when_its_thread_ends(folder, start_hos
     assert run_cli("restart", "-d", str(folder), "burner", cwd=tmp_path).returncode == 0
     host.wait_started("burner", 1, count=2)  # a new thread, which does not spin
     assert workers(status(folder, tmp_path))["burner"]["cpu_seconds"] >= 0.28
+    assert host.stop() == 0
+
+
+def test_the_cpu_window_outlives_a_reload_of_core(folder, start_host, tmp_path):
+    copy = tmp_path / "pkg" / "hotreload"
+    shutil.copytree(Path(hotreload.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    write(folder / "idle.py", worker_source())
+    host = start_host(folder, cmd=[sys.executable, "-m", "hotreload"], env={"PYTHONPATH": str(copy.parent)})
+    host.wait_started("idle", 1)
+    first = control.request(folder, "status")
+    asked = time.monotonic()
+    assert first["ok"] and first["cpu_window"] is None  # nothing to measure from yet
+    write(copy / "core.py", (copy / "core.py").read_text() + "\n# edited\n")
+    host.wait_log("core reloaded (generation 1)")
+    wait_for(lambda: time.monotonic() - asked >= cpu.MIN_WINDOW + 0.1, what="the shortest window to pass")
+    second = control.request(folder, "status")
+    assert second["core_generation"] == 1
+    assert second["cpu_window"] >= time.monotonic() - asked - 0.5  # measured from the first request's sample
     assert host.stop() == 0
 
 
@@ -226,7 +249,7 @@ class Terminal:
 
 
 def test_the_watch_loop_redraws_until_ctrl_c_and_stops_with_1_when_the_host_goes():
-    from hotreload import control, status as shown
+    from hotreload import status as shown
 
     replies = [reply(a=1.0), reply(a=2.0), control.ControlError("no hotreload host is running on /w")]
     ticks = []
@@ -256,7 +279,7 @@ def test_the_watch_loop_redraws_until_ctrl_c_and_stops_with_1_when_the_host_goes
 
 
 def test_a_status_without_a_recent_sample_asks_again_a_moment_later():
-    from hotreload import cpu, status as shown
+    from hotreload import status as shown
 
     asked, slept = [], []
     answers = [{"ok": True, "cpu_window": None}, {"ok": True, "cpu_window": 0.55}]
