@@ -50,7 +50,8 @@ def test_status_shows_each_workers_cpu_and_the_hosts_rss_threads_and_cpu(folder,
     reply = status(folder, tmp_path)  # the first request: measured over a short window
     assert reply["cpu_window"] >= 0.5
     spinner, idle = workers(reply)["spinner"], workers(reply)["idle"]
-    assert spinner["cpu_percent"] > 20 and idle["cpu_percent"] < 10, reply
+    # a whole core when the machine is free; under load from elsewhere, still far above the idle one
+    assert spinner["cpu_percent"] > max(5.0, 5 * idle["cpu_percent"]), reply
     assert spinner["cpu_seconds"] > idle["cpu_seconds"]
     assert reply["cpu_seconds"] >= spinner["cpu_seconds"] and reply["cpu_percent"] >= spinner["cpu_percent"]
     assert abs(reply["threads"] - host.threads()) <= 2
@@ -62,7 +63,7 @@ def test_status_shows_each_workers_cpu_and_the_hosts_rss_threads_and_cpu(folder,
     assert lines[1].startswith("rss ") and " threads, cpu " in lines[1] and "% over the last" in lines[1]
     assert lines[2].split() == ["NAME", "STATE", "%CPU", "TIME", "UPTIME", "RESTARTS", "GEN", "LAST", "ERROR"]
     assert [line.split()[0] for line in lines[3:]] == ["idle", "spinner"]  # by name, without --watch
-    assert float(lines[4].split()[2]) > 20
+    assert float(lines[4].split()[2]) > max(5.0, 5 * float(lines[3].split()[2]))
     assert host.stop() == 0
 
 
@@ -179,8 +180,9 @@ def test_watch_ends_with_1_and_one_line_when_there_is_no_host_or_it_goes(folder,
         read_until(watcher.stdout.fileno(), lambda t: len(frames(t)) >= 1)
         assert host.stop() == 0
         assert watcher.wait(WAIT) == 1
-        error = watcher.stderr.read().decode()
-        assert len(error.splitlines()) == 1 and "no hotreload host is running on" in error, error
+        error = watcher.stderr.read().decode()  # gone, or (asked as it stopped) stopping
+        assert len(error.splitlines()) == 1, error
+        assert "no hotreload host is running on" in error or "the host is stopping" in error, error
     finally:
         watcher.kill()
         watcher.wait(WAIT)
