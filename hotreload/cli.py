@@ -9,11 +9,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from hotreload import config as configuration
 from hotreload.config import LOG_LEVELS, Config, ConfigError, worker_defaults
 from hotreload.config import find as find_config
+
+if TYPE_CHECKING:
+    from hotreload.records import Host, Options
 
 __all__ = ["main"]
 
@@ -291,13 +294,13 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
 
     guardian.connect()  # before anything can fail: leaving early is then a failure it is told of
     guardian.handle_signals_while_starting()
-    from hotreload import control, host, log
+    from hotreload import control, host, log, records
 
     log.configure(args.log_level, as_json=args.log_json, file=args.log_file)
-    options = host.Options(folder, stop_timeout=args.stop_timeout, reload=args.reload,
-                           entry_points=args.entry_points, debounce=args.debounce,
-                           config=str(config.path) if config.path else None,
-                           defaults=worker_defaults(config.values))
+    options = records.Options(folder, stop_timeout=args.stop_timeout, reload=args.reload,
+                              entry_points=args.entry_points, debounce=args.debounce,
+                              config=str(config.path) if config.path else None,
+                              defaults=worker_defaults(config.values))
     running = _create_host(options)
     if running is None:
         return 1
@@ -355,7 +358,7 @@ def _failed(result: Any) -> bool:
     return str(result).startswith("cannot ")
 
 
-def _create_host(options: Any) -> Any:
+def _create_host(options: Options) -> Host | None:
     """``host.create(options)``, or None once a folder whose package fails to import is
     reported (its ``__init__.py`` raised)."""
     from hotreload import host, log
@@ -368,11 +371,11 @@ def _create_host(options: Any) -> Any:
 
 
 def _list(args: argparse.Namespace, folder: Path, config: Config) -> int:
-    from hotreload import host, listing, log
+    from hotreload import listing, log, records
 
     log.configure("WARNING")
-    options = host.Options(folder, reload=False, entry_points=args.entry_points,
-                           defaults=worker_defaults(config.values))
+    options = records.Options(folder, reload=False, entry_points=args.entry_points,
+                              defaults=worker_defaults(config.values))
     checked = _create_host(options)
     return 1 if checked is None else listing.report(checked)
 

@@ -24,7 +24,6 @@ import errno
 import fcntl
 import hashlib
 import json
-import math
 import os
 import re
 import selectors
@@ -35,10 +34,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from hotreload.records import Command
+
+if TYPE_CHECKING:
+    from hotreload.inbox import Inbox
 
 __all__ = [
-    "COMMANDS", "AlreadyRunning", "Command", "ControlError", "Server", "host_socket_path", "request",
+    "COMMANDS", "AlreadyRunning", "ControlError", "Server", "host_socket_path", "request",
     "socket_path",
 ]
 
@@ -66,46 +70,6 @@ class AlreadyRunning(ControlError):
         super().__init__(f"another hotreload host (pid {pid}) is already running on {folder}; "
                          f"stop it first, or use `hotreload status -d {folder}`")
         self.pid = pid
-
-
-@dataclass(eq=False)
-class Command:
-    """A checked request, waiting in the inbox for the host loop to answer it.
-
-    Its fate is decided once, under a lock: the host loop ``take``s it before acting, or the
-    control thread ``expire``s it when the loop was too busy to take it in time. An expired
-    command is never acted on, so a client told "not done" was told the truth.
-    """
-
-    cmd: str
-    names: list[str] = field(default_factory=list)
-    all_workers: bool = False  # restart, stop or start every worker (``"all": true``), not ``names``
-    expires: float = math.inf  # time.monotonic() after which the host loop must not act on it
-    reply: dict[str, Any] | None = None
-    done: threading.Event = field(default_factory=threading.Event, repr=False)
-    notify: Callable[[], None] | None = field(default=None, repr=False)  # wakes the control thread
-    fate: str = "pending"  # then "taken" or "expired"
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def take(self) -> bool:
-        """For the host loop, before it acts: True if it may; False once the command expired."""
-        with self._lock:
-            if self.fate == "pending":
-                self.fate = "taken" if time.monotonic() <= self.expires else "expired"
-            return self.fate == "taken"
-
-    def expire(self) -> bool:
-        """For the control thread, at the deadline: True if the command will never be acted on."""
-        with self._lock:
-            if self.fate == "pending":
-                self.fate = "expired"
-            return self.fate == "expired"
-
-    def answer(self, reply: dict[str, Any]) -> None:
-        self.reply = reply
-        self.done.set()
-        if self.notify is not None:
-            self.notify()
 
 
 def socket_name(folder: Path) -> str:
@@ -245,7 +209,7 @@ def check(raw: bytes) -> Command | dict[str, Any]:
 class Server:
     """The host's end: a lock, a listening socket and one thread that serves every client."""
 
-    def __init__(self, folder: Path, inbox: Any) -> None:
+    def __init__(self, folder: Path, inbox: Inbox) -> None:
         self.folder = folder
         self.inbox = inbox
         self.path, self.notice = host_socket_path(folder)
@@ -373,7 +337,7 @@ class _Clients:
     at once by one selector. It sleeps until a client, an answer or a deadline needs it: with
     no connection open there is no deadline, and no wake-up at all."""
 
-    def __init__(self, listener: socket.socket, inbox: Any, wake: Callable[[], None]) -> None:
+    def __init__(self, listener: socket.socket, inbox: Inbox, wake: Callable[[], None]) -> None:
         self.listener = listener
         self.inbox = inbox
         self.wake = wake

@@ -8,8 +8,8 @@ it is decided, never recomputed from a constant of this file. Keep it that way w
 The loop calls only the functions ``host.CORE_API`` names; ``corereload`` reloads this file,
 and checks the new code before the loop runs on it.
 
-A worker's states: ``starting`` -> ``running`` -> (``stopping`` ->) ``stopped`` | ``exited``
-| ``backoff`` -> ``starting`` ... | ``fatal`` (given up on until its source changes).
+The records it works on, and the messages it handles, are ``hotreload.records``; a worker's
+states and their transitions are ``hotreload.states``.
 """
 from __future__ import annotations
 
@@ -26,15 +26,14 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from hotreload import backoff, cpu, importer, loader, safe, settings
 from hotreload import guardian as guardian_process
-from hotreload.control import Command
-from hotreload.debounce import Changes
-from hotreload import host as hosting
-from hotreload.log import SinksRemoved, format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
+from hotreload.log import format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
 from hotreload.log import bridge_removed, restore_bridge
-from hotreload.worker import Exited, Interrupted, Run, Worker, call_problem
+from hotreload.records import Changes, Command, Exited, Host, Job, Loaded, Message, Signal, SinksRemoved, Swap, Worker
+from hotreload.states import BACKOFF, EXITED, FATAL, RESTARTABLE, RUNNING, STARTING, STOPPED, STOPPING
+from hotreload.worker import Execution, Interrupted, call_problem
 
 if TYPE_CHECKING:
-    from hotreload.host import Host, Swap
+    from loguru import Logger
 
 __all__ = ["exit_status", "finished", "format_error", "handle", "helpers", "load", "logger", "start", "wakeup"]
 
@@ -69,7 +68,7 @@ def _started(host: Host) -> None:
     # then a crash for the guardian to restart after, not a start-up failure.
     guardian_process.notify_ready()
     for worker in host.workers.values():
-        if worker.run is not None and worker.state == "stopped" and not host.stop_requested:
+        if worker.target is not None and worker.state == STOPPED and not host.stop_requested:
             _launch(host, worker)
     _after_swap(host)  # the changes saved while the workers were importing
 
@@ -84,8 +83,8 @@ def load(host: Host) -> None:
     _restore_logging(host)
 
 
-def _startup_jobs(host: Host) -> list[importer.Job]:
-    found, skipped = loader.discover(host.options.folder)
+def _startup_jobs(host: Host) -> list[Job]:
+    found, skipped = loader.discover(host.files)
     for entry, why in skipped.items():
         host.log.warning(f"skipping {host.options.folder / entry}: {why}")
     jobs = [_import_worker(host, name, path) for name, path in found.items()]
@@ -102,26 +101,26 @@ def _next_startup_job(host: Host) -> None:
         _started(host)
 
 
-def _on_startup_job(host: Host, job: importer.Job) -> None:
+def _on_startup_job(host: Host, job: Job) -> None:
     if job.purpose == "entry point":
         _entry_point_loaded(host, job)
     else:
         _worker_imported(host, job)
 
 
-def handle(host: Host, message: Any) -> None:
+def handle(host: Host, message: Message) -> None:
     """Act on one message from the inbox (None when the wait timed out), then on due timers."""
     if isinstance(message, Exited):
         _on_exit(host, message)
     elif isinstance(message, Changes):
         _on_changes(host, set(message.paths))
-    elif isinstance(message, hosting.Signal):
+    elif isinstance(message, Signal):
         _shutdown(host, message.signum)
     elif isinstance(message, Command) and message.take():  # not once expired: "not done" was said
         message.answer(_on_command(host, message))
     elif isinstance(message, SinksRemoved):
         _restore_logging(host)
-    elif isinstance(message, importer.Loaded):
+    elif isinstance(message, Loaded):
         _on_loaded(host, message.job)
     _on_timers(host, time.monotonic())
     _on_slow_job(host, time.monotonic())
@@ -143,13 +142,13 @@ def wakeup(host: Host) -> float | None:
 
 def finished(host: Host) -> bool:
     """True once a shutdown has begun and no worker thread is left to wait for."""
-    return host.stopping and all(w.current is None or w.current.abandoned for w in host.workers.values())
+    return host.stopping and all(w.execution is None or w.execution.abandoned for w in host.workers.values())
 
 
 def exit_status(host: Host) -> int:
     """0 when every worker stopped when asked; 1 when one had to be interrupted or abandoned,
     or a module was still importing."""
-    abandoned = any(w.current is not None and w.current.abandoned for w in host.workers.values())
+    abandoned = any(w.execution is not None and w.execution.abandoned for w in host.workers.values())
     importing = host.importer is not None and host.importer.thread.is_alive()
     return 1 if host.forced or abandoned or importing else 0
 
@@ -175,17 +174,17 @@ STUCK_WAY_OUT = "`hotreload restart --host` replaces the process"
 def _launch(host: Host, worker: Worker) -> bool:
     """Start the worker's ``run`` in a new thread, unless a thread of it still runs (an
     abandoned one): then it starts when that thread ends. True if it was started."""
-    if worker.current is not None:
+    if worker.execution is not None:
         worker.start_pending = True
         worker.log.warning(f"not started: {STUCK}; it starts when that thread ends, or {STUCK_WAY_OUT}")
         return False
     _restore_logging(host)  # a module just imported may have removed them: before it runs
     worker.start_pending = False
     worker.restart_at = None
-    _set_state(host, worker, "starting")
-    worker.current = Run(worker, host.inbox)
-    worker.current.start()
-    _set_state(host, worker, "running", f"generation {worker.generation}" if worker.generation else "")
+    _set_state(host, worker, STARTING)
+    worker.execution = Execution(worker, host.inbox)
+    worker.execution.start()
+    _set_state(host, worker, RUNNING, f"generation {worker.generation}" if worker.generation else "")
     return True
 
 
@@ -211,39 +210,39 @@ def _restore_logging(host: Host) -> None:
 
 def _stop(host: Host, worker: Worker) -> None:
     """Ask a running worker to stop (its ``Exited`` follows); a waiting one just stops."""
-    run = worker.current
-    if run is not None and run.abandoned:  # given up on: it is fatal already
+    execution = worker.execution
+    if execution is not None and execution.abandoned:  # given up on: it is fatal already
         return
-    if run is not None:
-        run.request_stop(worker.settings.stop_timeout)
-        if run.stop_deadline is not None:
-            _set_timer(host, worker, run.stop_deadline)
-        _set_state(host, worker, "stopping")
-    elif worker.state == "backoff":
+    if execution is not None:
+        execution.request_stop(worker.settings.stop_timeout)
+        if execution.stop_deadline is not None:
+            _set_timer(host, worker, execution.stop_deadline)
+        _set_state(host, worker, STOPPING)
+    elif worker.state == BACKOFF:
         worker.restart_at = None
-        _set_state(host, worker, "stopped")
+        _set_state(host, worker, STOPPED)
 
 
 def _on_exit(host: Host, message: Exited) -> None:
-    run, error = message.run, message.error
-    worker = run.worker
-    if run.abandoned:  # the host gave up waiting for it; its state was settled then
+    execution, error = message.execution, message.error
+    worker = execution.worker
+    if execution.abandoned:  # the host gave up waiting for it; its state was settled then
         worker.log.warning("its abandoned thread has ended at last")
-        if worker.current is run:
-            worker.current = None
+        if worker.execution is execution:
+            worker.execution = None
             known = host.workers.get(worker.name) is worker  # not removed meanwhile
-            if worker.start_pending and known and worker.run is not None and not host.stopping:
+            if worker.start_pending and known and worker.target is not None and not host.stopping:
                 worker.failures = 0
                 _launch(host, worker)
         return
-    worker.current = None
-    run.thread.join(JOIN_TIMEOUT)  # posting Exited was its last act: this returns at once
+    worker.execution = None
+    execution.thread.join(JOIN_TIMEOUT)  # posting Exited was its last act: this returns at once
     now = time.monotonic()
-    ran_for = now - run.started_at
-    if run.stop_event.is_set():  # it was asked to stop
+    ran_for = now - execution.started_at
+    if execution.stop_event.is_set():  # it was asked to stop
         if error is not None and not isinstance(error, Interrupted):
             worker.log.warning(f"raised while stopping:\n{_described(message)[1]}")
-        _set_state(host, worker, "stopped")
+        _set_state(host, worker, STOPPED)
         swap = host.swap
         if swap is not None and worker.name in swap.waiting:
             swap.waiting.discard(worker.name)
@@ -260,10 +259,10 @@ def _on_exit(host: Host, message: Exited) -> None:
     policy = worker.settings.restart
     if policy == "never" or (policy == "on-failure" and error is None):
         how = "returned" if error is None else "crashed"
-        _set_state(host, worker, "exited", f"{how}; RESTART={policy!r}, not restarting")
+        _set_state(host, worker, EXITED, f"{how}; RESTART={policy!r}, not restarting")
         return
     if host.stopping:
-        _set_state(host, worker, "stopped")
+        _set_state(host, worker, STOPPED)
         return
     _schedule_restart(host, worker, ran_for, now, "returned" if error is None else "crashed")
 
@@ -280,7 +279,7 @@ def _schedule_restart(host: Host, worker: Worker, ran_for: float, now: float, wh
     worker.failures = backoff.count_failure(worker.failures, ran_for, stable_after=policy.max)
     if worker.failures >= policy.fatal_after:
         _set_state(
-            host, worker, "fatal",
+            host, worker, FATAL,
             f"{why} {worker.failures} times in a row; not restarting until its source changes",
         )
         return
@@ -289,7 +288,7 @@ def _schedule_restart(host: Host, worker: Worker, ran_for: float, now: float, wh
     )
     worker.restart_at = now + wait
     _set_timer(host, worker, worker.restart_at)
-    _set_state(host, worker, "backoff", f"{why}; restarting in {wait:.2f} s (attempt {worker.failures})")
+    _set_state(host, worker, BACKOFF, f"{why}; restarting in {wait:.2f} s (attempt {worker.failures})")
 
 
 def _set_timer(host: Host, worker: Worker, when: float) -> None:
@@ -302,12 +301,12 @@ def _is_due_time(host: Host, when: float, name: str) -> bool:
     worker = host.workers.get(name)
     if worker is None:
         return False
-    if worker.state == "backoff" and worker.restart_at == when:
+    if worker.state == BACKOFF and worker.restart_at == when:
         return True
-    run = worker.current
-    if run is None or run.stop_deadline is None or run.abandoned:
+    execution = worker.execution
+    if execution is None or execution.stop_deadline is None or execution.abandoned:
         return False
-    return when == (run.abandon_at if run.abandon_at is not None else run.stop_deadline)
+    return when == (execution.abandon_at if execution.abandon_at is not None else execution.stop_deadline)
 
 
 def _on_timers(host: Host, now: float) -> None:
@@ -320,28 +319,28 @@ def _on_timers(host: Host, now: float) -> None:
 
 
 def _on_timer(host: Host, worker: Worker, now: float) -> None:
-    if worker.state == "backoff":
+    if worker.state == BACKOFF:
         if not host.stopping:
             worker.restarts += 1
             _launch(host, worker)
         return
-    run = worker.current
-    assert run is not None and run.stop_deadline is not None
-    if not run.interrupted:
+    execution = worker.execution
+    assert execution is not None and execution.stop_deadline is not None
+    if not execution.interrupted:
         if host.stopping:
             host.forced.add(worker.name)
         worker.log.warning(f"did not stop within {worker.settings.stop_timeout:g} s; interrupting it")
-        run.abandon_at = run.stop_deadline + INTERRUPT_GRACE  # decided once: a reload may change the constant
-        run.interrupt()
-        _set_timer(host, worker, run.abandon_at)
+        execution.abandon_at = execution.stop_deadline + INTERRUPT_GRACE  # decided once: a reload may change the constant
+        execution.interrupt()
+        _set_timer(host, worker, execution.abandon_at)
         return
-    if not run.thread.is_alive():  # interrupted as it was posting its Exited: it ended
-        _on_exit(host, Exited(run, None))
+    if not execution.thread.is_alive():  # interrupted as it was posting its Exited: it ended
+        _on_exit(host, Exited(execution, None))
         return
-    run.abandoned = True
+    execution.abandoned = True
     worker.last_error = "did not stop when asked"
-    worker.log.error(f"still running after being interrupted; giving up on it. It is at:\n{run.stack()}")
-    _set_state(host, worker, "fatal", f"did not stop; its thread is left running, and the worker is not started "
+    worker.log.error(f"still running after being interrupted; giving up on it. It is at:\n{execution.stack()}")
+    _set_state(host, worker, FATAL, f"did not stop; its thread is left running, and the worker is not started "
                                       f"again until it ends; {STUCK_WAY_OUT}")
     if worker.name in host.restarting:  # `hotreload restart`: done when the thread ends
         host.restarting.discard(worker.name)
@@ -359,7 +358,7 @@ def _shutdown(host: Host, signum: int) -> None:
     host.swap = None
     host.backlog.clear()
     host.startup.clear()
-    running = [w for w in host.workers.values() if w.current is not None]
+    running = [w for w in host.workers.values() if w.execution is not None]
     host.log.info(f"stopping on {signal.Signals(signum).name}: {len(running)} worker(s) running")
     for worker in host.workers.values():
         _stop(host, worker)
@@ -389,23 +388,23 @@ def _on_command(host: Host, command: Command) -> dict[str, Any]:
 
 
 def _stop_one(host: Host, worker: Worker) -> str:
-    if worker.current is not None and worker.current.abandoned:
+    if worker.execution is not None and worker.execution.abandoned:
         worker.start_pending = False
         return f"not running ({worker.state}): {STUCK}; {STUCK_WAY_OUT}"
-    if worker.current is None and worker.state != "backoff":
+    if worker.execution is None and worker.state != BACKOFF:
         return f"not running ({worker.state})"
     host.restarting.discard(worker.name)
     worker.log.info("stop requested from the control socket")
     _stop(host, worker)
-    return "stopping" if worker.current is not None else "stopped"
+    return STOPPING if worker.execution is not None else STOPPED
 
 
 def _start_one(host: Host, worker: Worker) -> str:
-    if worker.current is not None and worker.current.abandoned:
+    if worker.execution is not None and worker.execution.abandoned:
         return f"cannot start: {STUCK}; {STUCK_WAY_OUT}"
-    if worker.current is not None:
+    if worker.execution is not None:
         return f"already {worker.state}"
-    if worker.run is None:
+    if worker.target is None:
         return f"cannot start: {worker.last_error or 'its module did not load'}; fix the file and save it"
     worker.failures = 0
     worker.log.info("start requested from the control socket")
@@ -414,7 +413,7 @@ def _start_one(host: Host, worker: Worker) -> str:
 
 
 def _restart_one(host: Host, worker: Worker) -> str:
-    if worker.current is None or worker.current.abandoned:
+    if worker.execution is None or worker.execution.abandoned:
         return _start_one(host, worker)
     host.restarting.add(worker.name)
     worker.log.info("restart requested from the control socket")
@@ -437,11 +436,11 @@ def _status(host: Host) -> dict[str, Any]:
     now = time.monotonic()
     rows = []
     for worker in sorted(host.workers.values(), key=lambda w: w.name):
-        run = worker.current
+        execution = worker.execution
         rows.append({
             "name": worker.name,
             "state": worker.state,
-            "uptime": round(now - run.started_at, 1) if run is not None and worker.state == "running" else None,
+            "uptime": round(now - execution.started_at, 1) if execution is not None and worker.state == RUNNING else None,
             "restarts": worker.restarts,
             "generation": worker.generation,
             "last_error": worker.last_error,
@@ -483,19 +482,19 @@ def _cpu_usage(host: Host) -> tuple[cpu.Usage, cpu.Sample, cpu.Window]:
 
 def _worker_threads(host: Host) -> dict[str, list[threading.Thread]]:
     """The live threads of each worker, by name: the thread running its ``run``."""
-    own = {worker.current.thread.ident: name for name, worker in host.workers.items() if worker.current is not None}
+    own = {w.execution.thread.ident: name for name, w in host.workers.items() if w.execution is not None}
     return cpu.threads_by_owner(threading.enumerate(), own.get)
 
 
 # --- start-up ------------------------------------------------------------------------------
 
 
-def _import_worker(host: Host, name: str, path: Path) -> importer.Job:
+def _import_worker(host: Host, name: str, path: Path) -> Job:
     """The job that imports a worker module; ``_worker_imported`` records its outcome."""
     module_name = f"{host.package}.{name}"
     worker = Worker(name, _shown(host, path), logger.bind(worker=name), host.defaults, module_name, path)
     fn = partial(_import_parts, module_name, host.defaults)
-    return importer.Job("start", f"importing {worker.source}", fn, worker)
+    return Job("start", f"importing {worker.source}", fn, worker)
 
 
 def _import_parts(module_name: str, defaults: settings.Settings) -> Any:
@@ -503,7 +502,7 @@ def _import_parts(module_name: str, defaults: settings.Settings) -> Any:
     return loader.worker_parts(importlib.import_module(module_name), defaults)
 
 
-def _worker_imported(host: Host, job: importer.Job) -> None:
+def _worker_imported(host: Host, job: Job) -> None:
     """Record a worker imported at start; a module without ``run`` is a helper.
 
     A module that fails to import is recorded as ``fatal`` with its error, so that the next
@@ -515,7 +514,7 @@ def _worker_imported(host: Host, job: importer.Job) -> None:
     try:
         if job.error is not None:
             raise job.error
-        worker.run, worker.settings = job.result
+        worker.target, worker.settings = job.result
     except loader.NotAWorker:
         _helper_warning(host, module_name)
         return
@@ -523,11 +522,11 @@ def _worker_imported(host: Host, job: importer.Job) -> None:
         worker.last_error = _one_line(exc)
         worker.log.error(f"cannot load {worker.source}:\n{format_error(exc)}")
         loader.forget(module_name)
-        _set_state(host, worker, "fatal", "fix the file and save it to start the worker")
+        _set_state(host, worker, FATAL, "fix the file and save it to start the worker")
     host.workers[name] = worker
 
 
-def _load_entry_points(host: Host, folder_names: set[str]) -> list[importer.Job]:
+def _load_entry_points(host: Host, folder_names: set[str]) -> list[Job]:
     """The jobs that load the entry points' workers; ``_entry_point_loaded`` records each."""
     jobs = []
     for entry in loader.entry_points():
@@ -536,34 +535,34 @@ def _load_entry_points(host: Host, folder_names: set[str]) -> list[importer.Job]
             host.log.warning(f"{source} ignored: the folder has a worker of that name")
             continue
         worker = Worker(entry.name, source, logger.bind(worker=entry.name), host.defaults)
-        jobs.append(importer.Job("entry point", f"loading {source}",
+        jobs.append(Job("entry point", f"loading {source}",
                                  partial(_entry_point_parts, entry, host.defaults), worker))
     return jobs
 
 
 def _entry_point_parts(entry: Any, defaults: settings.Settings) -> Any:
-    """In the importer thread: an entry point's run and its module's settings."""
-    run = entry.load()
-    if not callable(run):
-        raise TypeError(f"{entry.value} is {type(run).__name__}, not a callable run(ctx)")
-    problem = call_problem(run)
+    """In the importer thread: an entry point's run(ctx) and its module's settings."""
+    target = entry.load()
+    if not callable(target):
+        raise TypeError(f"{entry.value} is {type(target).__name__}, not a callable run(ctx)")
+    problem = call_problem(target)
     if problem is not None:
         raise loader.WorkerError(problem[1], problem[2], problem[0])
-    return run, settings.parse(vars(importlib.import_module(entry.module)), defaults)
+    return target, settings.parse(vars(importlib.import_module(entry.module)), defaults)
 
 
-def _entry_point_loaded(host: Host, job: importer.Job) -> None:
+def _entry_point_loaded(host: Host, job: Job) -> None:
     worker: Worker = job.subject
     source = worker.source
     host.workers[worker.name] = worker
     try:
         if job.error is not None:
             raise job.error
-        worker.run, worker.settings = job.result
+        worker.target, worker.settings = job.result
     except BaseException as exc:  # noqa: B036
         worker.last_error = _one_line(exc)
         worker.log.error(f"cannot load {source}:\n{format_error(exc)}")
-        _set_state(host, worker, "fatal", "entry point broken")
+        _set_state(host, worker, FATAL, "entry point broken")
 
 
 def helpers(host: Host) -> list[str]:
@@ -584,7 +583,7 @@ def _summary(host: Host) -> None:
     width = max((len(w.name) for w in workers), default=0)
     for worker in workers:
         extra = settings.describe(worker.settings, host.defaults)
-        broken = f"  BROKEN: {worker.last_error}" if worker.run is None else ""
+        broken = f"  BROKEN: {worker.last_error}" if worker.target is None else ""
         lines.append(f"  {worker.name:<{width}}  {worker.source}  {extra}{broken}".rstrip())
     if loaded_helpers:
         lines.append(f"  helpers: {', '.join(loaded_helpers)}")
@@ -595,7 +594,7 @@ def _summary(host: Host) -> None:
 
 def _warn_if_writable(host: Host) -> None:
     """Workers are code: a folder or file that other users can write lets them run theirs."""
-    exposed = [f"{path} ({who})" for path in loader.sources(host.options.folder)
+    exposed = [f"{path} ({who})" for path in host.files.walk()
                if (who := loader.writable_by_others(path))]
     if exposed:
         host.log.warning(
@@ -629,16 +628,15 @@ def _check_changes(host: Host, paths: set[str], started: float) -> None:
         return
     shown = sorted(_shown(host, Path(raw)) for raw in to_check)
     doing = f"checking {', '.join(shown[:3])}" + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
-    _submit(host, importer.Job("check", doing, partial(loader.check_sources, to_check, read), (paths, started)))
+    _submit(host, Job("check", doing, partial(loader.check_sources, to_check, read), (paths, started)))
 
 
 def _to_check(host: Host, paths: Iterable[str]) -> dict[str, str | None]:
     """The changed paths that can be modules of the folder, each with the digest of the code
     its module runs (None if not loaded): what ``loader.check_sources`` reads and parses."""
-    folder, package = host.options.folder, host.package
     found: dict[str, str | None] = {}
     for raw in paths:
-        name = loader.module_name(folder, package, Path(raw))
+        name = host.files.module_name(host.package, Path(raw))
         if name is not None:
             module = sys.modules.get(name)
             found[raw] = loader.loaded_digest(module) if module is not None else None
@@ -658,7 +656,7 @@ def _plan(
 ) -> Swap | None:
     """What a batch of changed paths means: modules to reload in order, workers added/removed.
     ``checked``: the files as ``loader.check_sources`` read them."""
-    folder, package = host.options.folder, host.package
+    package = host.package
     roots: set[str] = set()
     gone: set[str] = set()
     added: set[str] = set()
@@ -666,11 +664,11 @@ def _plan(
     known: set[str] | None = None  # the folder's modules, listed once a deletion needs them
     for raw in paths:
         path = Path(raw)
-        name = loader.module_name(folder, package, path)
+        name = host.files.module_name(package, path)
         if name is not None and path.is_dir():  # b.py/: its module is gone, whatever is inside
             _log_for(host, name).warning(f"{_shown(host, path)} is a folder, not a module file: not loaded")
         if not _exists(host, path) or (name is not None and path.is_dir()):
-            prefix = name or loader.module_name(folder, package, path / "__init__.py")
+            prefix = name or host.files.module_name(package, path / "__init__.py")
             if prefix is None or prefix == package:  # the folder's own package stays
                 continue
             if known is None:
@@ -701,9 +699,9 @@ def _plan(
             _set_last_error(host, name, _one_line(source.error))
             continue
         roots.add(name)
-        top = _top(name)
-        if top and top not in host.workers and _is_worker_file(folder, path) and not top.startswith("_"):
-            added.add(top)
+        new_worker = host.files.worker_name(path)
+        if new_worker is not None and new_worker not in host.workers:
+            added.add(new_worker)
     gone |= {host.workers[name].module for name in removed}  # type: ignore[misc]
     if not roots and not gone:
         return None
@@ -711,13 +709,15 @@ def _plan(
     added |= reborn
     affected = loader.dependents(host.graph.rdeps, roots | gone) - (gone - {f"{package}.{n}" for n in reborn})
     order = loader.reload_order(host.graph.deps, affected)
-    return hosting.Swap(started=started, order=order, gone=gone, added=added, removed=removed)
+    return Swap(started=started, order=order, gone=gone, added=added, removed=removed)
 
 
 def _begin_swap(
     host: Host, paths: set[str], started: float, checked: dict[str, loader.Checked | None]
 ) -> None:
     swap = _plan(host, paths, started, checked)
+    if host.finder is not None:  # the trees are compiled as they are (``HotLoader``)
+        host.finder.parsed = {raw: (c.digest, c.tree) for raw, c in checked.items() if c is not None and c.tree}
     if swap is None:
         _after_swap(host)  # changes that arrived while the files were read
         return
@@ -728,7 +728,7 @@ def _begin_swap(
         if worker.name in swap.before:
             continue
         swap.before[worker.name] = worker.state
-        if worker.current is not None and not worker.current.abandoned:
+        if worker.execution is not None and not worker.execution.abandoned:
             swap.waiting.add(worker.name)
         _stop(host, worker)
     _apply_swap_when_ready(host)
@@ -749,19 +749,22 @@ def _apply_swap_when_ready(host: Host) -> None:
 
 
 def _after_swap(host: Host) -> None:
-    """The swap (or the start) is done: apply the changes that arrived meanwhile."""
+    """The swap (or the start) is done: the changes that arrived meanwhile go back to the
+    inbox, as one batch, and are handled as the next message."""
     host.swap = None
     _freeze(host, False)
+    if host.finder is not None:
+        host.finder.parsed = {}
     if host.backlog and not host.stopping:
-        backlog, host.backlog = set(host.backlog), set()
-        _on_changes(host, backlog)
+        backlog, host.backlog = frozenset(host.backlog), set()
+        host.inbox.put(Changes(backlog))
 
 
 def _apply(host: Host, swap: Swap) -> None:
     for name in swap.removed:
         removed = host.workers.pop(name)
-        host.stores[name] = removed.store
-        _set_state(host, removed, "stopped")
+        host.states_of_removed[name] = removed.user_state
+        _set_state(host, removed, STOPPED)
         removed.log.info("removed: its file is gone" if name not in swap.added else "its file moved")
     for module in swap.gone:
         loader.forget(module)
@@ -794,7 +797,7 @@ def _apply_next(host: Host, swap: Swap) -> None:
     _after_swap(host)
 
 
-def _load_job(host: Host, module: str, worker: Worker | None, new_worker: bool) -> importer.Job:
+def _load_job(host: Host, module: str, worker: Worker | None, new_worker: bool) -> Job:
     is_worker = worker is not None or new_worker
     # An existing worker's new code must define run, else the reload is rolled back and the
     # old version kept; a new file without run is simply a helper, loaded as it is.
@@ -802,7 +805,7 @@ def _load_job(host: Host, module: str, worker: Worker | None, new_worker: bool) 
     fn = partial(_import_or_reload, module, check, loader.CONTRACT_NAMES if is_worker else (),
                  host.defaults if is_worker else None)
     doing = f"importing {_shown(host, _file_of(host, module))}"
-    return importer.Job("swap", doing, fn, (module, worker, new_worker))
+    return Job("swap", doing, fn, (module, worker, new_worker))
 
 
 def _import_or_reload(
@@ -820,7 +823,7 @@ def _import_or_reload(
     return parts
 
 
-def _on_module_loaded(host: Host, job: importer.Job) -> None:
+def _on_module_loaded(host: Host, job: Job) -> None:
     swap = host.swap
     if swap is None:
         return
@@ -835,7 +838,7 @@ def _on_module_loaded(host: Host, job: importer.Job) -> None:
 
 
 def _load(
-    host: Host, swap: Swap, module: str, worker: Worker | None, new_worker: bool, job: importer.Job
+    host: Host, swap: Swap, module: str, worker: Worker | None, new_worker: bool, job: Job
 ) -> bool:
     """Record one module of a swap as ``job`` (re)loaded it, and start its worker on the new
     code; False if it failed."""
@@ -846,7 +849,7 @@ def _load(
             raise job.error
         parts = job.result
     except loader.NotAWorker:
-        if worker is None or worker.run is None:  # new, or never loaded: a helper after all
+        if worker is None or worker.target is None:  # new, or never loaded: a helper after all
             host.workers.pop(top, None)
             _helper_warning(host, module)
             return True
@@ -870,12 +873,12 @@ def _load(
     if worker is None:
         path = Path(sys.modules[module].__file__ or "")
         worker = Worker(top, _shown(host, path), logger.bind(worker=top), host.defaults, module, path)
-        worker.store = host.stores.pop(top, worker.store)  # a worker that went and came back
+        worker.user_state = host.states_of_removed.pop(top, worker.user_state)  # a worker that went and came back
         host.workers[top] = worker
-    fresh = worker.run is None
+    fresh = worker.target is None
     if not fresh:
         worker.generation += 1
-    worker.run, worker.settings = parts
+    worker.target, worker.settings = parts
     worker.failures = 0
     worker.last_error = None
     launched = not host.stopping and _launch(host, worker)
@@ -889,13 +892,13 @@ def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str, error: str | 
     ``error`` (default: ``why``) becomes its last error, shown by ``status`` while it lasts."""
     worker.last_error = error or why
     before = swap.before.get(worker.name, worker.state)
-    keeps = worker.run is not None and before in ("running", "starting", "backoff")
+    keeps = worker.target is not None and before in RESTARTABLE
     worker.log.error(f"not reloaded: {why}")
     if not keeps:  # it was not running before either: it stays as it was
-        if worker.run is None:
-            _set_state(host, worker, "fatal", "fix the file and save it to start the worker")
+        if worker.target is None:
+            _set_state(host, worker, FATAL, "fix the file and save it to start the worker")
         return
-    if before == "backoff":
+    if before == BACKOFF:
         _schedule_restart(host, worker, 0.0, time.monotonic(), "previous version crashed")
     else:
         worker.log.info(f"the previous version (generation {worker.generation}) keeps running")
@@ -905,17 +908,17 @@ def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str, error: str | 
 # --- the importer's jobs ------------------------------------------------------------------
 
 
-def _submit(host: Host, job: importer.Job) -> None:
+def _submit(host: Host, job: Job) -> None:
     """Hand ``job`` to the importer thread; its ``Loaded`` comes back through the inbox."""
     host.job = job
     job.submitted = time.monotonic()
     if host.importer is not None:
         host.importer.submit(job)
     else:  # no thread (not serving): run it here, and go on the same way
-        host.inbox.put(importer.Loaded(importer.run(job)))
+        host.inbox.put(Loaded(importer.run(job)))
 
 
-def _on_loaded(host: Host, job: importer.Job) -> None:
+def _on_loaded(host: Host, job: Job) -> None:
     if job is not host.job:
         return
     host.job = None
@@ -999,6 +1002,8 @@ def _reborn(host: Host, removed: set[str]) -> set[str]:
     folder = host.options.folder
     return {name for name in removed
             if (folder / f"{name}.py").is_file() or (folder / name / "__init__.py").is_file()}
+
+
 def _exists(host: Host, path: Path) -> bool:
     """Whether ``path`` exists in the version of the folder being loaded (see ``_freeze``)."""
     known = host.watcher.exists(str(path)) if host.watcher is not None else None
@@ -1042,7 +1047,7 @@ def _worker_of(host: Host, module: str) -> Worker | None:
     return worker if worker is not None and worker.module == module else None
 
 
-def _log_for(host: Host, module: str) -> Any:
+def _log_for(host: Host, module: str) -> Logger:
     """The logger of the worker ``module`` is, or the host's."""
     worker = _worker_of(host, module)
     return worker.log if worker is not None else host.log
@@ -1052,12 +1057,6 @@ def _top(module: str) -> str:
     """The name under the folder's package that ``module`` belongs to ('' for the package)."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else ""
-
-
-def _is_worker_file(folder: Path, path: Path) -> bool:
-    """``name.py`` or ``name/__init__.py`` directly in the folder."""
-    rel = path.relative_to(folder).parts
-    return (len(rel) == 1 and rel[0].endswith(".py")) or (len(rel) == 2 and rel[1] == "__init__.py")
 
 
 def _shown(host: Host, path: Path) -> str:

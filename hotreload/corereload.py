@@ -5,7 +5,8 @@ is saved, this module — never core itself, so that a broken core cannot keep i
 out — reloads it, and accepts the new code only if it still offers those functions and every
 global name its functions use is defined (``problems``); else the previous core stays. The
 namespace the reload replaced is kept on the ``Host``: an internal error raised by the new
-core puts it back (``roll_back``).
+core puts it back (``roll_back``), and the message it failed on is handed to the previous
+core again if it was not consumed (``unconsumed``): a worker's crash is not lost with it.
 """
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from hotreload import loader
 from hotreload.log import format_error
 
-if TYPE_CHECKING:
-    from hotreload.host import Host
+from hotreload.records import Changes, Exited, Loaded, Signal, SinksRemoved
 
-__all__ = ["CoreRejected", "on_own_changes", "problems", "roll_back", "undefined_globals"]
+if TYPE_CHECKING:
+    from hotreload.records import Host, Message
+
+__all__ = ["CoreRejected", "on_own_changes", "problems", "roll_back", "unconsumed", "undefined_globals"]
 
 
 class CoreRejected(Exception):
@@ -157,6 +160,23 @@ def roll_back(host: Host, core: types.ModuleType) -> bool:
     host.log.error(f"core.py generation {host.core_generation + 1} failed: rolled back to the previous core "
                    f"(generation {host.core_generation}); fix core.py and save it")
     return True
+
+
+def unconsumed(host: Host, message: Message) -> bool:
+    """Whether a message a failing core was handed is still to be acted on, so that the
+    core rolled back to can be handed it again: a worker's end the host has not recorded, the
+    importer's result for the job still in flight, a stop not begun, changes while no reload
+    runs (checking them again is harmless: files whose code runs already are left alone).
+    A command was taken: its client is told it was not answered."""
+    if isinstance(message, Exited):
+        return message.execution.worker.execution is message.execution
+    if isinstance(message, Loaded):
+        return message.job is host.job
+    if isinstance(message, Signal):
+        return not host.stopping
+    if isinstance(message, Changes):
+        return host.swap is None and host.job is None and not host.stopping
+    return isinstance(message, SinksRemoved)
 
 
 def _imported(path: Path) -> bool:

@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import PurePath
 from typing import NamedTuple
 
-__all__ = ["Changes", "Debouncer", "Stamp", "Windows", "classify", "is_source", "stamp"]
+__all__ = ["Debouncer", "Stamp", "Windows", "classify", "stamp"]
 
 READY, WRITING, GONE = "ready", "writing", "gone"
 
@@ -42,28 +41,10 @@ _STATE_OF = {
     "moved_from": GONE,
 }
 
-# Names editors and tools write beside a file while saving it.
-_TEMP_MARKERS = ("___jb_tmp___", "___jb_old___")
-
-
 def classify(event_type: str) -> str | None:
     """The state an event puts a file in, or None for events that say nothing about its
     content (opened, attrib, closed_no_write: reads, ``touch``, our own imports)."""
     return _STATE_OF.get(event_type)
-
-
-def is_source(path: PurePath, root: PurePath) -> bool:
-    """True for a ``.py`` file under ``root`` that is not hidden, cached or an editor's
-    temp file (vim's ``4913``/``.swp``/``~``, emacs' ``.#x``/``#x#``, JetBrains' ``___jb_``)."""
-    try:
-        parts = path.relative_to(root).parts
-    except ValueError:
-        return False
-    if not parts or not parts[-1].endswith(".py"):
-        return False
-    if any(p.startswith((".", "#")) or p == "__pycache__" for p in parts):
-        return False
-    return not any(marker in parts[-1] for marker in _TEMP_MARKERS)
 
 
 class Stamp(NamedTuple):
@@ -79,14 +60,6 @@ class Stamp(NamedTuple):
 def stamp(info: os.stat_result | None) -> Stamp | None:
     """The stamp of a ``stat`` result; None for a file that does not exist."""
     return None if info is None else Stamp(info.st_ino, info.st_size, info.st_mtime_ns)
-
-
-@dataclass(frozen=True)
-class Changes:
-    """A batch: files (and deleted folders) whose content may have changed, complete and quiet.
-    The watcher posts it to the host."""
-
-    paths: frozenset[str]
 
 
 @dataclass(frozen=True)

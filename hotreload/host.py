@@ -1,42 +1,32 @@
-"""The host: its state as plain data, and the loop that feeds messages to ``core``.
+"""The host loop: it feeds the inbox's messages to ``core``, which may be reloaded under it.
 
-Everything the host must remember across a reload of ``core`` lives in ``Host`` and the
-``Worker`` records. The loop looks ``core``'s functions up on the module for every message,
-so after ``importlib.reload(core)`` the very next message is handled by the new code.
-The loop calls only the functions ``CORE_API`` names, each guarded: an error in a reloaded
-core is logged and rolls it back (``corereload``), and never ends the host. Saves of
-hotreload's own files are taken here, before core sees the message: the reload of core.py
-does not depend on core.py working.
-Messages come from several producers, all through one ``Inbox``: worker threads
-(``worker.Exited``), the watcher (``debounce.Changes``), signal handlers (``Signal``), the
-control socket (``control.Command``) and the importer thread (``importer.Loaded``).
+Everything the host must remember across a reload of ``core`` lives in the records of
+``hotreload.records``. The loop looks ``core``'s functions up on the module for every
+message, so after a reload of core.py the very next message is handled by the new code. It
+calls only the functions ``CORE_API`` names, each guarded: an error in a reloaded core is
+logged and rolls it back (``corereload``), and never ends the host. Saves of hotreload's own
+files are taken here, before core sees the message: the reload of core.py does not depend on
+core.py working.
 """
 from __future__ import annotations
 
 import os
-import random
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from hotreload import core, corereload, cpu, guardian, loader, safe, signals
-from hotreload.debounce import Changes, Windows
-from hotreload.importer import Importer, Job
-from hotreload.inbox import Inbox
+from hotreload import core, corereload, guardian, loader, safe, signals
+from hotreload.debounce import Windows
+from hotreload.importer import Importer
 from hotreload.log import format_error, logger
-from hotreload.settings import Settings
-from hotreload.worker import Worker
+from hotreload.records import Changes, Host, Options, Signal
 
-__all__ = [
-    "CORE_API", "Host", "Options", "Signal", "Swap", "create", "exit_now", "leftover_threads", "replace_process",
-    "serve",
-]
+__all__ = ["CORE_API", "create", "exit_now", "leftover_threads", "replace_process", "serve"]
 
-CORE_FILE = Path(core.__file__).resolve()
 # What the loop calls on the core module: what a reload of core.py clears, checks and guards.
 CORE_API = ("start", "handle", "wakeup", "finished", "exit_status")
 # A core whose ``wakeup`` failed is asked again this soon: a due timer is late by that at most.
@@ -48,96 +38,6 @@ SWITCH_INTERVAL = 0.001
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # How long a stopping host waits for a module still importing once its workers have stopped.
 IMPORT_GRACE = 2.0
-
-
-@dataclass(frozen=True)
-class Options:
-    """What ``hotreload run`` was asked to do."""
-
-    folder: Path
-    stop_timeout: float = 5.0
-    reload: bool = True
-    entry_points: bool = True
-    debounce: float = Windows.coalesce
-    config: str | None = None  # the config file the defaults came from, if any
-    defaults: Settings = Settings()  # every worker's RESTART / BACKOFF, from the config file
-
-
-@dataclass(frozen=True)
-class Signal:
-    signum: int
-
-
-@dataclass
-class Swap:
-    """A reload in progress: the workers it stopped are finishing before the code changes."""
-
-    started: float
-    order: list[str]  # modules to (re)load, helpers before their importers
-    gone: set[str]  # modules whose file is gone
-    added: set[str]  # new workers, by name
-    removed: set[str]  # workers whose module is gone, by name
-    before: dict[str, str] = field(default_factory=dict)  # affected workers: state before the swap
-    waiting: set[str] = field(default_factory=set)  # workers still stopping
-    next: int | None = None  # once they have stopped: the index in ``order`` to load next
-    failed: set[str] = field(default_factory=set)  # modules of ``order`` that did not load
-
-
-def _current_folder() -> str | None:
-    try:
-        return os.getcwd()
-    except OSError:  # deleted under us
-        return None
-
-
-@dataclass(eq=False)
-class Host:
-    """Everything the host knows. Created once; ``core`` reads and updates it, and a reload
-    of ``core`` leaves it as it is."""
-
-    options: Options
-    package: str
-    inbox: Inbox = field(default_factory=Inbox)
-    defaults: Settings = Settings()
-    workers: dict[str, Worker] = field(default_factory=dict)
-    # ctx.state of workers whose file went away, by name: given back when a worker of that
-    # name comes back (git stash and stash pop, an editor's delete and rewrite, w.py -> w/).
-    stores: dict[str, dict[str, Any]] = field(default_factory=dict)
-    graph: loader.Graph = field(default_factory=loader.Graph)
-    finder: loader.HotFinder | None = None
-    watcher: Any = None  # a watcher.Watcher, while reload is on
-    rng: random.Random = field(default_factory=random.Random)
-    stop_requested: bool = False  # set by the signal handler itself
-    stopping: bool = False  # set once core has begun the shutdown
-    swap: Swap | None = None
-    backlog: set[str] = field(default_factory=set)  # changes that arrived during a swap
-    broken: set[str] = field(default_factory=set)  # modules whose latest source failed to load
-    core_file: Path = CORE_FILE
-    own_digests: dict[Path, str] = field(default_factory=dict)  # hotreload's files, as running
-    core_generation: int = 0
-    # The core's namespace before its last reload (a copy of the module's dict): put back
-    # if the new core raises an internal error. None before any reload, and after a rollback.
-    previous_core: dict[str, Any] | None = None
-    own_changes: set[str] = field(default_factory=set)  # hotreload's files saved during a swap
-    forced: set[str] = field(default_factory=set)  # workers that had to be interrupted
-    # Heap of (when, worker name): backoff restarts and stop deadlines. An entry whose worker
-    # no longer has that time due is skipped when it comes up, so none is ever removed early.
-    timers: list[tuple[float, str]] = field(default_factory=list)
-    restarting: set[str] = field(default_factory=set)  # stopping, to start again: `hotreload restart`
-    control: Any = None  # the control.Server, once it holds the folder's lock
-    pid: int = field(default_factory=os.getpid)  # a worker's forked child is not the host
-    cwd: str | None = field(default_factory=_current_folder)  # where a SIGHUP restart runs again
-    last_signal: signals.Delivery | None = None  # the last stop or restart signal that counted
-    reexec: bool = False  # SIGHUP without a guardian: once stopped, replace the process
-    importer: Importer | None = None  # the thread that imports modules, while serving
-    job: Job | None = None  # the importer's job in flight: at most one at a time
-    startup: list[Job] = field(default_factory=list)  # start-up imports not yet submitted
-    # CPU figures of earlier status requests, from which the next one's CPU% is measured.
-    cpu_samples: list[cpu.Sample] = field(default_factory=list)
-
-    @property
-    def log(self) -> Any:
-        return logger.bind(worker="host")
 
 
 def _on_signal(host: Host, signum: int, frame: Any) -> None:
@@ -187,8 +87,7 @@ def serve(host: Host) -> int:
         from hotreload.watcher import Watcher  # watchdog is imported only where it is used
 
         sys.setswitchinterval(SWITCH_INTERVAL)
-        roots = [host.options.folder, host.core_file.parent]
-        host.watcher = Watcher(roots, host.inbox, Windows(coalesce=host.options.debounce))
+        host.watcher = Watcher(host.files, host.inbox, Windows(coalesce=host.options.debounce))
         host.watcher.start()
         if host.finder is not None:
             host.finder.read = host.watcher.read_source
@@ -227,14 +126,16 @@ def _call_core(host: Host, name: str, *args: Any, default: Any = None) -> Any:
     except Exception as exc:
         on = f" on {safe.shown(args[1])}" if name == "handle" else ""  # the message: its repr may be the user's
         host.log.error(f"internal error in core.{name}{on}:\n{format_error(exc)}")
-        corereload.roll_back(host, core)
+        if corereload.roll_back(host, core) and name == "handle" and corereload.unconsumed(host, args[1]):
+            host.log.warning(f"{safe.shown(args[1])} is handed again to the previous core")
+            host.inbox.put(args[1])
         return default
 
 
 def _take_own_changes(host: Host, message: Changes) -> Changes | None:
     """Keep the saves of hotreload's own files for ``corereload`` (they wait while a swap
     runs, as it reads one frozen version of the files); the rest is core's."""
-    own = {p for p in message.paths if Path(p).parent == host.core_file.parent}
+    own = {p for p in message.paths if host.files.root_of(Path(p)) == host.core_file.parent}
     if not own:
         return message
     if not host.stopping:

@@ -12,35 +12,17 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING
 
-__all__ = ["Importer", "Job", "Loaded", "REPORT_AFTER", "next_report", "run"]
+from hotreload.records import Job, Loaded
+
+if TYPE_CHECKING:
+    from hotreload.inbox import Inbox
+
+__all__ = ["Importer", "REPORT_AFTER", "next_report", "run"]
 
 REPORT_AFTER = 5.0  # seconds a job runs before "still importing x.py" is logged
 REPORT_EVERY_MAX = 60.0  # then at 10, 20, 40 s..., at least once a minute
-
-
-@dataclass(eq=False)
-class Job:
-    """One step of loading, run in the importer thread."""
-
-    purpose: str  # which step of core's continues with the result
-    doing: str  # what it does, for the log and status: "importing workers/x.py"
-    fn: Callable[[], Any]
-    subject: Any = None  # what core needs to continue: the worker, module or paths concerned
-    submitted: float = field(default_factory=time.monotonic)
-    reported: float = 0.0  # seconds after ``submitted`` of the last "still ..." line
-    result: Any = None
-    error: BaseException | None = None  # what ``fn`` raised, the user's SystemExit included
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """Posted to the inbox when a job is done."""
-
-    job: Job
 
 
 def run(job: Job) -> Job:
@@ -66,7 +48,7 @@ class Importer:
     Daemon, because a module that never finishes importing must not keep the process alive.
     """
 
-    def __init__(self, inbox: Any) -> None:
+    def __init__(self, inbox: Inbox) -> None:
         self._inbox = inbox
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._main, name="hotreload:importer", daemon=True)

@@ -7,13 +7,14 @@ pre-commit hooks.
 """
 from __future__ import annotations
 
-from hotreload import core, host, settings
+from hotreload import core, settings
+from hotreload.records import Host
 from hotreload.status import aligned
 
 __all__ = ["report"]
 
 
-def report(checked: host.Host) -> int:
+def report(checked: Host) -> int:
     """Load every worker of ``checked`` (a host not yet started), print the table, and
     return the exit status: 1 when any worker is broken."""
     core.load(checked)
@@ -21,7 +22,7 @@ def report(checked: host.Host) -> int:
     for worker in sorted(checked.workers.values(), key=lambda w: w.name):
         kind = "worker" if worker.path is not None else "entry point"
         extra = settings.describe(worker.settings, checked.defaults)
-        rows.append((worker.name, kind, extra, "" if worker.run is not None else worker.last_error or "broken"))
+        rows.append((worker.name, kind, extra, "" if worker.target is not None else worker.last_error or "broken"))
     rows += [(name, "helper", "", "") for name in core.helpers(checked)]
     for cells in aligned([("NAME", "KIND", "SETTINGS", "ERROR"), *rows]):
         print("  ".join(cells).rstrip())

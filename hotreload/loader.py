@@ -15,22 +15,21 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import keyword
 import os
 import pwd
 import sys
 import types
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from hotreload import settings as settings_mod
+from hotreload.filters import SourceFilter
 from hotreload.worker import call_problem
 
 __all__ = [
-    "CONTRACT_NAMES", "ENTRY_POINT_GROUP", "Checked", "Graph", "HotFinder", "NotAWorker", "Source", "WorkerError",
+    "CONTRACT_NAMES", "ENTRY_POINT_GROUP", "Checked", "HotFinder", "NotAWorker", "Source", "WorkerError",
     "check_source", "check_sources", "dependents", "digest", "discover", "entry_points", "forget", "imports_of",
-    "inside", "install", "loaded_digest", "module_name", "read_bytes", "reload", "reload_order", "sources", "worker_parts",
+    "inside", "install", "loaded_digest", "read_bytes", "reload", "reload_order", "worker_parts",
     "writable_by_others",
 ]
 
@@ -60,10 +59,12 @@ def digest(data: bytes) -> str:
 
 class Checked(NamedTuple):
     """A changed file as read before a reload: the digest of its bytes, and why they do not
-    parse (None if they do, or if they were not parsed: the bytes already running)."""
+    parse (None if they do, or if they were not parsed: the bytes already running), or the
+    tree they parse to, which the reload compiles instead of parsing them again."""
 
     digest: str
     error: Exception | None
+    tree: ast.Module | None = None
 
 
 def check_source(path: Path, running: str | None = None, read: Callable[[str], bytes] | None = None) -> Checked | None:
@@ -79,10 +80,10 @@ def check_source(path: Path, running: str | None = None, read: Callable[[str], b
     if found == running:
         return Checked(found, None)
     try:
-        ast.parse(data, str(path))
+        tree = ast.parse(data, str(path))
     except Exception as exc:  # noqa: BLE001 - whatever the parser raises is this file's fault
         return Checked(found, exc)
-    return Checked(found, None)
+    return Checked(found, None, tree)
 
 
 def check_sources(
@@ -171,75 +172,33 @@ def reload_order(deps: dict[str, frozenset[str]], modules: Iterable[str]) -> lis
     return order
 
 
-@dataclass
-class Graph:
-    """Who imports whom among the folder's modules, kept up to date as they are (re)loaded."""
-
-    deps: dict[str, frozenset[str]] = field(default_factory=dict)
-    rdeps: dict[str, set[str]] = field(default_factory=dict)
-
-    def set(self, module: str, imports: frozenset[str]) -> None:
-        self.drop(module)
-        self.deps[module] = imports
-        for dep in imports:
-            self.rdeps.setdefault(dep, set()).add(module)
-
-    def drop(self, module: str) -> None:
-        for dep in self.deps.pop(module, ()):
-            self.rdeps.get(dep, set()).discard(module)
-
-
-def module_name(folder: Path, package: str, path: Path) -> str | None:
-    """The module a file under ``folder`` is imported as, or None if it cannot be one."""
-    try:
-        parts = path.relative_to(folder).parts
-    except ValueError:
-        return None
-    if not parts or not parts[-1].endswith(".py"):
-        return None
-    names = [*parts[:-1], parts[-1][:-3]]
-    if names[-1] == "__init__":
-        names.pop()
-    if not all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
-        return None
-    return ".".join([package, *names])
-
-
-def discover(folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
-    """Worker candidates directly in ``folder`` (``name.py`` or ``name/__init__.py``, not
-    starting with ``_``), by name, and the entries skipped, with why: a name that cannot be
-    imported, or a symlink that leads out of the folder."""
+def discover(files: SourceFilter) -> tuple[dict[str, Path], dict[str, str]]:
+    """The workers directly in the workers folder (``name.py`` or ``name/__init__.py``; see
+    ``SourceFilter.worker_name``), by name, and the entries skipped, with why: a name that
+    cannot be imported, a folder named like a module file, or a symlink out of the folder."""
+    folder = Path(files.folder)
     found: dict[str, Path] = {}
     skipped: dict[str, str] = {}
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.name.startswith((".", "_", "#")):
+        if entry.name.startswith((*files.ignore_prefixes, "_")):
             continue
         if entry.is_file() and entry.name.endswith(".py"):
-            name, path = entry.name[:-3], Path(entry.path)
+            path = Path(entry.path)
         elif entry.is_dir() and os.path.isfile(os.path.join(entry.path, "__init__.py")):
-            name, path = entry.name, Path(entry.path, "__init__.py")
+            path = Path(entry.path, "__init__.py")
         elif entry.is_dir() and entry.name.endswith(".py"):
             skipped[entry.name] = "a folder, not a module file"
             continue
         else:
             continue
+        name = files.worker_name(path)
         if entry.is_symlink() and not inside(folder, path):
             skipped[entry.name] = f"a symlink to {Path(entry.path).resolve()}, outside the folder"
-        elif name.isidentifier() and not keyword.iskeyword(name):
+        elif name is not None:
             found[name] = path
-        else:
+        elif files(path, folder):
             skipped[entry.name] = "not a valid module name"
     return found, skipped
-
-
-def sources(folder: Path) -> list[Path]:
-    """The folder itself and every ``.py`` file under it, hidden folders and symlinked
-    folders left out."""
-    found = [folder]
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
-        found += [Path(root, f) for f in sorted(files) if f.endswith(".py") and not f.startswith(".")]
-    return found
 
 
 def writable_by_others(path: Path) -> str | None:
@@ -280,10 +239,12 @@ class HotLoader(importlib.machinery.SourceFileLoader):
     def exec_module(self, module: types.ModuleType) -> None:
         path = self.get_filename(module.__name__)
         data = self.finder.read(path)
-        tree = ast.parse(data, path)
+        found = digest(data)
+        parsed = self.finder.parsed.pop(path, None)
+        tree = parsed[1] if parsed is not None and parsed[0] == found else ast.parse(data, path)
         imports = imports_of(tree, module.__name__, self.is_package(module.__name__), self.finder.package)
         code = compile(tree, path, "exec", dont_inherit=True)
-        source = Source(digest(data), imports)
+        source = Source(found, imports)
         module.__spec__.loader_state = source  # type: ignore[union-attr] # a loader's module has a spec
         self.finder.executed.append((module.__name__, source))
         exec(code, module.__dict__)
@@ -305,6 +266,10 @@ class HotFinder(importlib.abc.MetaPathFinder):
         # Whether a file exists for ``read``, though not on disk right now (a git checkout
         # deleting and rewriting it while a reload reads the version before).
         self.known: Callable[[str], bool | None] = lambda path: None
+        # Files a reload checked, by path: the digest of the bytes parsed and their tree, so
+        # that each changed file is parsed once (``HotLoader`` compiles the tree if the
+        # digest still matches). Set by core for the length of one swap.
+        self.parsed: dict[str, tuple[str, ast.Module]] = {}
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname == self.package:

@@ -9,7 +9,6 @@ import os
 import sys
 import threading
 import traceback
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import loguru
@@ -17,13 +16,14 @@ from loguru import logger
 
 from hotreload import safe
 from hotreload.logfile import LogFile
-from hotreload.worker import THREAD_PREFIX
+from hotreload.records import SinksRemoved
 
 __all__ = [
-    "SinksRemoved", "bridge_removed", "configure", "format_error", "logger", "no_colour", "restore_bridge",
+    "THREAD_PREFIX", "bridge_removed", "configure", "format_error", "logger", "no_colour", "restore_bridge",
     "restore_sinks", "sinks_removed_by", "wake_on_removal",
 ]
 
+THREAD_PREFIX = "worker:"  # a worker's thread is named THREAD_PREFIX + its name
 TEXT_FORMAT = (
     "<green>{time:HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | "
     "<cyan>{extra[worker]: <10}</cyan> | <level>{message}</level>"
@@ -91,15 +91,6 @@ class _Stderr:
             return bool(self.stream.isatty())
         except (OSError, ValueError):
             return False
-
-
-@dataclass(frozen=True)
-class SinksRemoved:
-    """Posted to the host when its sinks were removed by someone else: loguru's common
-    boilerplate ``logger.remove(); logger.add(sys.stderr)`` in a worker module removes every
-    handler, the host's among them (``--log-file``, ``--log-json`` and the worker tags)."""
-
-    by: str  # the file and line that called logger.remove()
 
 
 class _Canary:

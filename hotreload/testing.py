@@ -34,7 +34,8 @@ from typing import Any, Callable, Iterator
 from hotreload import loader
 from hotreload.log import logger
 from hotreload.settings import Settings
-from hotreload.worker import Run, Worker
+from hotreload.records import Worker
+from hotreload.worker import Execution
 
 __all__ = ["WorkerUnderTest", "run_worker"]
 
@@ -42,19 +43,19 @@ __all__ = ["WorkerUnderTest", "run_worker"]
 class WorkerUnderTest:
     """A worker started by ``run_worker``: its ctx state, and how its run ended."""
 
-    def __init__(self, record: Worker, run: Run, exits: queue.SimpleQueue) -> None:
+    def __init__(self, record: Worker, execution: Execution, exits: queue.SimpleQueue) -> None:
         self.name = record.name
         self.settings = record.settings
-        self.state: dict[str, Any] = record.store
-        self.ctx = run.ctx
-        self._run = run
+        self.state: dict[str, Any] = record.user_state
+        self.ctx = execution.ctx
+        self._execution = execution
         self._exits = exits  # the run posts its Exited here, as it would to the host's inbox
         self.ended = False
         self.error: BaseException | None = None  # what run raised, once it has ended
 
     @property
     def running(self) -> bool:
-        return self._run.thread.is_alive()
+        return self._execution.thread.is_alive()
 
     def wait_for(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Poll ``condition`` until it is truthy; TimeoutError after ``timeout`` seconds,
@@ -80,20 +81,20 @@ class WorkerUnderTest:
             exited = self._exits.get(timeout=1.0)
         except queue.Empty:
             return
-        self._run.thread.join()
+        self._execution.thread.join()
         self.ended, self.error = True, exited.error
 
     def stop(self) -> None:
         """Ask the worker to stop and wait for it, up to its ``STOP_TIMEOUT``."""
-        self._run.request_stop(self.settings.stop_timeout)
+        self._execution.request_stop(self.settings.stop_timeout)
         try:
             exited = self._exits.get(timeout=self.settings.stop_timeout)
         except queue.Empty:
             raise AssertionError(
                 f"worker {self.name} did not stop within {self.settings.stop_timeout:g} s; it is at:\n"
-                f"{self._run.stack()}"
+                f"{self._execution.stack()}"
             ) from None
-        self._run.thread.join()
+        self._execution.thread.join()
         self.ended, self.error = True, exited.error
 
 
@@ -137,13 +138,13 @@ def run_worker(target: str | Path | ModuleType, state: dict[str, Any] | None = N
     ctx; ``state`` is its initial ``ctx.state``. Stops it when the block ends."""
     module, undo = _load(target)
     try:
-        run, settings = loader.worker_parts(module, Settings())
+        main, settings = loader.worker_parts(module, Settings())
         name = module.__name__.rsplit(".", 1)[-1]
         record = Worker(name, str(getattr(module, "__file__", name)), logger.bind(worker=name), settings,
-                        module.__name__, run=run, store=state if state is not None else {})
+                        module.__name__, target=main, user_state=state if state is not None else {})
         exits: queue.SimpleQueue = queue.SimpleQueue()
-        worker = WorkerUnderTest(record, Run(record, exits), exits)
-        worker._run.start()
+        worker = WorkerUnderTest(record, Execution(record, exits), exits)
+        worker._execution.start()
         try:
             yield worker
         finally:

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from loguru import logger
 from watchdog.events import (
@@ -33,9 +33,14 @@ from watchdog.events import (
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver
 from watchdog.observers.polling import PollingEmitter, PollingObserver
 
-from hotreload.debounce import Changes, Debouncer, Stamp, Windows, is_source, stamp
+from hotreload.debounce import Debouncer, Stamp, Windows, stamp
+from hotreload.filters import SourceFilter
+from hotreload.records import Changes
 
-__all__ = ["Changes", "Watcher", "git_dir"]
+if TYPE_CHECKING:
+    from hotreload.inbox import Inbox
+
+__all__ = ["Watcher", "git_dir"]
 
 JOIN_TIMEOUT = 2.0
 WATCHDOG_LOGGER = "watchdog.observers"
@@ -166,14 +171,16 @@ def _folders(root: Path) -> int:
 
 
 class Watcher:
-    """Watches ``roots`` recursively and posts ``Changes`` to ``inbox``.
+    """Watches the roots of ``files`` recursively and posts ``Changes`` of the files that
+    count to ``inbox``.
 
     Readers of the watched files (the host) use ``read_source``: it returns only content that
     a batch certified complete, read by this watcher as it certified it.
     """
 
-    def __init__(self, roots: list[Path], inbox: Any, windows: Windows = Windows()) -> None:
-        self.roots = roots
+    def __init__(self, files: SourceFilter, inbox: Inbox, windows: Windows = Windows()) -> None:
+        self.files = files
+        self.roots = [Path(root) for root in files.roots]
         self.inbox = inbox
         self.debouncer = Debouncer(windows)
         self.events: queue.SimpleQueue = queue.SimpleQueue()
@@ -186,7 +193,7 @@ class Watcher:
         self.inodes: dict[Path, int] = {}  # root -> the inode of the folder watched
         self.awaited: dict[Path, tuple[Path, Any]] = {}  # a root that is gone -> (ancestor, watch)
         self.dead: dict[Path, Any] = {}  # a root that is gone -> its ended watch
-        self.git_dirs = sorted({d for d in map(git_dir, roots) if d is not None})
+        self.git_dirs = sorted({d for d in map(git_dir, self.roots) if d is not None})
         self.sync: _Sync | None = None
         self.cookies = 0
         self.held_since: float | None = None  # since when git's index.lock holds due batches
@@ -373,7 +380,7 @@ class Watcher:
         now = time.monotonic()
         for root in self.roots if roots is None else roots:
             for path in root.rglob("*.py"):
-                if is_source(path, root):
+                if self.files(path, root):
                     self.debouncer.add(str(path), "closed", now)
 
     def _note(self, when: float, event: FileSystemEvent) -> None:
@@ -393,19 +400,10 @@ class Watcher:
             elif event.is_directory:
                 # A folder that went away takes its modules with it; folders that appear
                 # bring events for their own files.
-                if kind in ("deleted", "moved_from") and self._inside(path):
+                if kind in ("deleted", "moved_from") and self.files.parts(path):
                     self.debouncer.add(str(path), "deleted", when)
-            elif any(is_source(path, root) for root in self.roots):
+            elif self.files(path):
                 self.debouncer.add(str(path), kind, when)
-
-    def _inside(self, path: Path) -> bool:
-        for root in self.roots:
-            try:
-                parts = path.relative_to(root).parts
-            except ValueError:
-                continue
-            return bool(parts) and not any(p.startswith(".") or p == "__pycache__" for p in parts)
-        return False
 
     # --- observers and their watches -------------------------------------------------------
 

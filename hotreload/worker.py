@@ -1,29 +1,32 @@
-"""A worker: its record (kept for the life of the host), the ctx handed to ``run(ctx)``,
-and one run of it in its own thread.
+"""A worker's thread: the ctx handed to ``run(ctx)``, and one ``Execution`` of it.
 
-Nothing here decides anything: the thread runs ``run(ctx)`` and posts ``Exited`` to the
-host's inbox; ``core`` decides what happens next.
+Nothing here decides anything: the thread runs the user's ``run(ctx)`` and posts ``Exited``
+to the host's inbox; ``core`` decides what happens next. The worker's record, which outlives
+its threads, is ``records.Worker``.
 """
 from __future__ import annotations
 
 import asyncio
 import ctypes
 import inspect
+import queue
 import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from hotreload import safe
-from hotreload.cpu import Account
-from hotreload.settings import Settings
+from hotreload.log import THREAD_PREFIX, format_error
+from hotreload.records import Exited
 
-__all__ = ["Context", "Exited", "Interrupted", "Run", "Worker", "THREAD_PREFIX", "call_problem"]
+if TYPE_CHECKING:
+    from loguru import Logger
 
-THREAD_PREFIX = "worker:"
+    from hotreload.inbox import Inbox
+    from hotreload.records import Worker
+
+__all__ = ["Context", "Execution", "Interrupted", "call_problem"]
 
 
 class Interrupted(BaseException):
@@ -31,31 +34,6 @@ class Interrupted(BaseException):
 
     A BaseException, so that a worker's ``except Exception`` does not swallow it.
     """
-
-
-@dataclass(eq=False)
-class Worker:
-    """What the host knows of one worker. Plain data: it outlives reloads of ``core``."""
-
-    name: str
-    source: str  # shown to users: a file path, or "entry point NAME = VALUE"
-    log: Any  # a loguru logger bound to the worker's name
-    settings: Settings
-    module: str | None = None  # its module's name in sys.modules; None for entry points
-    path: Path | None = None  # its file; None for entry points
-    run: Callable[..., Any] | None = None
-    state: str = "stopped"
-    store: dict[str, Any] = field(default_factory=dict)  # ctx.state: survives restarts and reloads
-    generation: int = 0  # how many times its code was swapped
-    failures: int = 0  # consecutive failed runs, for the backoff
-    restarts: int = 0
-    current: Run | None = None
-    restart_at: float | None = None
-    last_error: str | None = None
-    # A start was refused while its abandoned thread still runs (a save came): it happens
-    # when that thread ends.
-    start_pending: bool = False
-    cpu: Account = field(default_factory=Account, repr=False)  # the CPU time of its ended threads
 
 
 def call_problem(run: Callable[..., Any]) -> tuple[str, str | None, int | None] | None:
@@ -83,7 +61,7 @@ class Context:
 
     __slots__ = ("name", "log", "state", "_stop")
 
-    def __init__(self, name: str, log: Any, state: dict[str, Any], stop: threading.Event) -> None:
+    def __init__(self, name: str, log: Logger, state: dict[str, Any], stop: threading.Event) -> None:
         self.name = name
         self.log = log
         self.state = state
@@ -104,36 +82,24 @@ class Context:
         return f"<Context {self.name!r} stopping={self.stopping}>"
 
 
-@dataclass(frozen=True, repr=False)
-class Exited:
-    """Posted by a worker thread as its last act."""
-
-    run: Run
-    error: BaseException | None  # None when run() returned (or was cancelled on request)
-    # The error's one line and traceback, made in the worker's thread (see ``_described``).
-    described: tuple[str, str] | None = None
-
-    def __repr__(self) -> str:  # the error is the user's object: its own repr may raise
-        return f"Exited(worker={self.run.worker.name!r}, error={safe.shown(self.error)})"
-
-
-class Run:
-    """One execution of a worker's ``run(ctx)`` in a daemon thread.
+class Execution:
+    """One execution of a worker's ``run(ctx)`` in a daemon thread: from its start until the
+    host has seen it end, ``Worker.execution``.
 
     Daemon, because a worker that ignores every stop request must not keep the process
     alive: the host reports it and exits anyway.
     """
 
-    def __init__(self, worker: Worker, inbox: Any) -> None:
+    def __init__(self, worker: Worker, inbox: Inbox | queue.SimpleQueue[Exited]) -> None:
         self.worker = worker
         self.stop_event = threading.Event()
-        self.ctx = Context(worker.name, worker.log, worker.store, self.stop_event)
+        self.ctx = Context(worker.name, worker.log, worker.user_state, self.stop_event)
         self.started_at = time.monotonic()
         self.stop_deadline: float | None = None  # when the cooperative stop times out
         self.interrupted = False  # Interrupted was raised into the thread
         self.abandon_at: float | None = None  # when, once interrupted, the host gives up on it
         self.abandoned = False  # still alive after that: the host gave up waiting for it
-        self._fn: Callable[..., Any] = worker.run  # type: ignore[assignment] # set before a launch
+        self._target: Callable[..., Any] = worker.target  # type: ignore[assignment] # set before a launch
         self._inbox = inbox
         self._cancel: Callable[[], Any] | None = None
         self.thread = threading.Thread(target=self._main, name=THREAD_PREFIX + worker.name, daemon=True)
@@ -171,7 +137,7 @@ class Run:
     def _main(self) -> None:
         error: BaseException | None = None
         try:
-            result = self._fn(self.ctx)
+            result = self._target(self.ctx)
             if inspect.isawaitable(result):
                 self._run_async(result)
         except SystemExit as exc:
@@ -207,8 +173,6 @@ def _described(error: BaseException | None) -> tuple[str, str] | None:
     loop would freeze the host (no status, no reload, no stop)."""
     if error is None:
         return None
-    from hotreload.log import format_error  # log imports this module
-
     try:
         return safe.one_line(error), format_error(error)
     except BaseException:  # noqa: B036 - Interrupted by a stop meanwhile: the host loop formats it

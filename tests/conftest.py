@@ -4,6 +4,10 @@
 Workers written with ``worker_source`` append lines such as ``ticker start 2 1`` (name,
 event, VERSION, how many starts ctx.state has seen) to a report file, which the test reads
 with ``host.events()`` and waits on with ``host.wait_for(...)``. Every wait has a deadline.
+
+In-process, ``core_host(files)`` builds a host on a folder of those files and ``pump(host,
+until)`` hands its inbox's messages to ``core.handle`` until a condition holds: core's
+branches, with real worker threads, in milliseconds.
 """
 from __future__ import annotations
 
@@ -15,10 +19,17 @@ import sys
 import tempfile
 import textwrap
 import time
+import types
+import uuid
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
+
+from hotreload import core as hotreload_core
+from hotreload import loader, records
+from hotreload.log import wake_on_removal
 
 HOTRELOAD = Path(sys.executable).with_name("hotreload")
 WAIT = 20.0  # seconds: generous for a noisy 2-core machine; a passing test never waits this long
@@ -220,3 +231,72 @@ def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def write(path: Path, text: str) -> None:
     """Write a file the way most tools do: in place, in one go."""
     path.write_text(text)
+
+
+# --- in-process: core driven by hand --------------------------------------------------------
+
+PUMP_WAIT = 2.0  # seconds: what a pump or a bounded get waits at most; a passing test far less
+
+
+def pump(host: records.Host, until: Callable[[], object], what: str = "the condition",
+         timeout: float = PUMP_WAIT, core: types.ModuleType = hotreload_core) -> None:
+    """What ``host.serve`` does, in this thread: hand each message of ``host``'s inbox to
+    ``core.handle`` (None when none came before the next timer, so that due timers fire),
+    until ``until()`` holds; fail after ``timeout`` seconds. ``core`` may be a copy."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        due = core.wakeup(host)
+        core.handle(host, host.inbox.get(left if due is None else min(max(0.0, due), left)))
+
+
+def next_message(host: records.Host, kind: type = object, timeout: float = PUMP_WAIT) -> Any:
+    """The next message of ``host``'s inbox, which must be a ``kind``, waited for at most
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    message = None
+    while message is None and time.monotonic() < deadline:  # None: a wake-up left by an earlier put
+        message = host.inbox.get(deadline - time.monotonic())
+    assert isinstance(message, kind), f"expected a {kind.__name__} within {timeout} s, got {message!r}"
+    return message
+
+
+@pytest.fixture
+def core_host(tmp_path: Path) -> Iterator[Callable[..., records.Host]]:
+    """``core_host(files, start=True, **options)``: a host much as ``hotreload.host.create``
+    makes one, on a fresh folder of ``files`` (file name -> source) installed as a package
+    of its own, with no importer thread, watcher or signal handler: core imports in the
+    calling thread and posts the ``Loaded`` to the inbox. Started (``core.start``, pumped
+    until every worker has launched) unless ``start=False``. At teardown every worker thread
+    still running is asked to stop and joined, and the package is uninstalled."""
+    made: list[records.Host] = []
+
+    def make(files: dict[str, str] | None = None, start: bool = True, **options: Any) -> records.Host:
+        package = f"wk_{uuid.uuid4().hex[:8]}"
+        folder = (tmp_path / package).resolve()
+        folder.mkdir()
+        for name, source in (files or {}).items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(source)
+        chosen = records.Options(folder, **{"entry_points": False, **options})
+        host = records.Host(options=chosen, package=package,
+                            defaults=replace(chosen.defaults, stop_timeout=chosen.stop_timeout))
+        host.finder = loader.install(folder, package)
+        made.append(host)
+        if start:
+            hotreload_core.start(host)
+            pump(host, lambda: host.job is None and not host.startup, "the workers to start")
+        return host
+
+    yield make
+    wake_on_removal(None)
+    for host in made:
+        for worker in host.workers.values():
+            execution = worker.execution
+            if execution is not None and execution.thread.is_alive():
+                execution.request_stop(0.0)
+                execution.thread.join(5.0)
+        sys.meta_path.remove(host.finder)
+        loader.forget(host.package)

@@ -5,10 +5,11 @@ import threading
 import pytest
 
 from hotreload import core
-from hotreload.host import Host, Options
+from hotreload.records import Host, Options
 from hotreload.inbox import Inbox
 from hotreload.settings import Settings
-from hotreload.worker import Exited, Run, Worker
+from hotreload.records import Exited, Worker
+from hotreload.worker import Execution
 
 
 @pytest.fixture
@@ -17,24 +18,24 @@ def stuck(tmp_path):
     release = threading.Event()
     host = Host(options=Options(tmp_path), package="svc", inbox=Inbox())
     worker = Worker("w", "w.py", core.logger.bind(worker="w"), Settings(), state="fatal",
-                    run=lambda ctx: release.wait(10))
+                    target=lambda ctx: release.wait(10))
     host.workers["w"] = worker
-    old = Run(worker, host.inbox)
+    old = Execution(worker, host.inbox)
     old.start()
     old.abandoned = True
-    worker.current = old
+    worker.execution = old
     yield host, worker, old, release
     release.set()
     old.thread.join(10)
-    if worker.current is not None and worker.current is not old:
-        worker.current.request_stop(1.0)
-        worker.current.thread.join(10)
+    if worker.execution is not None and worker.execution is not old:
+        worker.execution.request_stop(1.0)
+        worker.execution.thread.join(10)
 
 
 def test_a_worker_is_not_launched_while_its_abandoned_thread_runs(stuck):
     host, worker, old, release = stuck
     assert core._launch(host, worker) is False
-    assert worker.current is old and worker.start_pending and worker.state == "fatal"
+    assert worker.execution is old and worker.start_pending and worker.state == "fatal"
     assert core._start_one(host, worker).startswith("cannot start: its abandoned thread still runs")
 
 
@@ -44,7 +45,7 @@ def test_when_the_abandoned_thread_ends_a_pending_start_happens(stuck):
     release.set()
     old.thread.join(10)
     core._on_exit(host, Exited(old, None))
-    assert worker.current is not None and worker.current is not old and worker.state == "running"
+    assert worker.execution is not None and worker.execution is not old and worker.state == "running"
 
 
 def test_a_worker_removed_meanwhile_is_not_started_when_its_abandoned_thread_ends(stuck):
@@ -54,4 +55,4 @@ def test_a_worker_removed_meanwhile_is_not_started_when_its_abandoned_thread_end
     release.set()
     old.thread.join(10)
     core._on_exit(host, Exited(old, None))
-    assert worker.current is None and worker.state == "fatal"
+    assert worker.execution is None and worker.state == "fatal"

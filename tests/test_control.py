@@ -422,13 +422,13 @@ def test_a_command_the_host_took_but_never_answered_is_reported_as_unknown(folde
 
 
 def test_the_host_loop_does_not_act_on_an_expired_command(folder):
-    from hotreload import core, host
+    from hotreload import core, records
 
-    running = host.Host(options=host.Options(folder), package=folder.name)
-    late = control.Command("status", expires=time.monotonic() - 1)
+    running = records.Host(options=records.Options(folder), package=folder.name)
+    late = records.Command("status", expires=time.monotonic() - 1)
     core.handle(running, late)
     assert not late.done.is_set() and late.reply is None
-    timely = control.Command("status", expires=time.monotonic() + 60)
+    timely = records.Command("status", expires=time.monotonic() + 60)
     core.handle(running, timely)
     assert timely.reply["ok"] is True
 

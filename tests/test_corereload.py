@@ -11,8 +11,8 @@ import pytest
 
 from hotreload import corereload
 from hotreload import host as hosting
-from hotreload.debounce import Changes
-from hotreload.host import Host, Options
+from hotreload.records import Changes
+from hotreload.records import Host, Options
 from hotreload.log import logger
 
 

@@ -3,29 +3,10 @@ from pathlib import PurePath
 
 import pytest
 
-from hotreload.debounce import Debouncer, Windows, classify, is_source
+from hotreload.debounce import Debouncer, Windows, classify
 
 ROOT = PurePath("/w")
 W = Windows(coalesce=0.01, hold=0.1, settle=0.5)
-
-
-@pytest.mark.parametrize(
-    "name",
-    ["4913", "a.py.swp", "a.py.swx", ".a.py.swo", "a.py~", ".#a.py", "#a.py#", "a.py___jb_tmp___",
-     "a.py___jb_old___", "a.py.tmp", ".a.py.tmp", "sedAb12Cd", "a.pyc", "__pycache__/a.cpython-311.py",
-     ".hidden/a.py", "a.txt", "a"],
-)
-def test_editor_and_tool_temp_files_are_not_sources(name):
-    assert not is_source(ROOT / name, ROOT)
-
-
-@pytest.mark.parametrize("name", ["a.py", "pkg/__init__.py", "pkg/sub/b.py", "_helper.py"])
-def test_python_files_are_sources(name):
-    assert is_source(ROOT / name, ROOT)
-
-
-def test_a_path_outside_the_root_is_not_a_source():
-    assert not is_source(PurePath("/elsewhere/a.py"), ROOT)
 
 
 def test_events_that_say_nothing_about_content_are_ignored():

@@ -1,5 +1,6 @@
 """Discovery, the import graph, and importing/reloading with rollback, in-process."""
 import ast
+import importlib
 import sys
 import uuid
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hotreload import loader
+from hotreload.filters import SourceFilter
 from hotreload.log import format_error
 from hotreload.settings import Settings
 
@@ -88,16 +90,6 @@ def test_reload_order_survives_an_import_cycle():
     assert sorted(loader.reload_order(deps, ["p.a", "p.b"])) == ["p.a", "p.b"]
 
 
-def test_module_name_maps_files_to_modules():
-    folder = Path("/w")
-    assert loader.module_name(folder, "w", Path("/w/a.py")) == "w.a"
-    assert loader.module_name(folder, "w", Path("/w/pkg/__init__.py")) == "w.pkg"
-    assert loader.module_name(folder, "w", Path("/w/pkg/sub.py")) == "w.pkg.sub"
-    assert loader.module_name(folder, "w", Path("/w/my-file.py")) is None
-    assert loader.module_name(folder, "w", Path("/w/class.py")) is None
-    assert loader.module_name(folder, "w", Path("/elsewhere/a.py")) is None
-
-
 def test_discover_finds_modules_and_packages_and_skips_helpers_and_bad_names(tmp_path):
     for name in ["a.py", "_helper.py", "my-worker.py", "notes.txt", "class.py"]:
         (tmp_path / name).write_text("")
@@ -110,7 +102,7 @@ def test_discover_finds_modules_and_packages_and_skips_helpers_and_bad_names(tmp
     outside.write_text("")
     (tmp_path / "escape.py").symlink_to(outside)
     (tmp_path / "alias.py").symlink_to(tmp_path / "a.py")  # a symlink within the folder is fine
-    found, skipped = loader.discover(tmp_path)
+    found, skipped = loader.discover(SourceFilter([tmp_path]))
     assert found == {"a": tmp_path / "a.py", "alias": tmp_path / "alias.py", "pkg": tmp_path / "pkg" / "__init__.py"}
     assert skipped == {"class.py": "not a valid module name", "my-worker.py": "not a valid module name",
                        "escape.py": f"a symlink to {outside}, outside the folder"}
@@ -124,7 +116,6 @@ def test_writable_by_others_names_who(tmp_path):
     assert loader.writable_by_others(path) is None
     path.chmod(0o646)
     assert loader.writable_by_others(path) == "everyone"
-    assert loader.sources(tmp_path) == [tmp_path, path]
 
 
 @pytest.fixture
@@ -253,3 +244,27 @@ def test_check_source_returns_any_parse_failure_with_the_digest(tmp_path, source
     assert checked.digest == loader.digest(source) and isinstance(checked.error, error)
     assert loader.check_source(path, running=checked.digest).error is None  # the running bytes: not parsed
     assert loader.check_source(tmp_path / "gone.py") is None
+
+
+def test_a_checked_file_is_compiled_from_the_tree_its_check_parsed_not_parsed_again(package):
+    folder, name, install = package
+    finder = install()
+    path = folder / "w.py"
+    path.write_text("WHO = 'file'\n")
+    checked = loader.check_source(path)
+    assert checked.error is None and isinstance(checked.tree, ast.Module)
+    # A tree that differs from the bytes shows which one the loader compiled.
+    finder.parsed = {str(path): (checked.digest, ast.parse("WHO = 'checked tree'\n"))}
+    assert importlib.import_module(f"{name}.w").WHO == "checked tree"
+    assert finder.parsed == {}  # used once
+
+
+def test_a_checked_tree_is_ignored_when_the_bytes_changed_since(package):
+    folder, name, install = package
+    finder = install()
+    path = folder / "w.py"
+    path.write_text("WHO = 'before'\n")
+    checked = loader.check_source(path)
+    path.write_text("WHO = 'after'\n")
+    finder.parsed = {str(path): (checked.digest, checked.tree)}
+    assert importlib.import_module(f"{name}.w").WHO == "after"

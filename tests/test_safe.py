@@ -4,7 +4,8 @@ import queue
 
 from hotreload import safe
 from hotreload.log import _Intercept, format_error
-from hotreload.worker import Exited, Run, Worker
+from hotreload.records import Exited, Worker
+from hotreload.worker import Execution
 from hotreload.settings import Settings
 
 
@@ -46,8 +47,8 @@ def test_format_error_of_an_unprintable_exception_still_shows_where_it_was_raise
 
 
 def test_the_repr_of_exited_never_raises():
-    worker = Worker("db", "db.py", None, Settings(), run=lambda ctx: None)
-    assert repr(Exited(Run(worker, None), DbError())) == "Exited(worker='db', error=<DbError: repr() failed>)"
+    worker = Worker("db", "db.py", None, Settings(), target=lambda ctx: None)
+    assert repr(Exited(Execution(worker, None), DbError())) == "Exited(worker='db', error=<DbError: repr() failed>)"
 
 
 def test_a_stdlib_record_whose_argument_cannot_be_formatted_does_not_raise_into_the_caller(capsys):
@@ -68,8 +69,8 @@ def test_sys_exit_with_a_code_whose_eq_raises_is_reported_as_the_workers_error()
         raise SystemExit(Code())
 
     exits = queue.SimpleQueue()
-    worker = Worker("w", "w.py", None, Settings(), run=run)
-    Run(worker, exits).start()
+    worker = Worker("w", "w.py", None, Settings(), target=run)
+    Execution(worker, exits).start()
     exited = exits.get(timeout=10)
     assert isinstance(exited.error, SystemExit) and isinstance(exited.error.code, Code)
 

@@ -5,10 +5,9 @@ import threading
 import time
 
 from hotreload import core
-from hotreload.host import Host, Options, Signal
+from hotreload.records import Host, Options, Signal, Worker
 from hotreload.inbox import Inbox
 from hotreload.settings import Settings
-from hotreload.worker import Worker
 
 
 def test_wakeup_skips_timers_whose_worker_moved_on_and_returns_the_next_due(tmp_path):
@@ -37,19 +36,19 @@ def test_a_changed_grace_constant_does_not_change_a_deadline_already_set(tmp_pat
     release = threading.Event()
     host = Host(options=Options(tmp_path), package="svc", inbox=Inbox())
     worker = Worker("w", "w.py", core.logger.bind(worker="w"), Settings(stop_timeout=5.0),
-                    run=lambda ctx: release.wait(10))  # blocked in C: an interrupt waits for it
+                    target=lambda ctx: release.wait(10))  # blocked in C: an interrupt waits for it
     host.workers["w"] = worker
     try:
         core._launch(host, worker)
-        run = worker.current
+        execution = worker.execution
         core.handle(host, Signal(signal.SIGTERM))
-        assert run.stop_deadline is not None and core.wakeup(host) is not None
-        core._on_timers(host, run.stop_deadline)  # the stop timed out: interrupted
-        assert run.interrupted and not run.abandoned
+        assert execution.stop_deadline is not None and core.wakeup(host) is not None
+        core._on_timers(host, execution.stop_deadline)  # the stop timed out: interrupted
+        assert execution.interrupted and not execution.abandoned
         monkeypatch.setattr(core, "INTERRUPT_GRACE", core.INTERRUPT_GRACE + 1.0)  # core.py edited
         assert core.wakeup(host) is not None  # the grace still ends...
         core._on_timers(host, time.monotonic() + 60)
-        assert run.abandoned and core.finished(host)  # ...and with it the stop
+        assert execution.abandoned and core.finished(host)  # ...and with it the stop
     finally:
         release.set()
-        run.thread.join(10)
+        execution.thread.join(10)

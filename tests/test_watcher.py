@@ -8,7 +8,9 @@ import pytest
 from loguru import logger
 
 from hotreload import watcher
-from hotreload.debounce import Changes, Windows
+from hotreload.debounce import Windows
+from hotreload.filters import SourceFilter
+from hotreload.records import Changes
 from hotreload.watcher import Watcher
 
 WAIT = 20.0
@@ -28,7 +30,7 @@ def watch(tmp_path):
 
     def start(settle=0.2):
         inbox = queue.SimpleQueue()
-        w = Watcher([tmp_path], inbox, Windows(settle=settle))
+        w = Watcher(SourceFilter([tmp_path]), inbox, Windows(settle=settle))
         w.start()
         started.append(w)
         return w, inbox
@@ -168,7 +170,7 @@ def test_a_deleted_root_is_awaited_and_rescanned_when_it_comes_back(watch, tmp_p
     root = tmp_path / "root"
     root.mkdir()
     inbox = queue.SimpleQueue()
-    w = Watcher([root], inbox, Windows())
+    w = Watcher(SourceFilter([root]), inbox, Windows())
     w.start()
     try:
         root.rmdir()

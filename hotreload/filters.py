@@ -1,0 +1,101 @@
+"""Which files count: one rule, asked by the watcher, the loader and core alike.
+
+An editor saving ``w.py`` also writes swap files, backups and temp files beside it (vim's
+``4913``, ``.w.py.swp`` and ``w.py~``; emacs' ``.#w.py`` and ``#w.py#``; JetBrains'
+``w.py___jb_tmp___``), git works in ``.git``, and Python in ``__pycache__``. None of them is
+code the host runs: an event on one must not reload anything, and a scan must not list it.
+"""
+from __future__ import annotations
+
+import keyword
+import os
+from pathlib import Path, PurePath
+from typing import ClassVar, Iterable
+
+__all__ = ["SourceFilter"]
+
+
+class SourceFilter:
+    """The Python source files under ``roots``: a ``.py`` file is one unless a part of its
+    path below its root is hidden (``.``), an emacs lock or autosave (``#``), a byte-code
+    cache, or its name carries an editor's temp marker. The first root is the workers folder,
+    whose files are also modules of its package (``module_name``) and, directly in it,
+    workers (``worker_name``)."""
+
+    ignore_dirs: ClassVar[tuple[str, ...]] = ("__pycache__",)
+    ignore_prefixes: ClassVar[tuple[str, ...]] = (".", "#")
+    temp_markers: ClassVar[tuple[str, ...]] = ("___jb_tmp___", "___jb_old___")
+
+    def __init__(self, roots: Iterable[Path]) -> None:
+        self.roots = tuple(roots)
+        self.folder = self.roots[0]
+
+    def __call__(self, path: PurePath, root: PurePath | None = None) -> bool:
+        """True for a source file under ``root`` (by default: under any of the roots)."""
+        parts = self.parts(path, root)
+        return parts is not None and bool(parts) and parts[-1].endswith(".py") and not any(m in parts[-1] for m in self.temp_markers)
+
+    def parts(self, path: PurePath, root: PurePath | None = None) -> tuple[str, ...] | None:
+        """``path``'s parts below ``root`` (or below the root it is under), or None if it is
+        under none, or in a place that never counts (a hidden folder, a cache)."""
+        base = self.root_of(path) if root is None else root
+        if base is None or not _is_under(path, base):
+            return None
+        parts = path.relative_to(base).parts
+        if any(p.startswith(self.ignore_prefixes) or p in self.ignore_dirs for p in parts):
+            return None
+        return parts
+
+    def root_of(self, path: PurePath) -> PurePath | None:
+        """The root ``path`` is under, whether or not it counts: the deepest, where one root
+        holds another (hotreload's own files in a workers folder ``.``)."""
+        under = [root for root in self.roots if _is_under(path, root)]
+        return max(under, key=lambda root: len(root.parts), default=None)
+
+    def module_name(self, package: str, path: PurePath) -> str | None:
+        """The module a file of the workers folder is imported as (``package.x.y`` for
+        ``x/y.py``, ``package.x`` for ``x/__init__.py``), or None if it cannot be one."""
+        parts = self.parts(path, self.folder) if self(path, self.folder) else None
+        if parts is None:
+            return None
+        names = [*parts[:-1], parts[-1][:-3]]
+        if names[-1] == "__init__":
+            names.pop()
+        if not all(_importable(n) for n in names):
+            return None
+        return ".".join([package, *names])
+
+    def worker_name(self, path: PurePath) -> str | None:
+        """The worker a file is: ``name`` for ``name.py`` or ``name/__init__.py`` directly in
+        the workers folder, a name that can be imported and does not start with ``_``."""
+        parts = self.parts(path, self.folder) if self(path, self.folder) else None
+        if parts is None:
+            return None
+        if len(parts) == 1:
+            name = parts[0][:-3]
+        elif len(parts) == 2 and parts[1] == "__init__.py":
+            name = parts[0]
+        else:
+            return None
+        return name if _importable(name) and not name.startswith("_") else None
+
+    def walk(self) -> list[Path]:
+        """The workers folder itself and every source file under it; symlinked folders are
+        not followed."""
+        found = [Path(self.folder)]
+        for top, dirs, files in os.walk(self.folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(self.ignore_prefixes) and d not in self.ignore_dirs)
+            found += [Path(top, f) for f in sorted(files) if self(Path(top, f), self.folder)]
+        return found
+
+
+def _is_under(path: PurePath, root: PurePath) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def _importable(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name)

@@ -1,0 +1,290 @@
+"""Everything that crosses a reload of ``core.py``: the records the host keeps, and the
+messages its loop hands to ``core.handle``.
+
+``core`` is code that may be replaced at any moment; these are the data it reads and
+updates, created once and never reloaded. So a reload keeps every worker, thread, timer and
+backoff counter as it was, and a newcomer finds here what the host knows. Rules for them:
+plain data with no logic beyond keeping themselves consistent; a deadline is decided once and
+stored (``Worker.restart_at``, ``Execution.stop_deadline``), never recomputed from a constant
+of ``core``, which a reload may change.
+
+Messages come from several producers, all through one ``Inbox``: worker threads
+(``Exited``), the watcher (``Changes``), signal handlers (``Signal``), the control socket
+(``Command``), the importer thread (``Loaded``) and the log (``SinksRemoved``).
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Union
+
+from loguru import logger
+
+from hotreload import safe, states
+from hotreload.cpu import Account, Sample
+from hotreload.debounce import Windows
+from hotreload.filters import SourceFilter
+from hotreload.inbox import Inbox
+from hotreload.settings import Settings
+
+if TYPE_CHECKING:
+    from loguru import Logger
+
+    from hotreload.control import Server
+    from hotreload.importer import Importer
+    from hotreload.loader import HotFinder
+    from hotreload.signals import Delivery
+    from hotreload.watcher import Watcher
+    from hotreload.worker import Execution
+
+__all__ = [
+    "CORE_FILE", "Changes", "Command", "Exited", "Graph", "Host", "Job", "Loaded", "Options", "Signal",
+    "Message", "SinksRemoved", "Swap", "Worker",
+]
+
+CORE_FILE = Path(__file__).with_name("core.py").resolve()
+
+
+# --- records --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    """What ``hotreload run`` was asked to do."""
+
+    folder: Path
+    stop_timeout: float = 5.0
+    reload: bool = True
+    entry_points: bool = True
+    debounce: float = Windows.coalesce
+    config: str | None = None  # the config file the defaults came from, if any
+    defaults: Settings = Settings()  # every worker's RESTART / BACKOFF, from the config file
+
+
+@dataclass(eq=False)
+class Worker:
+    """What the host knows of one worker, for the life of the host."""
+
+    name: str
+    source: str  # shown to users: a file path, or "entry point NAME = VALUE"
+    log: Logger  # bound to the worker's name
+    settings: Settings
+    module: str | None = None  # its module's name in sys.modules; None for entry points
+    path: Path | None = None  # its file; None for entry points
+    target: Callable[..., Any] | None = None  # the user's run(ctx); None until its module loads
+    state: str = states.STOPPED  # where it is in its lifecycle: one of ``states.STATES``
+    user_state: dict[str, Any] = field(default_factory=dict)  # ctx.state: survives restarts and reloads
+    generation: int = 0  # how many times its code was swapped
+    failures: int = 0  # consecutive failed runs, for the backoff
+    restarts: int = 0
+    execution: Execution | None = None  # its thread, from start until the host saw it end
+    restart_at: float | None = None  # when its backoff ends, while in BACKOFF
+    last_error: str | None = None
+    # A start was refused while its abandoned thread still runs (a save came): it happens
+    # when that thread ends.
+    start_pending: bool = False
+    cpu: Account = field(default_factory=Account, repr=False)  # the CPU time of its ended threads
+
+
+@dataclass
+class Graph:
+    """Who imports whom among the folder's modules, kept up to date as they are (re)loaded."""
+
+    deps: dict[str, frozenset[str]] = field(default_factory=dict)
+    rdeps: dict[str, set[str]] = field(default_factory=dict)
+
+    def set(self, module: str, imports: frozenset[str]) -> None:
+        self.drop(module)
+        self.deps[module] = imports
+        for dep in imports:
+            self.rdeps.setdefault(dep, set()).add(module)
+
+    def drop(self, module: str) -> None:
+        for dep in self.deps.pop(module, ()):
+            self.rdeps.get(dep, set()).discard(module)
+
+
+@dataclass
+class Swap:
+    """A reload in progress: the workers it stopped are finishing before the code changes."""
+
+    started: float
+    order: list[str]  # modules to (re)load, helpers before their importers
+    gone: set[str]  # modules whose file is gone
+    added: set[str]  # new workers, by name
+    removed: set[str]  # workers whose module is gone, by name
+    before: dict[str, str] = field(default_factory=dict)  # affected workers: state before the swap
+    waiting: set[str] = field(default_factory=set)  # workers still stopping
+    next: int | None = None  # once they have stopped: the index in ``order`` to load next
+    failed: set[str] = field(default_factory=set)  # modules of ``order`` that did not load
+
+
+@dataclass(eq=False)
+class Job:
+    """One step of loading, run in the importer thread."""
+
+    purpose: str  # which step of core's continues with the result
+    doing: str  # what it does, for the log and status: "importing workers/x.py"
+    fn: Callable[[], Any]
+    subject: Any = None  # what core needs to continue: the worker, module or paths concerned
+    submitted: float = field(default_factory=time.monotonic)
+    reported: float = 0.0  # seconds after ``submitted`` of the last "still ..." line
+    result: Any = None
+    error: BaseException | None = None  # what ``fn`` raised, the user's SystemExit included
+
+
+def _current_folder() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # deleted under us
+        return None
+
+
+@dataclass(eq=False)
+class Host:
+    """Everything the host knows. Created once; ``core`` reads and updates it, and a reload
+    of ``core`` leaves it as it is."""
+
+    options: Options
+    package: str
+    inbox: Inbox = field(default_factory=Inbox)
+    defaults: Settings = Settings()
+    workers: dict[str, Worker] = field(default_factory=dict)
+    # ctx.state of workers whose file went away, by name: given back when a worker of that
+    # name comes back (git stash and stash pop, an editor's delete and rewrite, w.py -> w/).
+    states_of_removed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    graph: Graph = field(default_factory=Graph)
+    finder: HotFinder | None = None
+    watcher: Watcher | None = None  # while reload is on
+    rng: random.Random = field(default_factory=random.Random)
+    stop_requested: bool = False  # set by the signal handler itself
+    stopping: bool = False  # set once core has begun the shutdown
+    swap: Swap | None = None
+    backlog: set[str] = field(default_factory=set)  # changes that arrived during a swap
+    broken: set[str] = field(default_factory=set)  # modules whose latest source failed to load
+    core_file: Path = CORE_FILE
+    files: SourceFilter = field(init=False)  # which files count: the workers folder's, and hotreload's own
+    own_digests: dict[Path, str] = field(default_factory=dict)  # hotreload's files, as running
+    core_generation: int = 0
+    # The core's namespace before its last reload (a copy of the module's dict): put back
+    # if the new core raises an internal error. None before any reload, and after a rollback.
+    previous_core: dict[str, Any] | None = None
+    own_changes: set[str] = field(default_factory=set)  # hotreload's files saved during a swap
+    forced: set[str] = field(default_factory=set)  # workers that had to be interrupted
+    # Heap of (when, worker name): backoff restarts and stop deadlines. An entry whose worker
+    # no longer has that time due is skipped when it comes up, so none is ever removed early.
+    timers: list[tuple[float, str]] = field(default_factory=list)
+    restarting: set[str] = field(default_factory=set)  # stopping, to start again: `hotreload restart`
+    control: Server | None = None  # the control socket's server, once it holds the folder's lock
+    pid: int = field(default_factory=os.getpid)  # a worker's forked child is not the host
+    cwd: str | None = field(default_factory=_current_folder)  # where a SIGHUP restart runs again
+    last_signal: Delivery | None = None  # the last stop or restart signal that counted
+    reexec: bool = False  # SIGHUP without a guardian: once stopped, replace the process
+    importer: Importer | None = None  # the thread that imports modules, while serving
+    job: Job | None = None  # the importer's job in flight: at most one at a time
+    startup: list[Job] = field(default_factory=list)  # start-up imports not yet submitted
+    # CPU figures of earlier status requests, from which the next one's CPU% is measured.
+    cpu_samples: list[Sample] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.files = SourceFilter([self.options.folder, self.core_file.parent])
+
+    @property
+    def log(self) -> Logger:
+        return logger.bind(worker="host")
+
+
+# --- messages -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A stop or restart signal the handler let through (``host._on_signal``)."""
+
+    signum: int
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A batch: files (and deleted folders) whose content may have changed, complete and quiet.
+    The watcher posts it to the host."""
+
+    paths: frozenset[str]
+
+
+@dataclass(frozen=True, repr=False)
+class Exited:
+    """Posted by a worker thread as its last act."""
+
+    execution: Execution
+    error: BaseException | None  # None when run() returned (or was cancelled on request)
+    # The error's one line and traceback, made in the worker's thread (see ``worker``).
+    described: tuple[str, str] | None = None
+
+    def __repr__(self) -> str:  # the error is the user's object: its own repr may raise
+        return f"Exited(worker={self.execution.worker.name!r}, error={safe.shown(self.error)})"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Posted by the importer thread when a job is done."""
+
+    job: Job
+
+
+@dataclass(frozen=True)
+class SinksRemoved:
+    """Posted when the host's log sinks were removed by someone else: loguru's common
+    boilerplate ``logger.remove(); logger.add(sys.stderr)`` in a worker module removes every
+    handler, the host's among them (``--log-file``, ``--log-json`` and the worker tags)."""
+
+    by: str  # the file and line that called logger.remove()
+
+
+@dataclass(eq=False)
+class Command:
+    """A checked request from the control socket, waiting in the inbox for the loop to answer.
+
+    Its fate is decided once, under a lock: the host loop ``take``s it before acting, or the
+    control thread ``expire``s it when the loop was too busy to take it in time. An expired
+    command is never acted on, so a client told "not done" was told the truth.
+    """
+
+    cmd: str
+    names: list[str] = field(default_factory=list)
+    all_workers: bool = False  # restart, stop or start every worker (``"all": true``), not ``names``
+    expires: float = math.inf  # time.monotonic() after which the host loop must not act on it
+    reply: dict[str, Any] | None = None
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
+    notify: Callable[[], None] | None = field(default=None, repr=False)  # wakes the control thread
+    fate: str = "pending"  # then "taken" or "expired"
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take(self) -> bool:
+        """For the host loop, before it acts: True if it may; False once the command expired."""
+        with self._lock:
+            if self.fate == "pending":
+                self.fate = "taken" if time.monotonic() <= self.expires else "expired"
+            return self.fate == "taken"
+
+    def expire(self) -> bool:
+        """For the control thread, at the deadline: True if the command will never be acted on."""
+        with self._lock:
+            if self.fate == "pending":
+                self.fate = "expired"
+            return self.fate == "expired"
+
+    def answer(self, reply: dict[str, Any]) -> None:
+        self.reply = reply
+        self.done.set()
+        if self.notify is not None:
+            self.notify()
+
+
+# What ``core.handle`` is given: a message, or None when the wait for one timed out.
+Message = Union[Signal, Changes, Exited, Command, Loaded, SinksRemoved, None]

@@ -1,0 +1,63 @@
+"""Which files count: the one rule the watcher, the loader and core ask."""
+import os
+from pathlib import PurePath
+
+import pytest
+
+from hotreload.filters import SourceFilter
+
+ROOT = PurePath("/w")
+FILES = SourceFilter([ROOT])
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["4913", "a.py.swp", "a.py.swx", ".a.py.swo", "a.py~", ".#a.py", "#a.py#", "a.py___jb_tmp___",
+     "a.py___jb_old___", "a.py.tmp", ".a.py.tmp", "sedAb12Cd", "a.pyc", "__pycache__/a.cpython-311.py",
+     ".hidden/a.py", "a.txt", "a"],
+)
+def test_editor_and_tool_temp_files_are_not_sources(name):
+    assert not FILES(ROOT / name)
+
+
+@pytest.mark.parametrize("name", ["a.py", "pkg/__init__.py", "pkg/sub/b.py", "_helper.py"])
+def test_python_files_are_sources(name):
+    assert FILES(ROOT / name)
+
+
+def test_a_path_outside_the_root_is_not_a_source():
+    assert not FILES(PurePath("/elsewhere/a.py"))
+
+
+def test_module_name_maps_files_of_the_workers_folder_to_modules():
+    assert FILES.module_name("w", PurePath("/w/a.py")) == "w.a"
+    assert FILES.module_name("w", PurePath("/w/pkg/__init__.py")) == "w.pkg"
+    assert FILES.module_name("w", PurePath("/w/pkg/sub.py")) == "w.pkg.sub"
+    for not_a_module in ("/w/my-file.py", "/w/class.py", "/elsewhere/a.py", "/w/__pycache__/a.py", "/w/.#a.py",
+                         "/w/a.txt"):
+        assert FILES.module_name("w", PurePath(not_a_module)) is None, not_a_module
+
+
+def test_a_worker_is_a_module_or_package_directly_in_the_folder_not_starting_with_an_underscore():
+    assert FILES.worker_name(PurePath("/w/a.py")) == "a"
+    assert FILES.worker_name(PurePath("/w/pkg/__init__.py")) == "pkg"
+    for not_a_worker in ("/w/_helper.py", "/w/pkg/sub.py", "/w/_pkg/__init__.py", "/w/my-file.py", "/w/a.py~"):
+        assert FILES.worker_name(PurePath(not_a_worker)) is None, not_a_worker
+
+
+def test_the_root_of_a_path_is_the_deepest_root_it_is_under():
+    files = SourceFilter([PurePath("/repo"), PurePath("/repo/hotreload")])
+    assert files.root_of(PurePath("/repo/hotreload/core.py")) == PurePath("/repo/hotreload")
+    assert files.root_of(PurePath("/repo/w.py")) == PurePath("/repo")
+    assert files.root_of(PurePath("/elsewhere/w.py")) is None
+    assert files.parts(PurePath("/repo/.git/x.py")) is None
+
+
+def test_walk_lists_the_folder_and_its_sources_without_hidden_or_cached_ones(tmp_path):
+    for name in ("a.py", "pkg/__init__.py", "pkg/b.py", ".hidden/c.py", "__pycache__/d.py", "e.txt", ".#a.py"):
+        path = tmp_path / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("")
+    os.symlink(tmp_path / "pkg", tmp_path / "link")  # a symlinked folder is not followed
+    assert SourceFilter([tmp_path]).walk() == [tmp_path, tmp_path / "a.py", tmp_path / "pkg" / "__init__.py",
+                                               tmp_path / "pkg" / "b.py"]
