@@ -76,18 +76,27 @@ def parse_process_stat(text: str, ticks_per_second: int = TICKS_PER_SECOND, page
     )
 
 
+def _read(path: str) -> str:
+    """A /proc file's text, with plain system calls: a third of the time of ``open()``'s
+    buffered text file, which counts with one read per worker. Latin-1 decodes any bytes
+    (a thread's name may be any)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 4096).decode("latin-1")
+    finally:
+        os.close(fd)
+
+
 def thread_seconds(native_id: int) -> float | None:
     """The CPU seconds of this process's thread ``native_id``, or None once it has ended."""
     try:
-        with open(f"/proc/self/task/{native_id}/stat") as stat:
-            return parse_thread_stat(stat.read())
+        return parse_thread_stat(_read(f"/proc/self/task/{native_id}/stat"))
     except (FileNotFoundError, ProcessLookupError):
         return None
 
 
 def process_usage() -> Usage:
-    with open("/proc/self/stat") as stat:
-        return parse_process_stat(stat.read())
+    return parse_process_stat(_read("/proc/self/stat"))
 
 
 class Account:
