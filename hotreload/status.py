@@ -63,9 +63,9 @@ def _header(reply: Reply) -> list[str]:
              + (f", guardian pid {reply['guardian']}" if reply.get("guardian") else "")
              + f", reload {'on' if reply['reload'] else 'off'}"]
     usage = (f"rss {reply['rss_bytes'] / 1e6:.1f} MB, {reply['threads']} threads, "
-             f"cpu {cpu_time(reply['cpu_seconds'])} in all")
+             f"cpu time {cpu_time(reply['cpu_seconds'])}")
     if reply.get("cpu_window") is not None:
-        usage += f", {_percent(reply['cpu_percent'])}% over the last {reply['cpu_window']:.1f} s"
+        usage += f", {_percent(reply['cpu_percent'])}% of a core over the last {reply['cpu_window']:.1f} s"
     lines.append(usage)
     importing = reply.get("importing")
     if importing:

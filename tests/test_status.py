@@ -60,7 +60,7 @@ def test_status_shows_each_workers_cpu_and_the_hosts_rss_threads_and_cpu(folder,
     table = run_cli("status", "-d", str(folder), cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[1].startswith("rss ") and " threads, cpu " in lines[1] and "% over the last" in lines[1]
+    assert lines[1].startswith("rss ") and " threads, cpu time " in lines[1] and "% of a core over the last" in lines[1]
     assert lines[2].split() == ["NAME", "STATE", "%CPU", "TIME", "UPTIME", "RESTARTS", "GEN", "LAST", "ERROR"]
     assert [line.split()[0] for line in lines[3:]] == ["idle", "spinner"]  # by name, without --watch
     assert float(lines[4].split()[2]) > max(5.0, 5 * float(lines[3].split()[2]))
@@ -213,10 +213,10 @@ def test_the_header_gives_the_hosts_rss_threads_and_cpu_and_the_rows_each_worker
 
     lines = shown.table(reply(a=1.0, b=None)).splitlines()
     assert lines[0] == "host pid 7 on /w, guardian pid 6, reload on"
-    assert lines[1] == "rss 31.5 MB, 12 threads, cpu 1:02:05 in all, 12.5% over the last 1.0 s"
+    assert lines[1] == "rss 31.5 MB, 12 threads, cpu time 1:02:05, 12.5% of a core over the last 1.0 s"
     assert [line.split()[:4] for line in lines[3:]] == [["a", "running", "1.0", "0:03.50"], ["b", "running", "-", "0:03.50"]]
     unmeasured = {**reply(), "cpu_percent": None, "cpu_window": None}
-    assert shown.table(unmeasured).splitlines()[1] == "rss 31.5 MB, 12 threads, cpu 1:02:05 in all"
+    assert shown.table(unmeasured).splitlines()[1] == "rss 31.5 MB, 12 threads, cpu time 1:02:05"
     assert [shown.cpu_time(s) for s in (0, 0.004, 59.999, 61.5, 3599.99, 3600, 90061)] == [
         "0:00.00", "0:00.00", "0:59.99", "1:01.50", "59:59.99", "1:00:00", "25:01:01"]
 
