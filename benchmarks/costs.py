@@ -1,9 +1,14 @@
-"""What the host costs: crash -> restart overhead, idle CPU, scale, soak and start-up."""
+"""What the host costs: crash -> restart overhead, idle CPU, scale, soak, start-up, a
+worker's printed lines, and the class upgrade of ctx.state at a reload."""
 from __future__ import annotations
 
+import gc
 import os
+import statistics
 import subprocess
+import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +17,7 @@ from benchmarks.harness import (
     wait_exactly, worker_source,
 )
 
-__all__ = ["crash_restart", "idle", "scale", "soak", "startup"]
+__all__ = ["crash_restart", "idle", "output", "scale", "soak", "startup", "state_upgrade"]
 
 HOTRELOAD = str(BIN / "hotreload")
 # A fixed delay (no growth, no jitter) so that the restart overhead is what is left over.
@@ -233,3 +238,213 @@ def startup(root: Path, runs: int) -> dict[str, Any]:
                 os.killpg(proc.pid, 2)
                 wait_exactly(proc)  # its few stop lines fit in the pipe; the with block closes it
     return {label: summary(values) for label, values in times.items()}
+
+
+OUTPUT_BODY = """\
+    go = _os.path.join(_os.path.dirname(__file__), "..", "go")
+    while not _os.path.exists(go):
+        if ctx.sleep(0.01):
+            return
+    text = "x" * 40
+
+    def timed(write):
+        wall, cpu = _time.perf_counter(), _time.thread_time()
+        for number in range(LINES):
+            write(number)
+        return _time.perf_counter() - wall, _time.thread_time() - cpu
+
+    for turn in range(ROUNDS):
+        with open(_os.path.join(_os.path.dirname(__file__), "..", "plain.txt"), "w") as plain:
+            to_file = timed(lambda number: print("line", number, text, file=plain))
+        logged = timed(lambda number: ctx.log.info(f"line {number} {text}"))
+        printed = timed(lambda number: print("line", number, text))
+        _report(ctx.name + "_printed", turn, *to_file, *logged, *printed)
+    ctx.sleep(float('inf'))"""
+
+# What a worker's printed lines cost, by how the host logs: the terminal sink and a log file
+# (both files here); the same as JSON; and at --log-level WARNING, where INFO is dropped.
+OUTPUT_SETTINGS = {
+    "text": ["--log-file", "host.log"],
+    "json": ["--log-json", "--log-file", "host.log"],
+    "dropped": ["--log-level", "WARNING"],
+}
+
+
+def output(root: Path, probe: Probe, lines: int, rounds: int) -> dict[str, Any]:
+    """A worker prints ``lines`` lines as fast as it can, ``rounds`` times, and times it (wall
+    and its thread's CPU) against the same lines printed to a file of its own and logged with
+    ``ctx.log``. The host's RSS (and its peak, VmHWM) is read before the first line and after
+    the last."""
+    results: dict[str, Any] = {}
+    for label, args in OUTPUT_SETTINGS.items():
+        folder = root / f"output-{label}" / "svc"
+        folder.mkdir(parents=True)
+        settings = f"LINES = {lines}\nROUNDS = {rounds}"
+        name = f"printer_{label}"  # a report of each worker is its own: the probe keeps the first
+        (folder / f"{name}.py").write_text(worker_source(0, body=OUTPUT_BODY, settings=settings))
+        host = _host(folder.parent, folder, probe, *args)
+        try:
+            probe.wait_for(name, 0)
+            before = settled_stats(host.pid)
+            (folder.parent / "go").touch()
+            reports = [probe.wait_for(f"{name}_printed", turn, timeout=60 + lines / 1000) for turn in range(rounds)]
+            after = proc_stats(host.pid)
+        finally:
+            host.stop()
+        kinds = ("print_to_file", "ctx_log", "print_captured")
+        wall = {kind: summary([float(r.extra[2 * i]) / lines for r in reports], scale=1e6)["p50"]
+                for i, kind in enumerate(kinds)}
+        cpu = {kind: summary([float(r.extra[2 * i + 1]) / lines for r in reports], scale=1e6)["p50"]
+               for i, kind in enumerate(kinds)}
+        results[label] = {
+            "us_per_line": wall,
+            "cpu_us_per_line": cpu,  # the worker thread's own CPU time: less disturbed by a busy machine
+            "overhead_us_per_line": round(wall["print_captured"] - wall["print_to_file"], 2),
+            "cpu_overhead_us_per_line": round(cpu["print_captured"] - cpu["print_to_file"], 2),
+            "rss_mb": [round(before["rss_mb"], 1), round(after["rss_mb"], 1)],
+            "peak_rss_mb": [round(before["peak_rss_mb"], 1), round(after["peak_rss_mb"], 1)],
+        }
+    return {"lines": lines, "rounds": rounds, **results}
+
+
+ITEMS = """
+class Item:
+    def __init__(self, n):
+        self.n = n
+        self.name = f"item{n}"
+        self.tags = [n]
+
+    def version(self):
+        return VERSION
+"""
+
+
+def state_upgrade(root: Path, probe: Probe, sizes: list[int], rounds: int) -> dict[str, Any]:
+    """The class upgrade of ctx.state: in this process (``upgrade_in_process``), then end to
+    end, save -> running of a worker whose state holds N objects of its helper's class,
+    beside the same worker with an empty state, the helper saved in turn."""
+    return {
+        "in_process": upgrade_in_process(sizes, rounds),
+        "save_to_running": _upgrade_end_to_end(root, probe, sizes, rounds),
+    }
+
+
+def _upgrade_end_to_end(root: Path, probe: Probe, sizes: list[int], rounds: int) -> dict[str, Any]:
+    folder = root / "upgrade" / "svc"
+    folder.mkdir(parents=True)
+    body = (
+        "    if 'items' not in ctx.state:\n"
+        "        ctx.state['items'] = [_items.Item(n) for n in range(SIZE)]\n"
+        "    items = ctx.state['items']\n"
+        "    moved = all(i.version() == VERSION and isinstance(i, _items.Item) for i in items[:1] + items[-1:])\n"
+        "    _report(ctx.name + '_moved', VERSION, moved)\n"
+        "    ctx.sleep(float('inf'))"
+    )
+    counts = [0, *sizes]
+    for count in counts:
+        (folder / f"_items{count}.py").write_text(f"VERSION = 0\n{ITEMS.replace('VERSION', '0')}")
+        (folder / f"keeper{count}.py").write_text(worker_source(
+            0, body=body, top=f"from . import _items{count} as _items",
+            settings=f"VERSION = _items.VERSION\nSIZE = {count}"))
+    host = _host(root, folder, probe)
+    try:
+        _wait_started(probe, [f"keeper{count}" for count in counts])
+        times: dict[int, list[float]] = {count: [] for count in counts}
+        for version in range(1, rounds + 1):
+            for count in counts:
+                began = time.monotonic()
+                source = f"VERSION = {version}\n{ITEMS.replace('VERSION', str(version))}"
+                save_in_place(folder / f"_items{count}.py", source)
+                times[count].append(probe.wait_for(f"keeper{count}", version).at - began)
+                moved = probe.wait_for(f"keeper{count}_moved", version)
+                if moved.extra[-1] != "True":
+                    raise RuntimeError(f"keeper{count} version {version}: its objects did not follow the new class")
+    finally:
+        host.stop()
+    return {str(count): summary(times[count]) for count in counts}
+
+
+def upgrade_in_process(sizes: list[int], rounds: int, heap: int = 1_000_000) -> dict[str, Any]:
+    """The class upgrade of a state of N objects (``upgrade.classes``), in this process: each
+    object an instance with a list of its own, so 2N + 2 objects are walked. Timed moving all
+    of them (a method of their class edited), walking them with nothing to move, and the
+    least any walk of them costs in Python (``_bare_walk``), interleaved; then the smallest
+    state again beside ``heap`` unrelated objects, which the walk must not see. Timed in CPU
+    time of this thread (``time.thread_time``): on a shared machine, wall time also counts
+    the time other processes had the core."""
+    from hotreload import upgrade
+
+    module = types.ModuleType("bench_upgrade_items")
+    sys.modules[module.__name__] = module
+    version = 0
+
+    def reload() -> dict:
+        nonlocal version
+        before = dict(module.__dict__) if "Item" in module.__dict__ else None
+        version += 1
+        exec(ITEMS.replace("VERSION", str(version)), module.__dict__)
+        return {module.__name__: upgrade.Namespaces(module.__dict__, before)}
+
+    def timed(state: dict, moving: bool) -> float:
+        modules = reload() if moving else {module.__name__: upgrade.Namespaces(module.__dict__, None)}
+        gc.collect()  # the state is old by the time a user saves: no collection owed to it
+        began = time.thread_time()
+        report = upgrade.classes(state, modules)
+        elapsed = time.thread_time() - began
+        assert report.moved == (len(state["items"]) if moving else 0) and not report.left
+        return elapsed
+
+    def timed_bare(state: dict) -> float:
+        gc.collect()
+        began = time.thread_time()
+        walked = _bare_walk(state)
+        elapsed = time.thread_time() - began
+        assert walked == 2 * len(state["items"]) + 2
+        return elapsed
+
+    try:
+        results: dict[str, Any] = {}
+        for size in sizes:
+            reload()
+            state = {"items": [module.Item(n) for n in range(size)]}
+            moves: list[float] = []
+            walks: list[float] = []
+            bare: list[float] = []
+            for _ in range(rounds):
+                moves.append(timed(state, True))
+                walks.append(timed(state, False))
+                bare.append(timed_bare(state))
+            assert state["items"][0].version() == version
+            results[str(size)] = {
+                "objects_walked": 2 * size + 2,
+                "move_all_ms": summary(moves),
+                "nothing_to_move_ms": summary(walks),
+                "bare_walk_ms": summary(bare),
+                "us_per_object_moved": round(statistics.median(moves) / size * 1e6, 2),
+            }
+        size = min(sizes)
+        reload()
+        state = {"items": [module.Item(n) for n in range(size)]}
+        elsewhere = [module.Item(n) for n in range(heap)]  # same class, not in the state
+        beside = [timed(state, True) for _ in range(rounds)]
+        assert elsewhere[0].version() != version  # left alone: only the state was walked
+        results["beside_heap"] = {"size": size, "heap_objects": 2 * heap, "move_all_ms": summary(beside)}
+        return results
+    finally:
+        del sys.modules[module.__name__]
+
+
+def _bare_walk(state: dict) -> int:
+    """The least a walk of the benchmark's state costs in Python: each object once, by id,
+    through dict values, list items and instance dicts, with nothing decided about any."""
+    seen = {id(state): state}
+    stack: list = [state]
+    while stack:
+        obj = stack.pop()
+        kind = type(obj)
+        children = obj.values() if kind is dict else obj if kind is list else vars(obj).values()
+        for child in children:
+            if type(child) not in (int, str) and id(child) not in seen:
+                seen[id(child)] = child
+                stack.append(child)
+    return len(seen)

@@ -159,7 +159,8 @@ def wait_exactly(popen: subprocess.Popen, timeout: float = WAIT) -> int:
 
 
 def proc_stats(pid: int) -> dict[str, float]:
-    """RSS (MB), threads, open fds, inotify watches and CPU seconds of a process, from /proc."""
+    """RSS and peak RSS (MB), threads, open fds, inotify watches and CPU seconds of a process,
+    from /proc."""
     status = dict(
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
     )
@@ -184,6 +185,7 @@ def proc_stats(pid: int) -> dict[str, float]:
             continue
     return {
         "rss_mb": int(status["VmRSS"].split()[0]) / 1024,
+        "peak_rss_mb": int(status["VmHWM"].split()[0]) / 1024,  # the most it ever had resident
         "threads": int(status["Threads"]),
         "fds": len(fds),
         "watches": watches,

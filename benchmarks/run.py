@@ -18,7 +18,7 @@ from typing import Any, Callable
 from benchmarks import costs, latency
 from benchmarks.harness import Probe, cpu_hogs, temp_folder
 
-SECTIONS = ("latency", "bursts", "crash", "idle", "scale", "soak", "startup")
+SECTIONS = ("latency", "bursts", "crash", "idle", "scale", "soak", "startup", "output", "upgrade")
 
 
 def _machine() -> dict[str, Any]:
@@ -88,10 +88,36 @@ def _print(section: str, results: Any) -> None:
                   f"threads {b['threads']} -> {a['threads']}, fds {b['fds']} -> {a['fds']}, "
                   f"watches {b['watches']} -> {a['watches']}, modules {b['modules']} -> {a['modules']}: "
                   f"{'back to baseline' if r['back_to_baseline'] else 'NOT back to baseline'}")
+    elif section == "output":
+        print(f"A worker's printed lines: {results['lines']} lines x {results['rounds']} rounds, p50 per line")
+        for label in costs.OUTPUT_SETTINGS:
+            r = results[label]
+            for clock, key, extra in (("wall", "us_per_line", "overhead_us_per_line"),
+                                      ("CPU", "cpu_us_per_line", "cpu_overhead_us_per_line")):
+                us = r[key]
+                print(f"  {label:<8} {clock:<4} print to a file {us['print_to_file']:.2f} us, ctx.log "
+                      f"{us['ctx_log']:.2f} us, print captured {us['print_captured']:.2f} us (+{r[extra]:.2f} us)")
+            print(f"  {label:<8} host RSS {r['rss_mb'][0]} -> {r['rss_mb'][1]} MB, "
+                  f"peak {r['peak_rss_mb'][0]} -> {r['peak_rss_mb'][1]} MB")
     elif section == "startup":
         print("Start-up (wall time of the whole command)")
         for label, figures in results.items():
             print(_row(label, figures))
+    elif section == "upgrade":
+        print("Class upgrade of ctx.state, in process (CPU time)")
+        inside = results["in_process"]
+        for size, figures in inside.items():
+            if size == "beside_heap":
+                continue
+            print(_row(f"{size} objects, move all", figures["move_all_ms"])
+                  + f"   {figures['us_per_object_moved']} us per object")
+            print(_row(f"{size} objects, nothing to move", figures["nothing_to_move_ms"]))
+            print(_row(f"{size} objects, bare walk", figures["bare_walk_ms"]))
+        beside = inside["beside_heap"]
+        print(_row(f"{beside['size']} beside {beside['heap_objects']} others", beside["move_all_ms"]))
+        print("Save of a helper -> worker running, its objects in ctx.state moved")
+        for size, figures in results["save_to_running"].items():
+            print(_row(f"{size} objects in ctx.state", figures))
 
 
 def _latency(root: Path, probe: Probe, args: argparse.Namespace) -> dict[str, Any]:
@@ -124,6 +150,9 @@ RUNNERS: dict[str, Callable[[Path, Probe, argparse.Namespace], Any]] = {
     "scale": lambda root, probe, args: costs.scale(root, probe, args.scale, args.scale_reloads),
     "soak": lambda root, probe, args: costs.soak(root, probe, args.soak),
     "startup": lambda root, probe, args: costs.startup(root, args.startup_runs),
+    "output": lambda root, probe, args: costs.output(root, probe, args.output_lines, args.output_rounds),
+    "upgrade": lambda root, probe, args: costs.state_upgrade(root, probe, args.upgrade_sizes,
+                                                             args.upgrade_rounds),
 }
 
 
@@ -143,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-reloads", type=int, default=20)
     parser.add_argument("--soak", type=int, default=1000, help="reloads, and crash cycles, in the soak")
     parser.add_argument("--startup-runs", type=int, default=30)
+    parser.add_argument("--output-lines", type=int, default=20_000, help="lines a worker prints per round")
+    parser.add_argument("--output-rounds", type=int, default=5)
+    parser.add_argument("--upgrade-sizes", type=int, nargs="+", default=[10_000, 100_000],
+                        help="objects in ctx.state for the upgrade section")
+    parser.add_argument("--upgrade-rounds", type=int, default=20)
     args = parser.parse_args(argv)
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from hotreload import config as configuration
+from hotreload.colours import CHOICES
 from hotreload.config import LOG_LEVELS, Config, ConfigError, worker_defaults
 from hotreload.config import find as find_config
 
@@ -140,6 +141,9 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
     run.add_argument("--log-file", metavar="PATH", default=configuration.path_of(config, "log-file"),
                      help="also log to PATH, rotated at 10 MB (PATH.1 ... PATH.5 kept), "
                      "created again if deleted")
+    run.add_argument("--color", choices=CHOICES, default=defaults.get("color", "auto"),
+                     help="colour the log, each worker's name in a colour of its own: auto (the default) on a "
+                     "terminal unless NO_COLOR is set, always, or never")
     run.add_argument("--entry-points", action=argparse.BooleanOptionalAction, default=defaults.get("entry-points", True),
                      help="run workers from installed packages' 'hotreload.workers' entry points")
     run.add_argument("--reload", action=argparse.BooleanOptionalAction, default=defaults.get("reload", True),
@@ -294,9 +298,10 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
 
     guardian.connect()  # before anything can fail: leaving early is then a failure it is told of
     guardian.handle_signals_while_starting()
-    from hotreload import control, host, log, records
+    from hotreload import control, host, log, output, records
 
-    log.configure(args.log_level, as_json=args.log_json, file=args.log_file)
+    log.configure(args.log_level, as_json=args.log_json, file=args.log_file, colour=args.color)
+    output.install()
     options = records.Options(folder, stop_timeout=args.stop_timeout, reload=args.reload,
                               entry_points=args.entry_points, debounce=args.debounce,
                               config=str(config.path) if config.path else None,
@@ -313,6 +318,7 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
     if running.control.notice:
         log.logger.warning(running.control.notice)
     status = host.serve(running)
+    output.flush_all()
     leftover = host.leftover_threads()
     if leftover:
         names = ", ".join(repr(t.name) for t in leftover)

@@ -73,6 +73,14 @@ def _level(value: Any) -> str:
     return value.upper()
 
 
+def _colour(value: Any) -> str:
+    from hotreload.colours import CHOICES
+
+    if value not in CHOICES:
+        raise TypeError(f"one of {', '.join(CHOICES)}")
+    return value
+
+
 def _restart(value: Any) -> str:
     from hotreload.settings import RESTART_POLICIES
 
@@ -102,6 +110,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "reload": _flag,
     "debounce": debounce,
     "guard": _flag,
+    "color": _colour,
     "restart": _restart,
     "backoff": _backoff,
 }

@@ -22,13 +22,16 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from hotreload import backoff, cpu, importer, loader, safe, settings
+from hotreload import backoff, cpu, importer, loader, safe, settings, upgrade
 from hotreload import guardian as guardian_process
 from hotreload.log import format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
 from hotreload.log import bridge_removed, restore_bridge
-from hotreload.records import Changes, Command, Exited, Host, Job, Loaded, Message, Signal, SinksRemoved, Swap, Worker
+from hotreload.records import (
+    Carry, Changes, Command, Exited, Host, Job, Loaded, Message, Reloaded, Signal, SinksRemoved, Swap, Worker,
+)
 from hotreload.states import BACKOFF, EXITED, FATAL, RESTARTABLE, RUNNING, STARTING, STOPPED, STOPPING
 from hotreload.worker import Execution, Interrupted, call_problem
 
@@ -515,6 +518,7 @@ def _worker_imported(host: Host, job: Job) -> None:
         if job.error is not None:
             raise job.error
         worker.target, worker.settings = job.result
+        worker.state_version = worker.settings.state_version
     except loader.NotAWorker:
         _helper_warning(host, module_name)
         return
@@ -764,6 +768,7 @@ def _apply(host: Host, swap: Swap) -> None:
     for name in swap.removed:
         removed = host.workers.pop(name)
         host.states_of_removed[name] = removed.user_state
+        host.state_versions_of_removed[name] = removed.state_version
         _set_state(host, removed, STOPPED)
         removed.log.info("removed: its file is gone" if name not in swap.added else "its file moved")
     for module in swap.gone:
@@ -799,28 +804,85 @@ def _apply_next(host: Host, swap: Swap) -> None:
 
 def _load_job(host: Host, module: str, worker: Worker | None, new_worker: bool) -> Job:
     is_worker = worker is not None or new_worker
+    carry = _carry(host, _top(module), worker) if is_worker else None
     # An existing worker's new code must define run, else the reload is rolled back and the
-    # old version kept; a new file without run is simply a helper, loaded as it is.
-    check = partial(loader.worker_parts, defaults=host.defaults) if worker is not None else None
+    # old version kept; a new file without run is simply a helper, loaded as it is. Its
+    # migrate runs in that check too: if it raises, the rollback is the same.
+    check = partial(_worker_check, host.defaults, carry) if worker is not None else None
     fn = partial(_import_or_reload, module, check, loader.CONTRACT_NAMES if is_worker else (),
-                 host.defaults if is_worker else None)
+                 host.defaults if is_worker else None, carry)
     doing = f"importing {_shown(host, _file_of(host, module))}"
     return Job("swap", doing, fn, (module, worker, new_worker))
 
 
+def _carry(host: Host, name: str, worker: Worker | None) -> Carry:
+    """The ctx.state a worker's new code is to start on: its own, or that of a removed
+    worker of its name that comes back."""
+    swap = host.swap
+    namespaces = dict(swap.namespaces) if swap is not None else {}
+    if worker is not None:
+        quiescent = worker.execution is None  # else an abandoned thread still runs on that state
+        return Carry(worker.user_state, worker.state_version, quiescent, namespaces, host.package)
+    state = host.states_of_removed.get(name)
+    if state is None:
+        return Carry({}, None, True, namespaces, host.package)
+    return Carry(state, host.state_versions_of_removed.get(name), True, namespaces, host.package)
+
+
+def _worker_check(
+    defaults: settings.Settings, carry: Carry, module: ModuleType
+) -> tuple[Callable[..., Any], settings.Settings, dict[str, Any], int | None]:
+    """In the importer thread, on a worker's new code: its run and settings, and the state
+    it starts on — migrated (from a copy: the live state is never given to migrate) if its
+    STATE_VERSION changed — with the version migrate took it from. What fails here rolls the
+    reload back (``loader.reload``)."""
+    target, parsed = loader.worker_parts(module, defaults)
+    if carry.version is None:  # the worker's first load: its state is the version its code says
+        return target, parsed, carry.state, None
+    migrate = loader.migration(module, carry.version, parsed.state_version)
+    if migrate is None:
+        return target, parsed, carry.state, None
+    if not carry.quiescent:
+        raise upgrade.MigrateError(
+            "ctx.state cannot be migrated while the abandoned thread of the previous version still runs on it; "
+            "`hotreload restart --host` replaces the process"
+        )
+    return target, parsed, upgrade.migrated(migrate, carry.state, carry.version), carry.version
+
+
 def _import_or_reload(
-    module: str, check: Any, clear: Iterable[str], defaults: settings.Settings | None
-) -> Any:
-    """In the importer thread: import ``module``, or reload it if it is loaded; for a worker
-    (``defaults`` given), return its run and settings."""
+    module: str, check: Any, clear: Iterable[str], defaults: settings.Settings | None, carry: Carry | None
+) -> Reloaded:
+    """In the importer thread: import ``module``, or reload it if it is loaded. For a worker
+    (``defaults`` given), its run and settings, and the state it starts on, migrated if its
+    STATE_VERSION changed and with its objects moved to their new classes."""
     loaded = sys.modules.get(module)
+    before = None
     if loaded is None:
         loaded, parts = importlib.import_module(module), None
     else:
+        before = dict(loaded.__dict__)
         parts = loader.reload(loaded, check=check, clear=clear)
-    if defaults is not None and parts is None:
-        parts = loader.worker_parts(loaded, defaults)
-    return parts
+    if defaults is None or carry is None:
+        return Reloaded(before)
+    if parts is None:
+        parts = _worker_check(defaults, carry, loaded)
+    target, parsed, state, migrated_from = parts
+    report = None
+    if carry.quiescent:
+        namespaces = {**carry.namespaces, module: before} if before is not None else carry.namespaces
+        report = upgrade.classes(state, _folder_namespaces(carry.package, namespaces))
+    return Reloaded(before, target, parsed, state, migrated_from, report)
+
+
+def _folder_namespaces(package: str, before: dict[str, dict[str, Any]]) -> dict[str, upgrade.Namespaces]:
+    """Every loaded module of the folder: its namespace now, and before this swap reloaded it."""
+    prefix = package + "."
+    return {
+        name: upgrade.Namespaces(module.__dict__, before.get(name))
+        for name, module in list(sys.modules.items())
+        if (name == package or name.startswith(prefix)) and module is not None
+    }
 
 
 def _on_module_loaded(host: Host, job: Job) -> None:
@@ -847,7 +909,7 @@ def _load(
     try:
         if job.error is not None:
             raise job.error
-        parts = job.result
+        loaded: Reloaded = job.result
     except loader.NotAWorker:
         if worker is None or worker.target is None:  # new, or never loaded: a helper after all
             host.workers.pop(top, None)
@@ -866,25 +928,51 @@ def _load(
         else:
             host.log.error(f"{module} not reloaded:\n{format_error(exc)}")
         return False
-    if parts is None:
+    if loaded.namespace_before is not None:
+        swap.namespaces[module] = loaded.namespace_before
+    if loaded.target is None:
         helper = module[len(host.package) + 1:] or "__init__"
         host.log.info(f"reloaded helper {helper} in {_ms(swap.started)}")
         return True
     if worker is None:
         path = Path(sys.modules[module].__file__ or "")
         worker = Worker(top, _shown(host, path), logger.bind(worker=top), host.defaults, module, path)
-        worker.user_state = host.states_of_removed.pop(top, worker.user_state)  # a worker that went and came back
+        host.states_of_removed.pop(top, None)  # a worker that went and came back: its state is carried
+        host.state_versions_of_removed.pop(top, None)
         host.workers[top] = worker
     fresh = worker.target is None
     if not fresh:
         worker.generation += 1
-    worker.target, worker.settings = parts
+    worker.target, worker.settings = loaded.target, loaded.settings
+    _carried(worker, loaded)
     worker.failures = 0
     worker.last_error = None
     launched = not host.stopping and _launch(host, worker)
     action = "started" if fresh else f"reloaded (generation {worker.generation})"
     worker.log.info(f"{action} in {_ms(swap.started)}{'' if launched or host.stopping else ', not started'}")
     return True
+
+
+def _carried(worker: Worker, loaded: Reloaded) -> None:
+    """The worker's state as its new code starts on it; say what migrate and the class
+    upgrade did, and which objects keep their old class."""
+    assert loaded.user_state is not None and loaded.settings is not None
+    worker.user_state = loaded.user_state
+    worker.state_version = loaded.settings.state_version
+    if loaded.migrated_from is not None:
+        worker.log.info(f"migrated ctx.state from STATE_VERSION {loaded.migrated_from} to {worker.state_version}")
+    report = loaded.upgrade
+    if report is None:
+        if worker.execution is not None:
+            worker.log.warning("ctx.state not upgraded to the new classes: the abandoned thread of the previous "
+                               "version still runs on it")
+        return
+    if report.error is not None:
+        worker.log.warning(f"ctx.state not upgraded to the new classes: {report.error}")
+    if report.moved:
+        worker.log.debug(f"ctx.state: {report.moved} object(s) moved to their new class ({report.visited} looked at)")
+    for left in report.left:
+        worker.log.warning(f"ctx.state: {left.message()}")
 
 
 def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str, error: str | None = None) -> None:

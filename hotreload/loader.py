@@ -29,13 +29,14 @@ from hotreload.worker import call_problem
 __all__ = [
     "CONTRACT_NAMES", "ENTRY_POINT_GROUP", "Checked", "HotFinder", "NotAWorker", "Source", "WorkerError",
     "check_source", "check_sources", "dependents", "digest", "discover", "entry_points", "forget", "imports_of",
-    "inside", "install", "loaded_digest", "read_bytes", "reload", "reload_order", "worker_parts",
+    "inside", "install", "loaded_digest", "migrate_of", "migration", "read_bytes", "reload", "reload_order",
+    "worker_parts",
     "writable_by_others",
 ]
 
 ENTRY_POINT_GROUP = "hotreload.workers"
 # Names the worker contract reads: cleared before a worker's reload (see ``reload``).
-CONTRACT_NAMES = ("run", *settings_mod.NAMES)
+CONTRACT_NAMES = ("run", "migrate", *settings_mod.NAMES)
 
 
 class Source(NamedTuple):
@@ -410,9 +411,44 @@ def worker_parts(
         message, where, line = problem
         raise WorkerError(where or path, line if where else _line_of(path, "run"), message)
     try:
-        return run, settings_mod.parse(module.__dict__, defaults)
+        settings = settings_mod.parse(module.__dict__, defaults)
     except settings_mod.SettingsError as exc:
         raise WorkerError(path, _line_of(path, exc.name.partition("[")[0]), str(exc)) from None
+    migrate_of(module)
+    return run, settings
+
+
+def migrate_of(module: types.ModuleType) -> Callable[..., Any] | None:
+    """The module's ``migrate(state, old_version)``, checked like ``run``; None if it has none."""
+    if "migrate" not in module.__dict__:
+        return None
+    path = getattr(module, "__file__", None)
+    migrate = module.__dict__["migrate"]
+    if not callable(migrate):
+        raise WorkerError(path, _line_of(path, "migrate"), f"migrate must be callable, not {type(migrate).__name__}")
+    problem = call_problem(migrate, "migrate", ("state", "old_version"))
+    if problem is not None:
+        message, where, line = problem
+        raise WorkerError(where or path, line if where else _line_of(path, "migrate"), message)
+    return migrate
+
+
+def migration(module: types.ModuleType, old_version: int, new_version: int) -> Callable[..., Any] | None:
+    """The ``migrate`` to run when a reload takes a worker's state from ``old_version`` to
+    ``new_version`` (the module's STATE_VERSION): None when the version did not change. A
+    change without a ``migrate`` is an error, as the state would reach code that expects
+    another shape: a migrate that returns the state as it is says so explicitly."""
+    if old_version == new_version:
+        return None
+    migrate = migrate_of(module)
+    if migrate is None:
+        path = getattr(module, "__file__", None)
+        raise WorkerError(
+            path, _line_of(path, "STATE_VERSION"),
+            f"STATE_VERSION changed from {old_version} to {new_version}, and no migrate(state, old_version) is "
+            "defined to carry ctx.state over (one that returns the state unchanged will do)",
+        )
+    return migrate
 
 
 def entry_points() -> list[Any]:

@@ -14,25 +14,35 @@ from typing import Any, Callable
 import loguru
 from loguru import logger
 
-from hotreload import safe
+from hotreload import output, safe
+from hotreload.colours import RESET, colour_of, wanted
 from hotreload.logfile import LogFile
 from hotreload.records import SinksRemoved
 
 __all__ = [
-    "THREAD_PREFIX", "bridge_removed", "configure", "format_error", "logger", "no_colour", "restore_bridge",
+    "THREAD_PREFIX", "bridge_removed", "configure", "format_error", "logger", "restore_bridge",
     "restore_sinks", "sinks_removed_by", "wake_on_removal",
 ]
 
 THREAD_PREFIX = "worker:"  # a worker's thread is named THREAD_PREFIX + its name
-TEXT_FORMAT = (
-    "<green>{time:HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | "
-    "<cyan>{extra[worker]: <10}</cyan> | <level>{message}</level>"
+TEXT_FORMAT = "{time:HH:mm:ss.SSS} | {level: <7} | {extra[worker]: <10} | {message}"
+# On a terminal: the time green and the level as loguru colours it, as before, and the name
+# in its own colour (``colours.colour_of``); the host's own lines in bold, in no colour.
+COLOURED_FORMAT = (
+    "<green>{{time:HH:mm:ss.SSS}}</green> | <level>{{level: <7}}</level> | "
+    "{start}{{extra[worker]: <10}}" + RESET + " | <level>{{message}}</level>\n{{exception}}"
 )
+HOST_STYLE = "\033[1m"
 
 # Frames of the machinery between the host and the user's code: hidden from tracebacks of
 # the user's errors, so that the first frame shown is the user's file and line.
 _MACHINERY = ("hotreload/loader.py", "hotreload/worker.py", "hotreload/core.py", "hotreload/importer.py",
               "importlib/__init__.py")
+
+
+def _coloured_line(record: dict[str, Any]) -> str:
+    worker = record["extra"].get("worker", "host")
+    return COLOURED_FORMAT.format(start=HOST_STYLE if worker == "host" else colour_of(str(worker)))
 
 
 def _json_line(record: dict[str, Any]) -> str:
@@ -179,27 +189,25 @@ def wake_on_removal(post: Callable[[Any], None] | None) -> None:
     _sinks.post = post
 
 
-def configure(level: str = "INFO", as_json: bool = False, file: str | None = None) -> None:
-    """Send every log line to stderr (and ``file``), as coloured text or one JSON object a line."""
+def configure(level: str = "INFO", as_json: bool = False, file: str | None = None, colour: str = "auto") -> None:
+    """Send every log line to stderr (and ``file``), as text or one JSON object a line. The
+    text on stderr is coloured as ``colour`` says (``--color``: auto, always, never)."""
     if _sinks.canary is not None:
         _sinks.canary.on_removed = None  # removed here, by the host itself
     logger.remove()
     logger.configure(extra={"worker": "host"})
-    fmt: Any = _json_line if as_json else TEXT_FORMAT
-    common = dict(level=level, format=fmt, backtrace=False, diagnose=False)
-    _sinks.specs = [(_Stderr(sys.stderr), dict(colorize=False if as_json or no_colour() else None, **common))]
+    plain: Any = _json_line if as_json else TEXT_FORMAT
+    common = dict(level=level, backtrace=False, diagnose=False)
+    stderr = _Stderr(output.real(sys.stderr))  # never the Capture: its log calls would come back
+    coloured = not as_json and wanted(colour, stderr.isatty(), os.environ.get("NO_COLOR"))
+    _sinks.specs = [(stderr, dict(colorize=coloured, format=_coloured_line if coloured else plain, **common))]
     if file:
         sink = LogFile(file)
-        _sinks.specs.append((sink, dict(colorize=False, filter=sink.keep_record, **common)))
+        _sinks.specs.append((sink, dict(colorize=False, format=plain, filter=sink.keep_record, **common)))
     _sinks.add()
     logging.basicConfig(handlers=[_Intercept()], level=0, force=True)
     # watchdog's DEBUG records describe every inotify event, our own imports included.
     logging.getLogger("watchdog").setLevel(logging.INFO)
-
-
-def no_colour() -> bool:
-    """True when the NO_COLOR convention (https://no-color.org) asks for plain text."""
-    return bool(os.environ.get("NO_COLOR"))
 
 
 def _user_frames(stack: traceback.StackSummary) -> traceback.StackSummary:

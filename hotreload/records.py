@@ -39,12 +39,13 @@ if TYPE_CHECKING:
     from hotreload.importer import Importer
     from hotreload.loader import HotFinder
     from hotreload.signals import Delivery
+    from hotreload.upgrade import Report
     from hotreload.watcher import Watcher
     from hotreload.worker import Execution
 
 __all__ = [
-    "CORE_FILE", "Changes", "Command", "Exited", "Graph", "Host", "Job", "Loaded", "Options", "Signal",
-    "Message", "SinksRemoved", "Swap", "Worker",
+    "CORE_FILE", "Carry", "Changes", "Command", "Exited", "Graph", "Host", "Job", "Loaded", "Message", "Options",
+    "Reloaded", "Signal", "SinksRemoved", "Swap", "Worker",
 ]
 
 CORE_FILE = Path(__file__).with_name("core.py").resolve()
@@ -79,6 +80,7 @@ class Worker:
     target: Callable[..., Any] | None = None  # the user's run(ctx); None until its module loads
     state: str = states.STOPPED  # where it is in its lifecycle: one of ``states.STATES``
     user_state: dict[str, Any] = field(default_factory=dict)  # ctx.state: survives restarts and reloads
+    state_version: int | None = None  # the STATE_VERSION user_state is in; None until its module loads
     generation: int = 0  # how many times its code was swapped
     failures: int = 0  # consecutive failed runs, for the backoff
     restarts: int = 0
@@ -122,6 +124,32 @@ class Swap:
     waiting: set[str] = field(default_factory=set)  # workers still stopping
     next: int | None = None  # once they have stopped: the index in ``order`` to load next
     failed: set[str] = field(default_factory=set)  # modules of ``order`` that did not load
+    # The namespace each module of ``order`` had before this swap reloaded it (a copy of its
+    # dict): how the class upgrade of ctx.state tells a class the new code dropped.
+    namespaces: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Carry:
+    """A worker's ctx.state on its way to the worker's new code, as a swap's job gets it."""
+
+    state: dict[str, Any]
+    version: int | None  # its STATE_VERSION (``Worker.state_version``)
+    quiescent: bool  # no thread of the worker runs: false while an abandoned one lives on
+    namespaces: dict[str, dict[str, Any]]  # ``Swap.namespaces`` when the job was made
+    package: str  # the folder's package: the modules whose classes are upgraded
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """What a swap's job made of one module, in the importer thread."""
+
+    namespace_before: dict[str, Any] | None  # a copy of its namespace before the reload; None if newly imported
+    target: Callable[..., Any] | None = None  # a worker's run(ctx); None for a helper
+    settings: Settings | None = None
+    user_state: dict[str, Any] | None = None  # the state its new version starts on: migrated, upgraded
+    migrated_from: int | None = None  # the STATE_VERSION migrate took it from, if migrate ran
+    upgrade: Report | None = None  # what the class upgrade did; None if it was not done
 
 
 @dataclass(eq=False)
@@ -158,6 +186,7 @@ class Host:
     # ctx.state of workers whose file went away, by name: given back when a worker of that
     # name comes back (git stash and stash pop, an editor's delete and rewrite, w.py -> w/).
     states_of_removed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    state_versions_of_removed: dict[str, int | None] = field(default_factory=dict)  # their STATE_VERSION
     graph: Graph = field(default_factory=Graph)
     finder: HotFinder | None = None
     watcher: Watcher | None = None  # while reload is on

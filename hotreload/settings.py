@@ -1,4 +1,4 @@
-"""A worker's optional module-level settings: RESTART, BACKOFF, STOP_TIMEOUT.
+"""A worker's optional module-level settings: RESTART, BACKOFF, STOP_TIMEOUT, STATE_VERSION.
 
 Validation is pure: it takes the module's namespace and returns a frozen ``Settings``
 or raises ``SettingsError`` naming the setting and what is allowed. The values are the
@@ -17,7 +17,7 @@ __all__ = [
 ]
 
 RESTART_POLICIES = ("always", "on-failure", "never")
-NAMES = ("RESTART", "BACKOFF", "STOP_TIMEOUT")
+NAMES = ("RESTART", "BACKOFF", "STOP_TIMEOUT", "STATE_VERSION")
 # The longest duration any setting or option may have: a day. Longer is a typo, and an
 # infinite or huge one cannot be waited for (the platform's timers overflow).
 MAX_SECONDS = 86400.0
@@ -49,6 +49,8 @@ class Settings:
     restart: str = "always"
     backoff: Backoff = field(default_factory=Backoff)
     stop_timeout: float = 5.0
+    # The version of ctx.state this code expects: a reload that changes it runs migrate.
+    state_version: int = 1
 
 
 def _number(name: str, value: Any) -> float:
@@ -137,6 +139,13 @@ def parse(namespace: Mapping[str, Any], defaults: Settings = Settings()) -> Sett
         result = replace(result, backoff=replace(defaults.backoff, **given))
     if "STOP_TIMEOUT" in namespace:
         result = replace(result, stop_timeout=_duration("STOP_TIMEOUT", namespace["STOP_TIMEOUT"]))
+    if "STATE_VERSION" in namespace:
+        version = namespace["STATE_VERSION"]
+        if type(version) is not int:  # not a bool, nor an int subclass with an __eq__ of its own
+            raise SettingsError(
+                "STATE_VERSION", f"must be a whole number (int), not {type(version).__name__} {safe.shown(version)}"
+            )
+        result = replace(result, state_version=version)
     return result
 
 
@@ -154,6 +163,8 @@ def differences(settings: Settings, defaults: Settings) -> dict[str, Any]:
         diff["BACKOFF"] = changed
     if settings.stop_timeout != defaults.stop_timeout:
         diff["STOP_TIMEOUT"] = settings.stop_timeout
+    if settings.state_version != defaults.state_version:
+        diff["STATE_VERSION"] = settings.state_version
     return diff
 
 

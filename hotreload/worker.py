@@ -16,7 +16,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, Callable
 
-from hotreload import safe
+from hotreload import output, ownership, safe
 from hotreload.log import THREAD_PREFIX, format_error
 from hotreload.records import Exited
 
@@ -36,23 +36,26 @@ class Interrupted(BaseException):
     """
 
 
-def call_problem(run: Callable[..., Any]) -> tuple[str, str | None, int | None] | None:
-    """Why ``run`` cannot be called as ``run(ctx)``, with the file and line of its ``def``
-    (None where unknown); None if it can, or if its signature cannot be read (some builtins:
-    they are tried when they run)."""
+def call_problem(
+    fn: Callable[..., Any], name: str = "run", parameters: tuple[str, ...] = ("ctx",)
+) -> tuple[str, str | None, int | None] | None:
+    """Why ``fn`` cannot be called as ``run(ctx)`` (or as ``name(*parameters)``), with the
+    file and line of its ``def`` (None where unknown); None if it can, or if its signature
+    cannot be read (some builtins: they are tried when they run)."""
     try:
-        signature = inspect.signature(run)
+        signature = inspect.signature(fn)
     except Exception:  # noqa: BLE001 - no signature, or a __signature__ of the user's that raises
         return None
     try:
-        signature.bind(object())
+        signature.bind(*(object() for _ in parameters))
     except TypeError as exc:
         try:
-            code = inspect.unwrap(run).__code__
+            code = inspect.unwrap(fn).__code__
             path, line = code.co_filename, code.co_firstlineno
         except Exception:  # noqa: BLE001 - not a plain function (a callable object, a partial)
             path, line = None, None
-        return f"run{signature} cannot be called as run(ctx): {safe.text(exc)}", path, line
+        call = f"{name}({', '.join(parameters)})"
+        return f"{name}{signature} cannot be called as {call}: {safe.text(exc)}", path, line
     return None
 
 
@@ -103,6 +106,7 @@ class Execution:
         self._inbox = inbox
         self._cancel: Callable[[], Any] | None = None
         self.thread = threading.Thread(target=self._main, name=THREAD_PREFIX + worker.name, daemon=True)
+        ownership.adopt(self.thread, worker.name)
 
     def start(self) -> None:
         self.started_at = time.monotonic()
@@ -150,6 +154,7 @@ class Execution:
             error = exc
         finally:
             self._cancel = None
+            output.finish()  # its last words before the host logs its end
             self.worker.cpu.thread_ended()  # its CPU time would go with the thread
             self._inbox.put(Exited(self, error, _described(error)))
 

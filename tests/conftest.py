@@ -228,6 +228,36 @@ def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def read_terminal(folder: Path, tmp_path: Path, env: dict[str, str], *args: str,
+                  until: tuple[str, ...] = ("running",)) -> str:
+    """What ``hotreload run FOLDER --no-guard ARGS`` writes on a terminal (a pty, its stdout
+    and stderr) until every text of ``until`` has appeared (then it is killed)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(HOTRELOAD), "run", str(folder), "--no-guard", *args], cwd=tmp_path,
+                            env={**os.environ, "HOTRELOAD_TEST_REPORT": str(tmp_path / "report.txt"), **env},
+                            stdin=subprocess.DEVNULL, stdout=slave,
+                            stderr=slave, start_new_session=True)
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + WAIT
+    try:
+        while not all(text.encode() in output for text in until) and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    output += os.read(master, 65536)
+                except OSError:  # the host is gone: nothing more to read
+                    break
+    finally:
+        proc.kill()
+        proc.wait(WAIT)
+        os.close(master)
+    assert all(text.encode() in output for text in until), output
+    return output.decode(errors="replace")
+
+
 def write(path: Path, text: str) -> None:
     """Write a file the way most tools do: in place, in one go."""
     path.write_text(text)

@@ -2,11 +2,10 @@
 import json
 import os
 import subprocess
-import time
 
 import pytest
 
-from conftest import HOTRELOAD, run_cli, worker_source, write
+from conftest import HOTRELOAD, read_terminal, run_cli, worker_source, write
 from hotreload import config
 from hotreload.settings import Backoff
 
@@ -79,6 +78,7 @@ def test_config_is_found_upward_and_pyproject_comes_before_setup_cfg(tmp_path):
     ("[tool.hotreload]\ndebounce = 100\n", "debounce must be a number of seconds > 0 and <= 10"),
     ("[tool.hotreload]\nbackoff = {initial = '1'}\n", "BACKOFF['initial']: must be a number"),
     ("[tool.hotreload]\ndir = 3\n", "dir must be a string"),
+    ("[tool.hotreload]\ncolor = 'sometimes'\n", "color must be one of auto, always, never, not 'sometimes'"),
 ])
 def test_a_bad_config_is_an_error_naming_file_key_and_what_is_allowed(tmp_path, text, message):
     (tmp_path / "pyproject.toml").write_text(text)
@@ -269,33 +269,6 @@ def test_the_log_file_is_rotated_keeping_a_few_old_files(tmp_path):
     sink.write("10 after a stop: loguru stops a sink it removes, and it may be added again\n")
     sink.stop()
     assert path.read_text().splitlines()[-1].startswith("10 after a stop")
-
-
-def read_terminal(folder, tmp_path, env):
-    """What ``hotreload run`` writes on a terminal (a pty) until its worker runs."""
-    import pty
-    import select
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([str(HOTRELOAD), "run", str(folder), "--no-guard"], cwd=tmp_path,
-                            env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=slave, start_new_session=True)
-    os.close(slave)
-    output = b""
-    deadline = time.monotonic() + 20
-    try:
-        while b"running" not in output and time.monotonic() < deadline:
-            if select.select([master], [], [], 0.5)[0]:
-                try:
-                    output += os.read(master, 65536)
-                except OSError:  # the host is gone: nothing more to read
-                    break
-    finally:
-        proc.kill()
-        proc.wait(20)
-        os.close(master)
-    assert b"running" in output, output
-    return output.decode(errors="replace")
 
 
 def test_no_color_turns_the_colours_of_run_off(folder, tmp_path):

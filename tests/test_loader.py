@@ -209,6 +209,35 @@ def test_worker_parts_returns_run_and_settings(package):
     assert run is module.run and settings.restart == "never"
 
 
+@pytest.mark.parametrize(
+    "source, message, line",
+    [
+        ("def run(ctx): pass\nmigrate = 3\n", "migrate must be callable, not int", 2),
+        ("def run(ctx): pass\n\ndef migrate(state):\n    return state\n",
+         "migrate(state) cannot be called as migrate(state, old_version)", 3),
+        ("def run(ctx): pass\nSTATE_VERSION = '2'\n", "STATE_VERSION: must be a whole number (int)", 2),
+    ],
+)
+def test_a_wrong_migrate_or_state_version_is_a_worker_error(package, source, message, line):
+    module = worker_module(package, source)
+    with pytest.raises(loader.WorkerError) as caught:
+        check(module)
+    assert message in str(caught.value) and f"w.py:{line}:" in str(caught.value)
+
+
+def test_migration_is_the_migrate_to_run_when_the_state_version_changes(package):
+    module = worker_module(package, "STATE_VERSION = 2\ndef run(ctx): pass\ndef migrate(state, old): return state\n")
+    assert loader.migration(module, 2, 2) is None
+    assert loader.migration(module, 1, 2) is module.migrate
+    Path(module.__file__).write_text("def run(ctx): pass\n\nSTATE_VERSION = 3\n")
+    plain = module
+    loader.reload(plain, clear=loader.CONTRACT_NAMES)
+    assert loader.migration(plain, 3, 3) is None
+    with pytest.raises(loader.WorkerError) as caught:
+        loader.migration(plain, 1, 3)
+    assert "w.py:3: STATE_VERSION changed from 1 to 3, and no migrate(state, old_version) is defined" in str(caught.value)
+
+
 def test_forget_removes_a_module_its_submodules_and_the_parent_attribute(package):
     folder, name, install = package
     (folder / "sub").mkdir()

@@ -57,6 +57,9 @@ class Unprintable:
         ({"STOP_TIMEOUT": Unprintable()},
          "STOP_TIMEOUT: must be a number, not Unprintable <Unprintable: repr() failed>"),
         ({"RESTART": Unprintable()}, "RESTART: must be one of 'always', 'on-failure', 'never', got <Unprintable: repr"),
+        ({"STATE_VERSION": "2"}, "STATE_VERSION: must be a whole number (int), not str '2'"),
+        ({"STATE_VERSION": 2.0}, "STATE_VERSION: must be a whole number (int), not float 2.0"),
+        ({"STATE_VERSION": True}, "STATE_VERSION: must be a whole number (int), not bool True"),
     ],
 )
 def test_a_wrong_setting_names_itself_and_what_is_allowed(namespace, message):
@@ -65,10 +68,17 @@ def test_a_wrong_setting_names_itself_and_what_is_allowed(namespace, message):
     assert str(caught.value).startswith(message)
 
 
+def test_state_version_is_an_int_and_1_by_default():
+    assert Settings().state_version == 1
+    assert parse({"STATE_VERSION": 3}).state_version == 3
+    assert parse({"STATE_VERSION": -1}).state_version == -1  # any int: only a change counts
+
+
 def test_differences_lists_only_what_differs_by_module_level_name():
     defaults = Settings()
     settings = parse({"RESTART": "never", "BACKOFF": {"max": 5, "initial": 0.5}}, defaults)
     assert differences(settings, defaults) == {"RESTART": "never", "BACKOFF": {"max": 5.0}}
+    assert differences(parse({"STATE_VERSION": 2}), defaults) == {"STATE_VERSION": 2}
     assert differences(defaults, defaults) == {}
 
 

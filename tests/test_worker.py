@@ -39,3 +39,10 @@ def test_a_run_that_cannot_take_ctx_is_reported_with_its_file_and_line():
     assert message == "run(ctx, extra) cannot be called as run(ctx): missing a required argument: 'extra'"
     message, path, line = call_problem(functools.partial(takes_two, 1, 2))
     assert message.startswith("run() cannot be called as run(ctx)") and (path, line) == (None, None)
+
+
+def test_migrate_is_checked_against_its_own_call():
+    assert call_problem(lambda state, old_version: state, "migrate", ("state", "old_version")) is None
+    message, path, line = call_problem(takes_ctx, "migrate", ("state", "old_version"))
+    assert message == "migrate(ctx) cannot be called as migrate(state, old_version): too many positional arguments"
+    assert (path, line) == (__file__, takes_ctx.__code__.co_firstlineno)
