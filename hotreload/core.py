@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from hotreload import backoff, cpu, importer, loader, safe, settings, upgrade
+from hotreload import backoff, cpu, importer, loader, ownership, safe, settings, upgrade
 from hotreload import guardian as guardian_process
 from hotreload.log import format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
 from hotreload.log import bridge_removed, restore_bridge
@@ -473,20 +473,13 @@ def _status(host: Host) -> dict[str, Any]:
 def _cpu_usage(host: Host) -> tuple[cpu.Usage, cpu.Sample, cpu.Window]:
     """The host's and each worker's CPU so far, read now, and CPU% since a kept sample;
     this sample is kept (on the host record) for the next request."""
-    threads = _worker_threads(host)
-    process = cpu.process_usage()
-    sample = cpu.Sample(time.monotonic(), process.cpu_seconds, {
-        name: cpu.worker_seconds(worker.cpu, threads.get(name, ())) for name, worker in host.workers.items()
-    })
+    threads = cpu.threads_by_owner(threading.enumerate(), ownership.of)  # its run's, and those it started
+    workers = {name: cpu.worker_seconds(worker.cpu, threads.get(name, ())) for name, worker in host.workers.items()}
+    process = cpu.process_usage()  # after the workers': it holds what they have used, give or take a tick
+    sample = cpu.Sample(time.monotonic(), process.cpu_seconds, workers)
     usage = cpu.usage(cpu.base_for(host.cpu_samples, sample.at), sample)
     host.cpu_samples = cpu.keep(host.cpu_samples, sample)
     return process, sample, usage
-
-
-def _worker_threads(host: Host) -> dict[str, list[threading.Thread]]:
-    """The live threads of each worker, by name: the thread running its ``run``."""
-    own = {w.execution.thread.ident: name for name, w in host.workers.items() if w.execution is not None}
-    return cpu.threads_by_owner(threading.enumerate(), own.get)
 
 
 # --- start-up ------------------------------------------------------------------------------

@@ -148,11 +148,11 @@ def worker_seconds(
     return total
 
 
-def threads_by_owner(threads: Iterable[Any], owner: Callable[[int], str | None]) -> dict[str, list[Any]]:
-    """``threads`` grouped by the worker ``owner(thread.ident)`` names; threads of no worker left out."""
+def threads_by_owner(threads: Iterable[Any], owner: Callable[[Any], str | None]) -> dict[str, list[Any]]:
+    """``threads`` grouped by the worker ``owner(thread)`` names; threads of no worker left out."""
     grouped: dict[str, list[Any]] = {}
     for thread in threads:
-        name = owner(thread.ident)
+        name = owner(thread)
         if name is not None:
             grouped.setdefault(name, []).append(thread)
     return grouped

@@ -106,7 +106,7 @@ class Execution:
         self._inbox = inbox
         self._cancel: Callable[[], Any] | None = None
         self.thread = threading.Thread(target=self._main, name=THREAD_PREFIX + worker.name, daemon=True)
-        ownership.adopt(self.thread, worker.name)
+        ownership.adopt(self.thread, worker.name, worker.cpu)
 
     def start(self) -> None:
         self.started_at = time.monotonic()

@@ -89,9 +89,8 @@ def test_a_workers_total_is_its_ended_threads_plus_its_live_ones():
 
 def test_threads_are_grouped_by_their_owner():
     threads = [Thread(1), Thread(2), Thread(3)]
-    threads[0].ident, threads[1].ident, threads[2].ident = 11, 12, 13
-    owners = {11: "a", 13: "a", 12: None}
-    grouped = cpu.threads_by_owner(threads, owners.get)
+    owners = {1: "a", 3: "a", 2: None}
+    grouped = cpu.threads_by_owner(threads, lambda thread: owners[thread.native_id])
     assert grouped == {"a": [threads[0], threads[2]]}
 
 
