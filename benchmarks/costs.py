@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import (
-    BIN, Probe, Process, child_pid, proc_stats, save_in_place, settled_stats, summary, task_wakeups,
+    BIN, WAIT, Probe, Process, child_pid, proc_stats, save_in_place, settled_stats, summary, task_wakeups,
     wait_exactly, worker_source,
 )
 
@@ -82,13 +82,24 @@ def _status_ms(folder: Path) -> float:
 
 def idle(root: Path, probe: Probe, workers: int, seconds: float) -> dict[str, Any]:
     """CPU, RSS and wake-ups of a host whose ``workers`` all sleep in ``ctx.sleep``, and of
-    the guardian above it. Two ``status`` requests come first: CPU is sampled only when
-    asked, and nothing of it may keep running once answered."""
+    the guardian above it; a ``logs -f`` and an ``events -f`` follow the host all along, and
+    two ``status`` requests come first: CPU is sampled only when asked, and nothing of it may
+    keep running once answered."""
     folder = _workers(root, "idle", workers, prefix="idle")
     guardian = _host(root, folder, probe, guard=True)
+    followers: list[subprocess.Popen] = []
     try:
         _wait_started(probe, [f"idle{i}" for i in range(workers)])
         host_pid = child_pid(guardian.pid)
+        outputs = [root / f"{command}.out" for command in ("logs", "events")]
+        for output in outputs:
+            with output.open("wb") as out:
+                followers.append(subprocess.Popen([HOTRELOAD, output.stem, "-d", str(folder), "-f"], stdout=out))
+        deadline = time.monotonic() + WAIT
+        while not all(output.stat().st_size for output in outputs):  # each is attached: it printed
+            if time.monotonic() > deadline:
+                raise TimeoutError("the followers printed nothing")
+            time.sleep(0.01)
         status_ms = [_status_ms(folder)]
         time.sleep(0.6)
         status_ms.append(_status_ms(folder))  # this one measures CPU% from the first
@@ -96,8 +107,12 @@ def idle(root: Path, probe: Probe, workers: int, seconds: float) -> dict[str, An
         before, tasks_before, guardian_before = proc_stats(host_pid), task_wakeups(host_pid), proc_stats(guardian.pid)
         time.sleep(seconds)
         after, tasks_after, guardian_after = proc_stats(host_pid), task_wakeups(host_pid), proc_stats(guardian.pid)
+        following = sum(follower.poll() is None for follower in followers)
     finally:
         guardian.stop()
+        for follower in followers:
+            follower.kill()
+            follower.wait()
     cpu = after["cpu_s"] - before["cpu_s"]
     woke = {tid: tasks_after.get(tid, 0) - n for tid, n in tasks_before.items() if tasks_after.get(tid, 0) > n}
     return {
@@ -110,6 +125,7 @@ def idle(root: Path, probe: Probe, workers: int, seconds: float) -> dict[str, An
         "wakeups_per_s": round((after["wakeups"] - before["wakeups"]) / seconds, 2),
         "threads_that_woke": len(woke),
         "status_ms": [round(ms, 1) for ms in status_ms],
+        "followers": following,
         "guardian": {
             "rss_mb": round(guardian_after["rss_mb"], 1),
             "cpu_s": round(guardian_after["cpu_s"] - guardian_before["cpu_s"], 3),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
+import os
 import shutil
 import subprocess
 import time
@@ -18,7 +20,7 @@ from typing import Any, Callable
 
 from benchmarks.harness import BIN, SAVES, Probe, Process, summary, worker_source
 
-__all__ = ["available_tools", "checkout_bursts", "save_to_running"]
+__all__ = ["available_tools", "checkout_bursts", "follow", "save_to_running"]
 
 HEAVY = "import numpy  # a heavy library, imported at module level"
 # A sibling worker that never waits: it holds the GIL whenever the host's threads want it.
@@ -220,3 +222,62 @@ def checkout_bursts(root: Path, probe: Probe, rounds: int, windows: list[float])
         }
         for window, f in figures.items()
     }
+
+
+# A worker that logs its CLOCK_MONOTONIC reading in each line, once a follower is attached.
+MARKER = '''\
+import os, time
+
+def run(ctx):
+    while not os.path.exists({go!r}) and not ctx.sleep(0.05):
+        ctx.log.info("waiting for the follower")
+    for n in range({lines}):
+        if ctx.sleep({interval}):
+            return
+        ctx.log.info(f"mark {{n}} {{time.monotonic()!r}}")
+    ctx.sleep(float("inf"))
+'''
+
+
+def follow(root: Path, lines: int, interval: float = 0.02) -> dict[str, Any]:
+    """``hotreload logs -f``: from a worker's log call to its line read from the command's
+    stdout (a pipe), alone in its host and next to a busy worker (``BUSY``)."""
+    return {label: _follow_one(root / label, lines, interval, busy) for label, busy in
+            (("quiet", False), ("busy", True))}
+
+
+def _follow_one(root: Path, lines: int, interval: float, busy: bool) -> dict[str, Any]:
+    folder = root / "svc"
+    folder.mkdir(parents=True)
+    go = root / "go"
+    (folder / "marker.py").write_text(MARKER.format(go=str(go), lines=lines, interval=interval))
+    if busy:
+        (folder / "busy.py").write_text(BUSY)
+    hotreload = str(BIN / "hotreload")
+    host = Process([hotreload, "run", str(folder), "--no-guard"], dict(os.environ), root, root / "host.log")
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run([hotreload, "logs", "-d", str(folder), "marker"], capture_output=True).returncode:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the marker worker never logged")
+            time.sleep(0.05)
+        follower = subprocess.Popen([hotreload, "logs", "-d", str(folder), "-f", "-n", "0", "--json", "marker"],
+                                    stdout=subprocess.PIPE)
+        delays = []
+        try:
+            assert follower.stdout is not None
+            for raw in follower.stdout:
+                arrived = time.monotonic()
+                words = json.loads(raw)["message"].split()
+                if words[0] == "waiting":
+                    go.touch()
+                elif words[0] == "mark":
+                    delays.append(arrived - float(words[2]))
+                    if len(delays) == lines:
+                        break
+        finally:
+            follower.kill()
+            follower.wait()
+    finally:
+        host.stop()
+    return summary(delays)

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks import costs, latency
+from benchmarks import costs, downtime, latency
 from benchmarks.harness import Probe, cpu_hogs, temp_folder
 
-SECTIONS = ("latency", "bursts", "crash", "idle", "scale", "soak", "startup", "output", "upgrade")
+SECTIONS = ("latency", "bursts", "follow", "crash", "idle", "scale", "soak", "startup", "output", "upgrade",
+            "downtime")
 
 
 def _machine() -> dict[str, Any]:
@@ -28,7 +29,7 @@ def _machine() -> dict[str, Any]:
         [sys.executable, "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
         capture_output=True, text=True,
     ).stdout.split()
-    wanted = ("hotreload", "watchdog", "loguru", "watchfiles", "jurigged", "numpy")
+    wanted = ("hotreload", "watchdog", "loguru", "watchfiles", "jurigged", "numpy", "uvicorn", "starlette")
     return {
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0)),
@@ -62,11 +63,16 @@ def _print(section: str, results: Any) -> None:
             for window, figures in windows.items():
                 print(_row(f"{load}, {window}", figures)
                       + f"   extra runs: {figures['extra_runs']}, mixed old/new: {figures['mixed_runs']}")
+    elif section == "follow":
+        print("A worker's log call -> its line out of `hotreload logs -f`")
+        for label, figures in results.items():
+            print(_row(label, figures) + f"   max {figures['max']:.1f} ms")
     elif section == "crash":
         print(f"Crash -> restart overhead (beyond a {results['backoff_ms']:g} ms backoff)")
         print(_row("overhead", results))
     elif section == "idle":
-        print(f"Idle: {results['workers']} sleeping workers for {results['seconds']:g} s")
+        print(f"Idle: {results['workers']} sleeping workers for {results['seconds']:g} s, "
+              f"{results['followers']} `logs -f`/`events -f` following")
         print(f"  host: CPU {results['cpu_s']} s ({results['core_percent']} % of a core), RSS {results['rss_mb']} MB, "
               f"{results['wakeups_per_s']} wake-ups/s, threads that woke: {results['threads_that_woke']}, "
               f"after 2 status requests of {' and '.join(f'{ms:g}' for ms in results['status_ms'])} ms")
@@ -118,6 +124,16 @@ def _print(section: str, results: Any) -> None:
         print("Save of a helper -> worker running, its objects in ctx.state moved")
         for size, figures in results["save_to_running"].items():
             print(_row(f"{size} objects in ctx.state", figures))
+    elif section == "downtime":
+        print("Requests while the server's file is saved (4 fresh-connection clients + 1 keep-alive)")
+        for label, f in results.items():
+            latency, swaps = f["latency_ms"], f["swap_ms"]
+            print(f"  {label:<22} {f['saves']} saves, {f['reloads']} reloads: {f['failed']} of {f['requests']} "
+                  f"requests failed ({f['failed_percent']} %) {f['failures'] or ''}")
+            print(f"  {'':<22} latency p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms, worst "
+                  f"{latency['max']:.0f} ms (of a request served: {f['worst_served_ms']:.0f} ms); "
+                  f"stale or unknown responses {f['stale_or_unknown_responses']}"
+                  + (f"; swap p50 {swaps['p50']:.0f} ms, worst {swaps['max']:.0f} ms" if swaps else ""))
 
 
 def _latency(root: Path, probe: Probe, args: argparse.Namespace) -> dict[str, Any]:
@@ -145,6 +161,7 @@ def _bursts(root: Path, probe: Probe, args: argparse.Namespace) -> dict[str, Any
 RUNNERS: dict[str, Callable[[Path, Probe, argparse.Namespace], Any]] = {
     "latency": _latency,
     "bursts": lambda root, probe, args: _bursts(root, probe, args),
+    "follow": lambda root, probe, args: latency.follow(root, args.follow_lines),
     "crash": lambda root, probe, args: costs.crash_restart(root, probe, args.cycles),
     "idle": lambda root, probe, args: costs.idle(root, probe, 200, args.idle_seconds),
     "scale": lambda root, probe, args: costs.scale(root, probe, args.scale, args.scale_reloads),
@@ -153,6 +170,7 @@ RUNNERS: dict[str, Callable[[Path, Probe, argparse.Namespace], Any]] = {
     "output": lambda root, probe, args: costs.output(root, probe, args.output_lines, args.output_rounds),
     "upgrade": lambda root, probe, args: costs.state_upgrade(root, probe, args.upgrade_sizes,
                                                              args.upgrade_rounds),
+    "downtime": lambda root, probe, args: downtime.downtime(root, args.saves),
 }
 
 
@@ -166,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkouts", type=int, default=50, help="checkouts per window and load (default: 50)")
     parser.add_argument("--windows", type=float, nargs="+", default=[0.002, 0.005, 0.01],
                         help="--debounce values compared by the bursts section (seconds)")
+    parser.add_argument("--follow-lines", type=int, default=200,
+                        help="lines timed through `logs -f`, alone and beside a busy worker (default: 200)")
     parser.add_argument("--cycles", type=int, default=100, help="crash-restart cycles timed (default: 100)")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--scale", type=int, nargs="+", default=[10, 100, 500, 1000])
@@ -177,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upgrade-sizes", type=int, nargs="+", default=[10_000, 100_000],
                         help="objects in ctx.state for the upgrade section")
     parser.add_argument("--upgrade-rounds", type=int, default=20)
+    parser.add_argument("--saves", type=int, default=100, help="saves of each server in downtime (default: 100)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:

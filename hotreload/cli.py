@@ -1,4 +1,4 @@
-"""The command line: ``hotreload run | status | restart | stop | start | list | new``.
+"""The command line: ``hotreload run | status | logs | events | restart | stop | start | list | new``.
 
 Parsing here; each command's work lives in its own module, imported only when that command
 runs, so that ``--version`` and the control commands start fast.
@@ -17,6 +17,7 @@ from hotreload.config import LOG_LEVELS, Config, ConfigError, worker_defaults
 from hotreload.config import find as find_config
 
 if TYPE_CHECKING:
+    from hotreload.journal import Journal
     from hotreload.records import Host, Options
 
 __all__ = ["main"]
@@ -41,6 +42,10 @@ Optional settings in a worker module:
   RESTART = "always" | "on-failure" | "never"     (default "always")
   BACKOFF = {"initial": 0.5, "factor": 2.0, "max": 30.0, "jitter": 0.5, "fatal_after": 10}
   STOP_TIMEOUT = 5.0
+  AFTER = ["db", "cache"]       start once these workers are ready; stop before them
+  READY = "started" | "signal" | "tcp:PORT"       when the workers AFTER it may start
+  WATCH = ["templates/**/*.html", "settings.yaml"]    restart when these files change
+  HEARTBEAT = 30                hung after 30 s without ctx.sleep, ctx.stopping or ctx.heartbeat()
 
 Ctrl-C (or SIGTERM) stops every worker and exits; a second Ctrl-C exits at once.
 """
@@ -64,6 +69,17 @@ def _seconds(check: Callable[[Any], float]) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
 
     return parse
+
+
+def _count(text: str) -> int:
+    """An argparse type for a number of lines: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return value
 
 
 def _version(site: Path = SITE_PACKAGES) -> str:
@@ -162,6 +178,29 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
                         help="print the host's reply as JSON (with --watch, one object per line)")
     status.add_argument("--watch", nargs="?", const=1.0, type=_seconds(configuration.watch_interval), metavar="SECONDS",
                         help="show the table again every SECONDS (default: 1), sorted by CPU, until Ctrl-C")
+    logs = commands.add_parser(
+        "logs", help="show what the workers of a running host logged",
+        description="The last N records (a traceback is one) that the named workers of the host "
+        "running on DIR logged, all workers' and the host's when none is named, in the order "
+        "they were logged; the host keeps the last 1,000 of each.",
+    )
+    _add_dir(logs, config)
+    logs.add_argument("names", nargs="*", metavar="NAME", help="a worker, or host for the host's own lines")
+    logs.add_argument("-n", "--lines", type=_count, default=50, metavar="N",
+                      help="how many of the last records to show (default: 50)")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="then show each new record as it is logged, until Ctrl-C or the host stops")
+    logs.add_argument("--json", action="store_true", help="one JSON object per record, as --log-json writes them")
+    events = commands.add_parser(
+        "events", help="show what happened to the workers of a running host",
+        description="The recent events of the host running on DIR, one a line: state changes, "
+        "reloads, failed reloads, crashes and commands received; the host keeps the last 1,000.",
+    )
+    _add_dir(events, config)
+    events.add_argument("-f", "--follow", action="store_true",
+                        help="then show each new event as it happens, until Ctrl-C or the host stops")
+    events.add_argument("--json", action="store_true",
+                        help="one JSON object per event, in the schema the README documents")
     for name, verb in (("restart", "restart"), ("stop", "stop"), ("start", "start (also a fatal one)")):
         sub = commands.add_parser(name, help=f"{verb} workers of a running host",
                                   description=f"Ask the host running on DIR to {verb} the named workers.")
@@ -171,6 +210,9 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
         if name == "restart":
             sub.add_argument("--host", action="store_true",
                              help="restart the host process itself, gracefully, through its guardian")
+            sub.add_argument("--with-dependents", action="store_true",
+                             help="also restart the running workers whose AFTER names them: those stop "
+                             "first, and start again once these are ready")
 
     listing = commands.add_parser(
         "list", help="import-check every worker without running it",
@@ -271,6 +313,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return _new(parser, args, _origin(args, config))
     if args.command in ("status", "restart", "stop", "start"):
         return _control(parser, args)
+    if args.command in ("logs", "events"):
+        return _tail(args)
     folder = _check_folder(parser, args.dir, _origin(args, config))
     if args.command == "list":
         return _list(args, folder, config)
@@ -298,19 +342,20 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
 
     guardian.connect()  # before anything can fail: leaving early is then a failure it is told of
     guardian.handle_signals_while_starting()
-    from hotreload import control, host, log, output, records
+    from hotreload import control, host, journal, log, output, records
 
-    log.configure(args.log_level, as_json=args.log_json, file=args.log_file, colour=args.color)
+    kept = journal.Journal()  # what `hotreload logs` and `events` read
+    log.configure(args.log_level, as_json=args.log_json, file=args.log_file, colour=args.color, journal=kept)
     output.install()
     options = records.Options(folder, stop_timeout=args.stop_timeout, reload=args.reload,
                               entry_points=args.entry_points, debounce=args.debounce,
                               config=str(config.path) if config.path else None,
                               defaults=worker_defaults(config.values))
-    running = _create_host(options)
+    running = _create_host(options, kept)
     if running is None:
         return 1
     try:
-        running.control = control.Server(folder, running.inbox)
+        running.control = control.Server(folder, running.inbox, running.journal)
         running.control.claim()
     except control.ControlError as exc:
         log.logger.error(str(exc))
@@ -337,13 +382,16 @@ def _control(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if cmd == "status":
         return status.run(Path(args.dir), as_json=args.json, every=args.watch)
     if cmd == "restart" and args.host:
-        if args.names or args.all:
-            parser.error("restart --host takes no worker names and no --all")
+        if args.names or args.all or args.with_dependents:
+            parser.error("restart --host takes no worker names" if args.names else
+                         f"restart --host and {'--all' if args.all else '--with-dependents'} do not go together")
         cmd = "restart-host"
     elif args.names and args.all:
         parser.error(f"{cmd} takes worker names or --all, not both")
     elif not args.names and not args.all:
         parser.error(f"{cmd} needs worker names, or --all" + (", or --host" if cmd == "restart" else ""))
+    elif cmd == "restart" and args.with_dependents:
+        cmd = "restart-with-dependents"
     try:
         reply = control.request(Path(args.dir), cmd, args.names, all_workers=args.all)
     except control.ControlError as exc:
@@ -358,19 +406,26 @@ def _control(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 1 if any(map(_failed, results.values())) else 0
 
 
+def _tail(args: argparse.Namespace) -> int:
+    from hotreload import status, tail
+
+    return tail.show(Path(args.dir), args.command, getattr(args, "names", ()), getattr(args, "lines", None),
+                     follow=args.follow, as_json=args.json, colour=status.use_colour())
+
+
 def _failed(result: Any) -> bool:
     """A per-name result of ``start``/``restart``/``stop`` that did not happen: core words
     those ``cannot ...`` (``already running`` or ``not running`` are what was asked for)."""
     return str(result).startswith("cannot ")
 
 
-def _create_host(options: Options) -> Host | None:
-    """``host.create(options)``, or None once a folder whose package fails to import is
-    reported (its ``__init__.py`` raised)."""
+def _create_host(options: Options, journal: Journal | None = None) -> Host | None:
+    """``host.create(options, journal)``, or None once a folder whose package fails to import
+    is reported (its ``__init__.py`` raised)."""
     from hotreload import host, log
 
     try:
-        return host.create(options)
+        return host.create(options, journal)
     except Exception as exc:  # noqa: BLE001 - a broken __init__.py of the folder
         log.logger.error(f"cannot import the workers folder as a package:\n{log.format_error(exc)}")
         return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import zlib
 
-__all__ = ["CHOICES", "PALETTE", "RESET", "colour_of", "wanted"]
+__all__ = ["CHOICES", "PALETTE", "RESET", "code_of", "colour_of", "wanted"]
 
 # xterm-256 colours of the 6x6x6 cube, one a hue, each with a contrast of at least 3.5:1
 # against both black and white (WCAG's measure), so a name reads on dark and light
@@ -19,10 +19,15 @@ RESET = "\033[0m"
 CHOICES = ("auto", "always", "never")  # --color
 
 
+def code_of(name: str) -> str:
+    """The SGR parameters of ``name``'s colour (xterm-256 foreground): ``38;5;N``."""
+    index = PALETTE[zlib.crc32(name.encode("utf-8", "surrogatepass")) % len(PALETTE)]
+    return f"38;5;{index}"
+
+
 def colour_of(name: str) -> str:
     """The escape sequence that sets the foreground to ``name``'s colour."""
-    index = PALETTE[zlib.crc32(name.encode("utf-8", "surrogatepass")) % len(PALETTE)]
-    return f"\033[38;5;{index}m"
+    return f"\033[{code_of(name)}m"
 
 
 def wanted(choice: str, terminal: bool, no_color: str | None) -> bool:

@@ -17,13 +17,24 @@ a slow or silent client holds up no one. A good request is posted to the host's 
 ``Command``; if the host loop does not take it within ``ANSWER_TIMEOUT`` (it is busy), it is
 never acted on and the client is told it was not done. A client waits longer than that, so
 it always hears what happened.
+
+``logs`` and ``events`` are answered by the control thread itself, from the host's journal
+(``hotreload.journal``), without the host loop: they work while it is busy. Their reply is a
+stream: ``{"ok": true}``, then one JSON line per record or event (a ``--log-json`` line, an
+event of ``hotreload.events``), a ``{"gap": N}`` line where N lines were dropped because the
+client did not keep up, and an ``{"end": WHY}`` line: ``"done"``, or for a ``follow`` stream
+``"the host is stopping"``. A stream has no deadline and is written only as fast as its
+client reads; a follower's new lines wait in a bounded queue (``journal.QUEUE_LINES``), so a
+client that stops reading costs a bounded amount of memory and holds up no one.
 """
 from __future__ import annotations
 
 import errno
+from collections import deque
 import fcntl
 import hashlib
 import json
+import math
 import os
 import re
 import selectors
@@ -34,19 +45,25 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Deque, Iterator, Sequence
 
 from hotreload.records import Command
 
 if TYPE_CHECKING:
     from hotreload.inbox import Inbox
+    from hotreload.journal import Follower, Journal
 
 __all__ = [
-    "COMMANDS", "AlreadyRunning", "ControlError", "Server", "host_socket_path", "request",
-    "socket_path",
+    "COMMANDS", "AlreadyRunning", "ControlError", "Server", "Tail", "host_socket_path", "request",
+    "socket_path", "stream",
 ]
 
-COMMANDS = ("status", "restart", "stop", "start", "restart-host")
+COMMANDS = ("status", "restart", "stop", "start", "restart-host", "restart-with-dependents", "logs", "events")
+STREAMS = ("logs", "events")  # answered by the control thread from the journal, as a stream
+DEFAULT_LINES = 50  # records a ``logs`` request gets when it does not say
+MAX_STREAMS = 32  # logs and events streams served at once, beside MAX_CLIENTS requests
+CHUNK_BYTES = 64 * 1024  # bytes of a stream handed to one send()
+FAREWELL_TIMEOUT = 0.5  # seconds streams get, once the host stops, to take their last lines
 MAX_LINE = 64 * 1024  # bytes in one request line (replies have no cap)
 MAX_NAMES = 1000
 MAX_CLIENTS = 100  # connections served at once; more wait in the listen backlog
@@ -70,6 +87,16 @@ class AlreadyRunning(ControlError):
         super().__init__(f"another hotreload host (pid {pid}) is already running on {folder}; "
                          f"stop it first, or use `hotreload status -d {folder}`")
         self.pid = pid
+
+
+@dataclass(frozen=True)
+class Tail:
+    """A checked ``logs`` or ``events`` request: the control thread streams the answer."""
+
+    kind: str  # "logs" or "events"
+    names: tuple[str, ...] = ()  # logs of these names; every name when empty
+    lines: int | None = DEFAULT_LINES  # how many recent ones first; None: all kept
+    follow: bool = False  # then every new one, until the client goes or the host stops
 
 
 def socket_name(folder: Path) -> str:
@@ -180,8 +207,8 @@ def host_socket_path(folder: Path) -> tuple[Path, str | None]:
                            f"using {chosen} for the control socket")
 
 
-def check(raw: bytes) -> Command | dict[str, Any]:
-    """A ``Command`` from one request line, or the error reply it deserves."""
+def check(raw: bytes) -> Command | Tail | dict[str, Any]:
+    """A ``Command`` (or a ``Tail``) from one request line, or the error reply it deserves."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -199,19 +226,38 @@ def check(raw: bytes) -> Command | dict[str, Any]:
     all_workers = data.get("all", False)
     if not isinstance(all_workers, bool):
         return {"ok": False, "error": "all must be true or false"}
-    if cmd in ("restart", "stop", "start") and not names and not all_workers:
+    if all_workers and cmd not in ("restart", "stop", "start", "restart-with-dependents"):
+        return {"ok": False, "error": f"{cmd} does not take \"all\""}
+    if cmd in ("restart", "stop", "start", "restart-with-dependents") and not names and not all_workers:
         return {"ok": False, "error": f"{cmd} needs at least one worker name, or \"all\": true"}
     if names and all_workers:
         return {"ok": False, "error": "worker names or \"all\": true, not both"}
+    if cmd in STREAMS:
+        return _check_tail(cmd, names, data)
     return Command(cmd, names, all_workers)
+
+
+def _check_tail(cmd: str, names: list[str], data: dict[str, Any]) -> Tail | dict[str, Any]:
+    follow = data.get("follow", False)
+    if not isinstance(follow, bool):
+        return {"ok": False, "error": "follow must be true or false"}
+    if cmd == "events":
+        if names:
+            return {"ok": False, "error": "events takes no worker names"}
+        return Tail(cmd, (), None, follow)
+    lines = data.get("lines", DEFAULT_LINES)
+    if type(lines) is not int or lines < 0:
+        return {"ok": False, "error": "lines must be a whole number >= 0"}
+    return Tail(cmd, tuple(names), lines, follow)
 
 
 class Server:
     """The host's end: a lock, a listening socket and one thread that serves every client."""
 
-    def __init__(self, folder: Path, inbox: Inbox) -> None:
+    def __init__(self, folder: Path, inbox: Inbox, journal: Journal | None = None) -> None:
         self.folder = folder
         self.inbox = inbox
+        self.journal = journal  # a hotreload.journal.Journal: what logs and events read
         self.path, self.notice = host_socket_path(folder)
         self.lock_fd: int | None = None
         self.listener: socket.socket | None = None
@@ -314,22 +360,27 @@ class Server:
 
     def _main(self) -> None:
         assert self.listener is not None
-        clients = _Clients(self.listener, self.inbox, self.wake)
+        clients = _Clients(self.listener, self.inbox, self.wake, self.journal)
         try:
             clients.serve(self.wake_r, lambda: self.stopping)
         finally:
-            clients.farewell()
+            clients.farewell(self.wake_r)
 
 
 @dataclass(eq=False)
 class _Client:
     conn: socket.socket
     deadline: float  # time.monotonic() by which its current phase must be over
-    phase: str = "reading"  # -> "waiting" (for the host loop) -> "writing" -> "closed"
+    # "reading" -> "waiting" (for the host loop) -> "writing" -> "closed";
+    # or "reading" -> "streaming" (logs, events) -> "closed"
+    phase: str = "reading"
     received: bytearray = field(default_factory=bytearray)
     command: Command | None = None
     unsent: bytes = b""
     graced: bool = False  # the host loop took its command: a little longer to answer it
+    pending: Deque[bytes] = field(default_factory=deque)  # a stream's lines, after unsent
+    follower: Follower | None = None  # a following stream's: where its new lines wait
+    interest: int = selectors.EVENT_READ  # what the selector watches it for
 
 
 class _Clients:
@@ -337,10 +388,13 @@ class _Clients:
     at once by one selector. It sleeps until a client, an answer or a deadline needs it: with
     no connection open there is no deadline, and no wake-up at all."""
 
-    def __init__(self, listener: socket.socket, inbox: Inbox, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, listener: socket.socket, inbox: Inbox, wake: Callable[[], None], journal: Journal | None = None,
+    ) -> None:
         self.listener = listener
         self.inbox = inbox
         self.wake = wake
+        self.journal = journal
         self.selector = selectors.DefaultSelector()
         self.clients: set[_Client] = set()
         self.listening = False
@@ -350,14 +404,16 @@ class _Clients:
         self.listener.setblocking(False)
         self.selector.register(wake_r, selectors.EVENT_READ)
         while not stopping():
-            self._listen(len(self.clients) < MAX_CLIENTS and self.paused_until is None)
-            deadlines = [c.deadline for c in self.clients] + [t for t in [self.paused_until] if t is not None]
+            self._listen(self._requests() < MAX_CLIENTS and self.paused_until is None)
+            deadlines = [c.deadline for c in self.clients if c.phase != "streaming"]
+            deadlines += [t for t in [self.paused_until] if t is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             for key, events in self.selector.select(timeout):
                 if key.fileobj is self.listener:
                     self._accept()
                 elif key.fileobj is wake_r:
                     _drain(wake_r)
+                    self._feed_followers()
                 else:
                     self._guarded(self._on_event, key.data, events)
             now = time.monotonic()
@@ -366,9 +422,11 @@ class _Clients:
             for client in list(self.clients):
                 self._guarded(self._on_time, client, now)
 
-    def farewell(self) -> None:
+    def farewell(self, wake_r: socket.socket) -> None:
         """At the host's stop: every client gets its answer if there is one, or is told why
-        not, in one attempt that does not wait; then everything is closed."""
+        not, in one attempt that does not wait; a stream gets its last lines and its end
+        within ``FAREWELL_TIMEOUT``; then everything is closed."""
+        self._end_streams(wake_r)
         for client in list(self.clients):
             if client.phase == "reading":
                 client.unsent = _line({"ok": False, "error": "the host is stopping"})
@@ -390,7 +448,7 @@ class _Clients:
         self.listening = wanted
 
     def _accept(self) -> None:
-        while len(self.clients) < MAX_CLIENTS:
+        while self._requests() < MAX_CLIENTS:
             try:
                 conn, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -414,6 +472,11 @@ class _Clients:
             self._read(client)
         elif client.phase == "writing" and events & selectors.EVENT_WRITE:
             self._write(client)
+        elif client.phase == "streaming":
+            if events & selectors.EVENT_READ:
+                self._ignore(client)
+            if events & selectors.EVENT_WRITE and client.phase == "streaming":
+                self._pump(client)
 
     def _on_time(self, client: _Client, now: float) -> None:
         if client.phase == "waiting":
@@ -458,6 +521,9 @@ class _Clients:
 
     def _request(self, client: _Client, raw: bytes) -> None:
         checked = check(raw)
+        if isinstance(checked, Tail):
+            self._stream(client, checked)
+            return
         if not isinstance(checked, Command):
             self._reply(client, checked)
             return
@@ -499,6 +565,143 @@ class _Clients:
         client.conn.close()
         client.phase = "closed"
         self.clients.discard(client)
+        if client.follower is not None:
+            self.journal.unfollow(client.follower)
+            client.follower = None
+        client.pending.clear()
+
+    # --- streams: logs and events ---------------------------------------------------------
+
+    def _streams(self) -> list[_Client]:
+        return [c for c in self.clients if c.phase == "streaming"]
+
+    def _requests(self) -> int:
+        """Connections other than streams: those MAX_CLIENTS counts."""
+        return len(self.clients) - len(self._streams())
+
+    def _stream(self, client: _Client, tail: Tail) -> None:
+        """Answer ``logs`` or ``events`` from the journal: the recent lines, then, following,
+        every new one. The client's deadline is gone: it is written as fast as it reads."""
+        if self.journal is None:
+            self._reply(client, {"ok": False, "error": "this host keeps no journal"})
+            return
+        if len(self._streams()) >= MAX_STREAMS:
+            self._reply(client, {"ok": False, "error": f"{MAX_STREAMS} clients are reading this host's logs "
+                                                       f"and events already; try again later"})
+            return
+        known = self.journal.names()
+        unknown = [name for name in tail.names if name not in known]
+        if unknown:
+            self._reply(client, {"ok": False, "error": f"no worker named {', '.join(unknown)}; "
+                                                       f"the names are: {', '.join(sorted(known))}"})
+            return
+        lines, client.follower = self.journal.tail(tail.kind, tail.names, tail.lines,
+                                                   self.wake if tail.follow else None)
+        client.phase = "streaming"
+        client.deadline = math.inf
+        client.pending.append(_line({"ok": True}))
+        client.pending.extend(lines)
+        if client.follower is None:
+            client.pending.append(_line({"end": "done"}))
+        self._pump(client)
+
+    def _feed_followers(self) -> None:
+        """After a wake-up: the followers with nothing left to send take their new lines."""
+        for client in self._streams():
+            if client.follower is not None and not client.unsent:
+                self._guarded(self._pump, client)
+
+    def _pump(self, client: _Client) -> None:
+        """Send what the stream has, as far as its socket takes it without waiting; watch for
+        it to take more. A stream that is not following closes once all is sent."""
+        while True:
+            if not client.unsent:
+                client.unsent = self._next_chunk(client)
+                if not client.unsent:
+                    break
+            try:
+                sent = client.conn.send(client.unsent)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._close(client)
+                return
+            client.unsent = client.unsent[sent:]
+        if not client.unsent and client.follower is None:  # all sent, end line included
+            self._close(client)
+            return
+        reading = client.interest & selectors.EVENT_READ
+        interest = reading | (selectors.EVENT_WRITE if client.unsent else 0)
+        if interest != client.interest:
+            if not client.interest:
+                self.selector.register(client.conn, interest, client)
+            elif not interest:
+                self.selector.unregister(client.conn)
+            else:
+                self.selector.modify(client.conn, interest, client)
+            client.interest = interest
+
+    def _next_chunk(self, client: _Client) -> bytes:
+        """Up to ``CHUNK_BYTES`` of the stream's next lines (at least one whole line)."""
+        if not client.pending and client.follower is not None:
+            self._take(client)
+        chunk: list[bytes] = []
+        size = 0
+        while client.pending and size < CHUNK_BYTES:
+            chunk.append(client.pending.popleft())
+            size += len(chunk[-1])
+        return b"".join(chunk)
+
+    def _take(self, client: _Client) -> None:
+        """The follower's new lines join the stream, then a gap line if it missed some."""
+        lines, dropped = self.journal.take(client.follower)
+        client.pending.extend(lines)
+        if dropped:
+            client.pending.append(_line({"gap": dropped}))
+
+    def _ignore(self, client: _Client) -> None:
+        """A stream's client has nothing more to say: what it sends is dropped. Its end (the
+        client closed, Ctrl-C) ends a following stream; the rest of a stream that is not
+        following is still sent, as a client may close its sending side once it has asked."""
+        try:
+            if client.conn.recv(4096):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        if client.follower is not None:
+            self._close(client)
+            return
+        client.interest &= ~selectors.EVENT_READ  # nothing more will come: stop watching
+        if client.interest:
+            self.selector.modify(client.conn, client.interest, client)
+        else:
+            self.selector.unregister(client.conn)
+
+    def _end_streams(self, wake_r: socket.socket) -> None:
+        """At the host's stop: each stream takes its last lines and its end line, as fast as
+        it reads, for up to ``FAREWELL_TIMEOUT`` in all."""
+        deadline = time.monotonic() + FAREWELL_TIMEOUT
+        self._listen(False)
+        for client in self._streams():
+            if client.follower is not None:
+                self._take(client)  # its last lines
+                self.journal.unfollow(client.follower)
+                client.follower = None
+            client.pending.append(_line({"end": "the host is stopping"}))
+            self._guarded(self._pump, client)
+        while self._streams():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            for key, events in self.selector.select(remaining):
+                if key.fileobj is wake_r:
+                    _drain(wake_r)
+                elif isinstance(key.data, _Client):
+                    self._guarded(self._on_event, key.data, events)
+        for client in self._streams():
+            self._close(client)
 
 
 def _line(reply: dict[str, Any]) -> bytes:
@@ -541,6 +744,52 @@ def request(folder: Path, cmd: str, names: Sequence[str] = (), all_workers: bool
     if not isinstance(reply, dict):
         raise ControlError("the host sent a reply that is not an object")
     return reply
+
+
+def stream(
+    folder: Path, cmd: str, names: Sequence[str] = (), lines: int | None = None, follow: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Ask the host of ``folder`` for ``logs`` or ``events``; yield each line of its answer
+    as a dict — a record, an event, ``{"gap": N}`` — until its end line. Following, waits
+    for new lines as long as it takes: the end comes when the host stops. Raises
+    ``ControlError`` when there is no host, it refuses (an unknown name), or the connection
+    ends before the end line."""
+    where = folder.resolve()
+    request = {"cmd": cmd, "names": list(names), "follow": follow}
+    if lines is not None:
+        request["lines"] = lines
+    with _connect(where) as conn:
+        try:
+            conn.settimeout(REPLY_TIMEOUT)
+            conn.sendall(json.dumps(request).encode() + b"\n")
+            reader = conn.makefile("rb")
+            header = _parsed(reader.readline(), where)
+            if not header.get("ok"):
+                raise ControlError(str(header.get("error", "the host refused")))
+            if follow:
+                conn.settimeout(None)
+            while True:
+                line = _parsed(reader.readline(), where)
+                if "end" in line:
+                    return
+                yield line
+        except socket.timeout:
+            raise ControlError(f"the host on {where} sent nothing for {REPLY_TIMEOUT:g} s") from None
+        except OSError as exc:
+            raise ControlError(f"lost the connection to the host on {where}: {exc.strerror or exc}") from None
+
+
+def _parsed(raw: bytes, where: Path) -> dict[str, Any]:
+    """One whole line of a stream as a dict; a line cut short means the host went away."""
+    if not raw.endswith(b"\n"):
+        raise ControlError(f"lost the connection to the host on {where}")
+    try:
+        line = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ControlError(f"the host on {where} sent a line that is not JSON") from None
+    if not isinstance(line, dict):
+        raise ControlError(f"the host on {where} sent a line that is not an object")
+    return line
 
 
 def _connect(folder: Path) -> socket.socket:

@@ -25,14 +25,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from hotreload import backoff, cpu, importer, loader, ownership, safe, settings, upgrade
+from hotreload import backoff, cpu, events, importer, keep, loader, order, ownership, readiness, safe, settings, upgrade
 from hotreload import guardian as guardian_process
 from hotreload.log import format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
 from hotreload.log import bridge_removed, restore_bridge
 from hotreload.records import (
-    Carry, Changes, Command, Exited, Host, Job, Loaded, Message, Reloaded, Signal, SinksRemoved, Swap, Worker,
+    Carry, Changes, Command, Exited, Host, Job, Loaded, Message, Ready, Reloaded, Signal, SinksRemoved, Swap,
+    Worker,
 )
-from hotreload.states import BACKOFF, EXITED, FATAL, RESTARTABLE, RUNNING, STARTING, STOPPED, STOPPING
+from hotreload.states import BACKOFF, EXITED, FATAL, RESTARTABLE, RUNNING, STARTING, STOPPED, STOPPING, WAITING
 from hotreload.worker import Execution, Interrupted, call_problem
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ STARTUP_JOBS = ("start", "entry point")  # the purposes of the importer's jobs a
 # Changed files up to this size in all are read and parsed in the loop (a few ms), sparing
 # the usual save a trip through the importer thread; bigger batches are checked there.
 CHECK_IN_LOOP_BYTES = 256 * 1024
+# How often a worker with READY = "tcp:PORT" is probed, until that port accepts.
+PROBE_EVERY = 0.1
 
 
 # --- the entry points host.serve calls ------------------------------------------------------
@@ -84,6 +87,11 @@ def load(host: Host) -> None:
         _on_startup_job(host, importer.run(job))
     _sync_graph(host)
     _restore_logging(host)
+    for worker in host.workers.values():
+        worker.order_error = _order_problem(host, worker) if worker.target is not None else None
+        if worker.order_error is not None:
+            worker.last_error = worker.order_error
+            worker.log.error(f"cannot start: {worker.order_error}")
 
 
 def _startup_jobs(host: Host) -> list[Job]:
@@ -125,15 +133,19 @@ def handle(host: Host, message: Message) -> None:
         _restore_logging(host)
     elif isinstance(message, Loaded):
         _on_loaded(host, message.job)
+    elif isinstance(message, Ready):
+        _on_ready(host, message.execution)
+    if host.stop_queue:
+        _stop_in_order(host)
     _on_timers(host, time.monotonic())
     _on_slow_job(host, time.monotonic())
 
 
 def wakeup(host: Host) -> float | None:
-    """Seconds until the next timer is due (a backoff restart, a stop timeout, a report of a
-    slow import), or None."""
+    """Seconds until the next timer is due (a backoff restart, a stop timeout, a readiness
+    probe, a heartbeat check, a report of a slow import), or None."""
     timers = host.timers
-    while timers and not _is_due_time(host, *timers[0]):
+    while timers and _due(host, *timers[0]) is None:
         heapq.heappop(timers)  # settled since it was set: the worker restarted, stopped…
     due = timers[0][0] - time.monotonic() if timers else None
     job = host.job
@@ -160,10 +172,12 @@ def exit_status(host: Host) -> int:
 
 
 def _set_state(host: Host, worker: Worker, state: str, note: str = "") -> None:
-    """Record and log a state change; inside a swap at DEBUG, as the swap logs one line."""
+    """Record, log and journal a state change; logged inside a swap at DEBUG, as the swap
+    logs one line."""
     if state == worker.state and not note:
         return
-    worker.state = state
+    previous, worker.state = worker.state, state
+    host.journal.add_event(events.state_changed(worker.name, state, previous, note))
     swap = host.swap  # a removed worker's stop is its last word: logged as it is
     level = "DEBUG" if swap is not None and worker.name in swap.before and worker.name not in swap.removed else "INFO"
     worker.log.log(level, f"{state}{': ' + note if note else ''}")
@@ -175,19 +189,31 @@ STUCK_WAY_OUT = "`hotreload restart --host` replaces the process"
 
 
 def _launch(host: Host, worker: Worker) -> bool:
-    """Start the worker's ``run`` in a new thread, unless a thread of it still runs (an
-    abandoned one): then it starts when that thread ends. True if it was started."""
+    """Start the worker's ``run`` in a new thread once the workers in its AFTER are ready
+    (until then it is WAITING), unless a thread of it still runs (an abandoned one): then it
+    starts when that thread ends. True if it was started, or waits to be."""
     if worker.execution is not None:
         worker.start_pending = True
         worker.log.warning(f"not started: {STUCK}; it starts when that thread ends, or {STUCK_WAY_OUT}")
         return False
-    _restore_logging(host)  # a module just imported may have removed them: before it runs
     worker.start_pending = False
     worker.restart_at = None
+    worker.order_error = _order_problem(host, worker)
+    if worker.order_error is not None:  # a load error: it is not started until that is fixed
+        worker.last_error = worker.order_error
+        worker.log.error(f"cannot start: {worker.order_error}")
+        _set_state(host, worker, FATAL, "fix the file and save it to start the worker")
+        return False
+    waits = order.waiting_for(worker.settings.after, _ready_names(host))
+    if waits:
+        _set_state(host, worker, WAITING, f"for {', '.join(waits)}")
+        return True
+    _restore_logging(host)  # a module just imported may have removed them: before it runs
     _set_state(host, worker, STARTING)
     worker.execution = Execution(worker, host.inbox)
     worker.execution.start()
     _set_state(host, worker, RUNNING, f"generation {worker.generation}" if worker.generation else "")
+    _on_started(host, worker, worker.execution)
     return True
 
 
@@ -216,12 +242,13 @@ def _stop(host: Host, worker: Worker) -> None:
     execution = worker.execution
     if execution is not None and execution.abandoned:  # given up on: it is fatal already
         return
+    worker.ready = False
     if execution is not None:
         execution.request_stop(worker.settings.stop_timeout)
         if execution.stop_deadline is not None:
             _set_timer(host, worker, execution.stop_deadline)
         _set_state(host, worker, STOPPING)
-    elif worker.state == BACKOFF:
+    elif worker.state in (BACKOFF, WAITING):
         worker.restart_at = None
         _set_state(host, worker, STOPPED)
 
@@ -234,12 +261,16 @@ def _on_exit(host: Host, message: Exited) -> None:
         if worker.execution is execution:
             worker.execution = None
             known = host.workers.get(worker.name) is worker  # not removed meanwhile
+            if not known or host.stopping:
+                _close_kept(host, worker)
             if worker.start_pending and known and worker.target is not None and not host.stopping:
                 worker.failures = 0
                 _launch(host, worker)
         return
     worker.execution = None
     execution.thread.join(JOIN_TIMEOUT)  # posting Exited was its last act: this returns at once
+    if host.stopping:
+        _close_kept(host, worker)
     now = time.monotonic()
     ran_for = now - execution.started_at
     if execution.stop_event.is_set():  # it was asked to stop
@@ -256,18 +287,23 @@ def _on_exit(host: Host, message: Exited) -> None:
                 worker.restarts += 1
                 _launch(host, worker)
         return
-    if error is not None:
+    how = "hung" if execution.hung else "returned" if error is None else "crashed"
+    if execution.hung:  # interrupted by the heartbeat check, which logged its stack
+        worker.last_error = f"hung: no sign of life for {execution.heartbeat:g} s (HEARTBEAT)"
+        worker.log.error(f"{worker.last_error}; it ended when interrupted")
+        ran_for = execution.beat - execution.started_at  # alive that long: what counts for backoff
+    elif error is not None:
         worker.last_error, report = _described(message)
         worker.log.error(f"crashed after {ran_for:.1f} s:\n{report}")
+        host.journal.add_event(events.crashed(worker.name, safe.type_name(error), worker.last_error))
     policy = worker.settings.restart
-    if policy == "never" or (policy == "on-failure" and error is None):
-        how = "returned" if error is None else "crashed"
+    if policy == "never" or (policy == "on-failure" and how == "returned"):
         _set_state(host, worker, EXITED, f"{how}; RESTART={policy!r}, not restarting")
         return
     if host.stopping:
         _set_state(host, worker, STOPPED)
         return
-    _schedule_restart(host, worker, ran_for, now, "returned" if error is None else "crashed")
+    _schedule_restart(host, worker, ran_for, now, how)
 
 
 def _described(message: Exited) -> tuple[str, str]:
@@ -298,18 +334,23 @@ def _set_timer(host: Host, worker: Worker, when: float) -> None:
     heapq.heappush(host.timers, (when, worker.name))
 
 
-def _is_due_time(host: Host, when: float, name: str) -> bool:
-    """True if the worker ``name`` still has something to do at ``when``. Compares with the
-    deadlines stored on the records only, never with core's constants, which a reload changes."""
+def _due(host: Host, when: float, name: str) -> str | None:
+    """What the worker ``name`` still has to do at ``when`` — "restart", "probe", "beat" or
+    "stop" — or None. Compares with the deadlines stored on the records only, never with
+    core's constants, which a reload changes."""
     worker = host.workers.get(name)
     if worker is None:
-        return False
+        return None
     if worker.state == BACKOFF and worker.restart_at == when:
-        return True
+        return "restart"
+    if worker.state == RUNNING and not worker.ready and worker.probe_at == when:
+        return "probe"
     execution = worker.execution
-    if execution is None or execution.stop_deadline is None or execution.abandoned:
-        return False
-    return when == (execution.abandon_at if execution.abandon_at is not None else execution.stop_deadline)
+    if execution is None or execution.abandoned:
+        return None
+    if execution.abandon_at is not None or execution.stop_deadline is not None:
+        return "stop" if when == (execution.abandon_at or execution.stop_deadline) else None
+    return "beat" if when == execution.hang_at else None
 
 
 def _on_timers(host: Host, now: float) -> None:
@@ -317,7 +358,12 @@ def _on_timers(host: Host, now: float) -> None:
     timers = host.timers
     while timers and timers[0][0] <= now:
         when, name = heapq.heappop(timers)
-        if _is_due_time(host, when, name):
+        due = _due(host, when, name)
+        if due == "probe":
+            _probe(host, host.workers[name], now)
+        elif due == "beat":
+            _check_beat(host, host.workers[name], now)
+        elif due is not None:
             _on_timer(host, host.workers[name], now)
 
 
@@ -328,7 +374,7 @@ def _on_timer(host: Host, worker: Worker, now: float) -> None:
             _launch(host, worker)
         return
     execution = worker.execution
-    assert execution is not None and execution.stop_deadline is not None
+    assert execution is not None
     if not execution.interrupted:
         if host.stopping:
             host.forced.add(worker.name)
@@ -341,13 +387,15 @@ def _on_timer(host: Host, worker: Worker, now: float) -> None:
         _on_exit(host, Exited(execution, None))
         return
     execution.abandoned = True
-    worker.last_error = "did not stop when asked"
+    worker.last_error = "hung, and did not end when interrupted" if execution.hung else "did not stop when asked"
     worker.log.error(f"still running after being interrupted; giving up on it. It is at:\n{execution.stack()}")
     _set_state(host, worker, FATAL, f"did not stop; its thread is left running, and the worker is not started "
                                       f"again until it ends; {STUCK_WAY_OUT}")
     if worker.name in host.restarting:  # `hotreload restart`: done when the thread ends
         host.restarting.discard(worker.name)
         worker.start_pending = True
+    if host.stopping:
+        _close_kept(host, worker)
     swap = host.swap
     if swap is not None and worker.name in swap.waiting:
         swap.waiting.discard(worker.name)
@@ -363,16 +411,48 @@ def _shutdown(host: Host, signum: int) -> None:
     host.startup.clear()
     running = [w for w in host.workers.values() if w.execution is not None]
     host.log.info(f"stopping on {signal.Signals(signum).name}: {len(running)} worker(s) running")
-    for worker in host.workers.values():
-        _stop(host, worker)
+    host.stop_queue = set(host.workers)  # each stops once the workers AFTER it have stopped
+    _stop_in_order(host)
+    for worker in host.workers.values():  # what those not running kept: closed now
+        if worker.execution is None or worker.execution.abandoned:
+            _close_kept(host, worker)
+
+
+def _close_kept(host: Host, worker: Worker) -> None:
+    """Close what the worker kept (``ctx.keep``), as it is removed or the host stops; never
+    under a thread of it that still runs (an abandoned one): then when that thread ends."""
+    if worker.execution is None:
+        keep.close_all(worker.kept, worker.name, worker.log, worker.settings.stop_timeout, format_error)
+    elif len(worker.kept):
+        worker.log.warning("what it kept stays open, as its abandoned thread may still use them; "
+                           "they are closed if that thread ends")
+
+
+def _stop_in_order(host: Host) -> None:
+    """Ask the workers of the stop queue to stop, each once no worker whose AFTER names it
+    still runs: at shutdown and for ``restart --with-dependents``, dependents stop first."""
+    host.stop_queue &= set(host.workers)
+    running = {name for name, worker in host.workers.items() if _running(worker)}
+    for name in order.stoppable(host.stop_queue, _afters(host), running):
+        host.stop_queue.discard(name)
+        worker = host.workers[name]
+        if worker.execution is None and name in host.restarting:  # it ended by itself meanwhile
+            host.restarting.discard(name)
+            if not host.stopping:
+                worker.restarts += 1
+                _launch(host, worker)
+        else:
+            _stop(host, worker)
 
 
 # --- commands from the control socket ---------------------------------------------------
 
 
 def _on_command(host: Host, command: Command) -> dict[str, Any]:
-    if command.cmd == "status":
+    if command.cmd == "status":  # asked for often (status --watch), and changes nothing: no event
         return {"ok": True, **_status(host)}
+    names = sorted(host.workers) if command.all_workers else command.names  # --all: those of now
+    host.journal.add_event(events.command(command.cmd, names))
     if command.cmd == "restart-host":
         return _restart_host(host)
     if host.stopping:
@@ -381,11 +461,12 @@ def _on_command(host: Host, command: Command) -> dict[str, Any]:
         starting = host.job is not None and host.job.purpose in STARTUP_JOBS
         what = "the workers are still being imported" if starting else "a reload is in progress"
         return {"ok": False, "error": f"{what}; try again"}
-    names = sorted(host.workers) if command.all_workers else command.names
     unknown = [name for name in names if name not in host.workers]
     if unknown:
         return {"ok": False, "error": f"no worker named {', '.join(unknown)}; "
                                       f"the workers are: {', '.join(sorted(host.workers)) or 'none'}"}
+    if command.cmd == "restart-with-dependents":
+        return {"ok": True, "results": _restart_with_dependents(host, names)}
     act = {"restart": _restart_one, "stop": _stop_one, "start": _start_one}[command.cmd]
     return {"ok": True, "results": {name: act(host, host.workers[name]) for name in names}}
 
@@ -394,7 +475,7 @@ def _stop_one(host: Host, worker: Worker) -> str:
     if worker.execution is not None and worker.execution.abandoned:
         worker.start_pending = False
         return f"not running ({worker.state}): {STUCK}; {STUCK_WAY_OUT}"
-    if worker.execution is None and worker.state != BACKOFF:
+    if worker.execution is None and worker.state not in (BACKOFF, WAITING):
         return f"not running ({worker.state})"
     host.restarting.discard(worker.name)
     worker.log.info("stop requested from the control socket")
@@ -405,7 +486,7 @@ def _stop_one(host: Host, worker: Worker) -> str:
 def _start_one(host: Host, worker: Worker) -> str:
     if worker.execution is not None and worker.execution.abandoned:
         return f"cannot start: {STUCK}; {STUCK_WAY_OUT}"
-    if worker.execution is not None:
+    if worker.execution is not None or worker.state == WAITING:
         return f"already {worker.state}"
     if worker.target is None:
         return f"cannot start: {worker.last_error or 'its module did not load'}; fix the file and save it"
@@ -424,6 +505,30 @@ def _restart_one(host: Host, worker: Worker) -> str:
     return "restarting"
 
 
+def _restart_with_dependents(host: Host, names: list[str]) -> dict[str, str]:
+    """``restart NAME --with-dependents``: the named workers and the running workers after them
+    stop, those after first (as at shutdown), and start again in order, each once its AFTER is
+    ready again."""
+    afters = _afters(host)
+    after_them = [name for name in order.dependents(afters, names) if _running(host.workers[name])]
+    chosen = list(dict.fromkeys([*names, *order.in_start_order(after_them, afters)]))
+    for name in chosen:
+        host.workers[name].ready = False  # the workers after it wait for its new run
+    results = {}
+    for name in chosen:
+        worker = host.workers[name]
+        if not _running(worker):
+            results[name] = _start_one(host, worker)
+            continue
+        worker.log.info("restart requested from the control socket"
+                        + (", with the workers after it" if name in names else ": a worker it is after restarts"))
+        host.restarting.add(name)
+        host.stop_queue.add(name)
+        results[name] = "restarting"
+    _stop_in_order(host)
+    return results
+
+
 def _restart_host(host: Host) -> dict[str, Any]:
     guardian = guardian_process.guardian_pid()
     if guardian is None:
@@ -438,11 +543,16 @@ def _status(host: Host) -> dict[str, Any]:
     process, sample, usage = _cpu_usage(host)
     now = time.monotonic()
     rows = []
+    ready = _ready_names(host)
     for worker in sorted(host.workers.values(), key=lambda w: w.name):
         execution = worker.execution
         rows.append({
             "name": worker.name,
             "state": worker.state,
+            "waiting_for": order.waiting_for(worker.settings.after, ready) if worker.state == WAITING else None,
+            # seconds since its last sign of life, for a worker with HEARTBEAT (inside ctx.sleep: 0)
+            "beat": None if execution is None or execution.heartbeat is None
+            else 0.0 if execution.sleeping else round(now - execution.beat, 1),
             "uptime": round(now - execution.started_at, 1) if execution is not None and worker.state == RUNNING else None,
             "restarts": worker.restarts,
             "generation": worker.generation,
@@ -512,6 +622,7 @@ def _worker_imported(host: Host, job: Job) -> None:
             raise job.error
         worker.target, worker.settings = job.result
         worker.state_version = worker.settings.state_version
+        _watch(host, worker)
     except loader.NotAWorker:
         _helper_warning(host, module_name)
         return
@@ -556,6 +667,7 @@ def _entry_point_loaded(host: Host, job: Job) -> None:
         if job.error is not None:
             raise job.error
         worker.target, worker.settings = job.result
+        _watch(host, worker)
     except BaseException as exc:  # noqa: B036
         worker.last_error = _one_line(exc)
         worker.log.error(f"cannot load {source}:\n{format_error(exc)}")
@@ -694,19 +806,22 @@ def _plan(
             keeps = "; the previous version keeps running" if module is not None else ""
             _log_for(host, name).error(f"not loaded{keeps}:\n{_parse_error(host, path, source.error)}")
             _set_last_error(host, name, _one_line(source.error))
+            owner = _worker_of(host, name)
+            _failed_event(host, owner.name if owner is not None else None, source.error, str(path))
             continue
         roots.add(name)
         new_worker = host.files.worker_name(path)
         if new_worker is not None and new_worker not in host.workers:
             added.add(new_worker)
     gone |= {host.workers[name].module for name in removed}  # type: ignore[misc]
-    if not roots and not gone:
+    restarts = _watched_changes(host, paths)
+    if not roots and not gone and not restarts:
         return None
     reborn = _reborn(host, removed)
     added |= reborn
     affected = loader.dependents(host.graph.rdeps, roots | gone) - (gone - {f"{package}.{n}" for n in reborn})
-    order = loader.reload_order(host.graph.deps, affected)
-    return Swap(started=started, order=order, gone=gone, added=added, removed=removed)
+    modules = loader.reload_order(host.graph.deps, affected)
+    return Swap(started=started, order=modules, gone=gone, added=added, removed=removed, restarts=restarts)
 
 
 def _begin_swap(
@@ -720,7 +835,7 @@ def _begin_swap(
         return
     host.swap = swap
     affected = [_worker_of(host, module) for module in (*swap.order, *swap.gone)]
-    affected += [host.workers[name] for name in swap.removed]
+    affected += [host.workers[name] for name in (*swap.removed, *swap.restarts)]
     for worker in filter(None, affected):
         if worker.name in swap.before:
             continue
@@ -752,6 +867,7 @@ def _after_swap(host: Host) -> None:
     _freeze(host, False)
     if host.finder is not None:
         host.finder.parsed = {}
+    _start_unblocked(host)
     if host.backlog and not host.stopping:
         backlog, host.backlog = frozenset(host.backlog), set()
         host.inbox.put(Changes(backlog))
@@ -760,10 +876,12 @@ def _after_swap(host: Host) -> None:
 def _apply(host: Host, swap: Swap) -> None:
     for name in swap.removed:
         removed = host.workers.pop(name)
+        host.files.watch(name, ())
         host.states_of_removed[name] = removed.user_state
         host.state_versions_of_removed[name] = removed.state_version
         _set_state(host, removed, STOPPED)
         removed.log.info("removed: its file is gone" if name not in swap.added else "its file moved")
+        _close_kept(host, removed)
     for module in swap.gone:
         loader.forget(module)
         host.graph.drop(module)
@@ -792,18 +910,22 @@ def _apply_next(host: Host, swap: Swap) -> None:
             continue  # a helper nobody imports (yet)
         _submit(host, _load_job(host, module, worker, new_worker))
         return
+    _restart_watching(host, swap)
     _after_swap(host)
 
 
 def _load_job(host: Host, module: str, worker: Worker | None, new_worker: bool) -> Job:
     is_worker = worker is not None or new_worker
     carry = _carry(host, _top(module), worker) if is_worker else None
+    # A worker's AFTER is checked against the others' as they are now: a name that is no
+    # worker, or a cycle, is a load error like a bad setting.
+    problem = partial(order.problem, _top(module), afters=_afters(host), known=_known(host))
     # An existing worker's new code must define run, else the reload is rolled back and the
     # old version kept; a new file without run is simply a helper, loaded as it is. Its
     # migrate runs in that check too: if it raises, the rollback is the same.
-    check = partial(_worker_check, host.defaults, carry) if worker is not None else None
+    check = partial(_worker_check, host.defaults, carry, problem) if worker is not None else None
     fn = partial(_import_or_reload, module, check, loader.CONTRACT_NAMES if is_worker else (),
-                 host.defaults if is_worker else None, carry)
+                 host.defaults if is_worker else None, carry, problem)
     doing = f"importing {_shown(host, _file_of(host, module))}"
     return Job("swap", doing, fn, (module, worker, new_worker))
 
@@ -823,13 +945,14 @@ def _carry(host: Host, name: str, worker: Worker | None) -> Carry:
 
 
 def _worker_check(
-    defaults: settings.Settings, carry: Carry, module: ModuleType
+    defaults: settings.Settings, carry: Carry, order_problem: Any, module: ModuleType
 ) -> tuple[Callable[..., Any], settings.Settings, dict[str, Any], int | None]:
     """In the importer thread, on a worker's new code: its run and settings, and the state
     it starts on — migrated (from a copy: the live state is never given to migrate) if its
     STATE_VERSION changed — with the version migrate took it from. What fails here rolls the
-    reload back (``loader.reload``)."""
-    target, parsed = loader.worker_parts(module, defaults)
+    reload back (``loader.reload``), a fault of its AFTER among the other workers
+    (``order_problem``) included."""
+    target, parsed = loader.worker_parts(module, defaults, order_problem)
     if carry.version is None:  # the worker's first load: its state is the version its code says
         return target, parsed, carry.state, None
     migrate = loader.migration(module, carry.version, parsed.state_version)
@@ -844,7 +967,8 @@ def _worker_check(
 
 
 def _import_or_reload(
-    module: str, check: Any, clear: Iterable[str], defaults: settings.Settings | None, carry: Carry | None
+    module: str, check: Any, clear: Iterable[str], defaults: settings.Settings | None, carry: Carry | None,
+    order_problem: Any = None,
 ) -> Reloaded:
     """In the importer thread: import ``module``, or reload it if it is loaded. For a worker
     (``defaults`` given), its run and settings, and the state it starts on, migrated if its
@@ -859,7 +983,7 @@ def _import_or_reload(
     if defaults is None or carry is None:
         return Reloaded(before)
     if parts is None:
-        parts = _worker_check(defaults, carry, loaded)
+        parts = _worker_check(defaults, carry, order_problem, loaded)
     target, parsed, state, migrated_from = parts
     report = None
     if carry.quiescent:
@@ -915,17 +1039,21 @@ def _load(
         if module not in sys.modules:
             loader.forget(module)
         if worker is not None:
-            _not_swapped(host, swap, worker, f"its new code failed:\n{format_error(exc)}", _one_line(exc))
+            _not_swapped(host, swap, worker, f"its new code failed:\n{format_error(exc)}", _one_line(exc),
+                         events.where(exc, host.options.folder))
         elif is_worker:
             logger.bind(worker=top).error(f"cannot start this new worker:\n{format_error(exc)}")
+            _failed_event(host, top, exc, str(_file_of(host, module)))
         else:
             host.log.error(f"{module} not reloaded:\n{format_error(exc)}")
+            _failed_event(host, None, exc, str(_file_of(host, module)))
         return False
     if loaded.namespace_before is not None:
         swap.namespaces[module] = loaded.namespace_before
     if loaded.target is None:
         helper = module[len(host.package) + 1:] or "__init__"
         host.log.info(f"reloaded helper {helper} in {_ms(swap.started)}")
+        host.journal.add_event(events.reloaded(None, str(_file_of(host, module)), None, _elapsed_ms(swap.started)))
         return True
     if worker is None:
         path = Path(sys.modules[module].__file__ or "")
@@ -938,11 +1066,15 @@ def _load(
         worker.generation += 1
     worker.target, worker.settings = loaded.target, loaded.settings
     _carried(worker, loaded)
+    _watch(host, worker)
     worker.failures = 0
     worker.last_error = None
     launched = not host.stopping and _launch(host, worker)
     action = "started" if fresh else f"reloaded (generation {worker.generation})"
     worker.log.info(f"{action} in {_ms(swap.started)}{'' if launched or host.stopping else ', not started'}")
+    if not fresh:
+        host.journal.add_event(events.reloaded(worker.name, str(_file_of(host, module)), worker.generation,
+                                               _elapsed_ms(swap.started)))
     return True
 
 
@@ -968,13 +1100,19 @@ def _carried(worker: Worker, loaded: Reloaded) -> None:
         worker.log.warning(f"ctx.state: {left.message()}")
 
 
-def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str, error: str | None = None) -> None:
+def _not_swapped(
+    host: Host, swap: Swap, worker: Worker, why: str, error: str | None = None,
+    where: tuple[str | None, int | None] | None = None,
+) -> None:
     """A worker whose new code failed: report, and put it back as it was before the swap.
-    ``error`` (default: ``why``) becomes its last error, shown by ``status`` while it lasts."""
+    ``error`` (default: ``why``) becomes its last error, shown by ``status`` while it lasts;
+    ``where``, the file and line at fault (default: the worker's file)."""
     worker.last_error = error or why
     before = swap.before.get(worker.name, worker.state)
     keeps = worker.target is not None and before in RESTARTABLE
     worker.log.error(f"not reloaded: {why}")
+    file, line = where or (str(worker.path) if worker.path is not None else None, None)
+    host.journal.add_event(events.reload_failed(worker.name, file, line, worker.last_error))
     if not keeps:  # it was not running before either: it stays as it was
         if worker.target is None:
             _set_state(host, worker, FATAL, "fix the file and save it to start the worker")
@@ -984,6 +1122,161 @@ def _not_swapped(host: Host, swap: Swap, worker: Worker, why: str, error: str | 
     else:
         worker.log.info(f"the previous version (generation {worker.generation}) keeps running")
         _launch(host, worker)
+
+
+# --- start order, readiness, heartbeats and watched files ---------------------------------
+
+
+def _running(worker: Worker) -> bool:
+    return worker.execution is not None and not worker.execution.abandoned
+
+
+def _afters(host: Host) -> dict[str, tuple[str, ...]]:
+    return {name: worker.settings.after for name, worker in host.workers.items()}
+
+
+def _known(host: Host) -> set[str]:
+    """The names an AFTER may give: the host's workers, and those a swap is adding."""
+    return set(host.workers) | (host.swap.added if host.swap is not None else set())
+
+
+def _ready_names(host: Host) -> set[str]:
+    return {name for name, worker in host.workers.items() if worker.ready and worker.state == RUNNING}
+
+
+def _order_problem(host: Host, worker: Worker) -> str | None:
+    """Why the worker's AFTER can never be met (``order.problem``), after the file and line
+    of its AFTER; None if it can."""
+    why = order.problem(worker.name, worker.settings.after, _afters(host), _known(host))
+    if why is None:
+        return None
+    line = loader.line_of(str(worker.path), "AFTER") if worker.path is not None else None
+    return f"{worker.source}{f':{line}' if line else ''}: AFTER: {why}"
+
+
+def _on_started(host: Host, worker: Worker, execution: Execution) -> None:
+    """A run has started: it is ready now, or once it says so or its port accepts (READY);
+    its heartbeat is looked at once HEARTBEAT seconds have passed. Only workers that set
+    these get timers."""
+    rule = worker.settings.ready
+    worker.ready = rule == "started"
+    if settings.tcp_port(rule) is not None:
+        worker.probe_at = execution.started_at + PROBE_EVERY
+        _set_timer(host, worker, worker.probe_at)
+    if execution.heartbeat is not None:
+        execution.hang_at = execution.started_at + execution.heartbeat
+        _set_timer(host, worker, execution.hang_at)
+    if worker.ready:
+        _start_waiting(host)
+
+
+def _became_ready(host: Host, worker: Worker, how: str) -> None:
+    worker.ready = True
+    worker.probe_at = None
+    worker.log.info(f"ready: {how}")
+    _start_waiting(host)
+
+
+def _on_ready(host: Host, execution: Execution) -> None:
+    """``ctx.ready()``, from a run that is still the worker's current one."""
+    worker = execution.worker
+    if worker.execution is execution and worker.state == RUNNING and not worker.ready:
+        _became_ready(host, worker, "it called ctx.ready()")
+
+
+def _probe(host: Host, worker: Worker, now: float) -> None:
+    port = settings.tcp_port(worker.settings.ready)
+    if port is not None and readiness.accepts(port):
+        _became_ready(host, worker, f"port {port} accepts connections")
+        return
+    worker.probe_at = now + PROBE_EVERY
+    _set_timer(host, worker, worker.probe_at)
+
+
+def _start_waiting(host: Host) -> None:
+    """Start the waiting workers whose AFTER is all ready now."""
+    if host.stopping:
+        return
+    ready = _ready_names(host)
+    for worker in list(host.workers.values()):
+        if worker.state == WAITING and not order.waiting_for(worker.settings.after, ready):
+            _launch(host, worker)
+
+
+def _start_unblocked(host: Host) -> None:
+    """Start the workers that could not start for their AFTER, once another file fixed it
+    (a cycle broken, a worker of that name added)."""
+    for worker in list(host.workers.values()):
+        if (worker.order_error is not None and worker.state == FATAL and worker.execution is None
+                and not host.stopping and _order_problem(host, worker) is None):
+            worker.failures = 0
+            worker.last_error = None
+            _launch(host, worker)
+
+
+def _check_beat(host: Host, worker: Worker, now: float) -> None:
+    """HEARTBEAT: a run silent that long is hung. Its stack is logged and it is interrupted,
+    as after a stop timeout (``_on_timer`` gives up on it if it survives); its end counts as
+    a crash. Otherwise the next look is due HEARTBEAT seconds after its last beat."""
+    execution = worker.execution
+    assert execution is not None and execution.heartbeat is not None
+    silent = 0.0 if execution.sleeping else now - execution.beat
+    if silent < execution.heartbeat:
+        execution.hang_at = now - silent + execution.heartbeat
+        _set_timer(host, worker, execution.hang_at)
+        return
+    execution.hung = True
+    worker.log.error(f"hung: no sign of life for {silent:.1f} s (HEARTBEAT = {execution.heartbeat:g}); "
+                     f"interrupting it. It is at:\n{execution.stack()}")
+    execution.abandon_at = now + INTERRUPT_GRACE  # decided once: a reload may change the constant
+    execution.interrupt()
+    _set_timer(host, worker, execution.abandon_at)
+
+
+def _watch(host: Host, worker: Worker) -> None:
+    """Take the worker's WATCH globs into the filter, and note the digest of each file they
+    match now: a later save that leaves a file's bytes as they were restarts nothing."""
+    host.files.watch(worker.name, worker.settings.watch)
+    found = host.files.watched_files(worker.name) if host.options.reload else []
+    worker.watched = {str(path): _digest(host, str(path)) for path in found}
+
+
+def _digest(host: Host, path: str) -> str | None:
+    """The digest of a file as the watcher certified it (complete); None if it is gone."""
+    read = host.finder.read if host.finder is not None else loader.read_bytes
+    try:
+        return loader.digest(read(path))
+    except OSError:
+        return None
+
+
+def _watched_changes(host: Host, paths: Iterable[str]) -> dict[str, str]:
+    """The workers a watched file in ``paths`` restarts — new, deleted (alone or with its
+    folder), or with other bytes — each with the first such file. Their digests are updated."""
+    changed: dict[str, str] = {}
+    for worker in host.workers.values():
+        if not worker.settings.watch:
+            continue
+        for raw in sorted(paths):
+            below = [path for path in worker.watched if path.startswith(raw + os.sep)]
+            for path in ([raw] if worker.name in host.files.watchers(Path(raw)) else []) + below:
+                digest = _digest(host, path)
+                if worker.watched.get(path) != digest:
+                    worker.watched[path] = digest
+                    changed.setdefault(worker.name, _shown(host, Path(path)))
+    return changed
+
+
+def _restart_watching(host: Host, swap: Swap) -> None:
+    """Start again the workers stopped for a watched file, each with one line, as a reload
+    logs; those whose module was reloaded in this swap were started by it."""
+    for name, path in swap.restarts.items():
+        worker = host.workers.get(name)
+        if worker is None or worker.target is None or worker.module in swap.order or host.stopping:
+            continue
+        worker.failures = 0
+        launched = _launch(host, worker)
+        worker.log.info(f"restarted ({path} changed) in {_ms(swap.started)}{'' if launched else ', not started'}")
 
 
 # --- the importer's jobs ------------------------------------------------------------------
@@ -1152,6 +1445,17 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _ms(started: float) -> str:
-    return f"{(time.monotonic() - started) * 1000:.1f} ms"
+    return f"{_elapsed_ms(started):.1f} ms"
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.monotonic() - started) * 1000
+
+
+def _failed_event(host: Host, worker: str | None, exc: BaseException, path: str | None = None) -> None:
+    """Journal a module of the folder that failed to load — ``worker``'s, or a helper
+    (None) — pointing at the file and line at fault (``path`` when the error has none)."""
+    file, line = events.where(exc, host.options.folder)
+    host.journal.add_event(events.reload_failed(worker, file or path, line, _one_line(exc)))
 
 

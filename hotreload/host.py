@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 from hotreload import core, corereload, guardian, loader, safe, signals
 from hotreload.debounce import Windows
 from hotreload.importer import Importer
+from hotreload.journal import Journal
 from hotreload.log import format_error, logger
 from hotreload.records import Changes, Host, Options, Signal
 
@@ -144,11 +145,12 @@ def _take_own_changes(host: Host, message: Changes) -> Changes | None:
     return Changes(rest) if rest else None
 
 
-def create(options: Options) -> Host:
-    """A host for ``options.folder``: its package installed and ready to import."""
+def create(options: Options, journal: Journal | None = None) -> Host:
+    """A host for ``options.folder``: its package installed and ready to import; its log
+    records and events kept in ``journal`` (the one the log's sink feeds)."""
     folder = options.folder.resolve()
     defaults = replace(options.defaults, stop_timeout=options.stop_timeout)
-    host = Host(options=options, package=folder.name, defaults=defaults)
+    host = Host(options=options, package=folder.name, defaults=defaults, journal=journal or Journal())
     host.finder = loader.install(folder, host.package, extra=["hotreload.core"])
     host.own_digests = {path: loader.digest(path.read_bytes()) for path in host.core_file.parent.glob("*.py")}
     return host

@@ -22,7 +22,8 @@ def report(checked: Host) -> int:
     for worker in sorted(checked.workers.values(), key=lambda w: w.name):
         kind = "worker" if worker.path is not None else "entry point"
         extra = settings.describe(worker.settings, checked.defaults)
-        rows.append((worker.name, kind, extra, "" if worker.target is not None else worker.last_error or "broken"))
+        error = worker.order_error or ("" if worker.target is not None else worker.last_error or "broken")
+        rows.append((worker.name, kind, extra, error))
     rows += [(name, "helper", "", "") for name in core.helpers(checked)]
     for cells in aligned([("NAME", "KIND", "SETTINGS", "ERROR"), *rows]):
         print("  ".join(cells).rstrip())

@@ -29,8 +29,8 @@ from hotreload.worker import call_problem
 __all__ = [
     "CONTRACT_NAMES", "ENTRY_POINT_GROUP", "Checked", "HotFinder", "NotAWorker", "Source", "WorkerError",
     "check_source", "check_sources", "dependents", "digest", "discover", "entry_points", "forget", "imports_of",
-    "inside", "install", "loaded_digest", "migrate_of", "migration", "read_bytes", "reload", "reload_order",
-    "worker_parts",
+    "inside", "install", "line_of", "loaded_digest", "migrate_of", "migration", "read_bytes", "reload",
+    "reload_order", "worker_parts",
     "writable_by_others",
 ]
 
@@ -52,6 +52,8 @@ class WorkerError(Exception):
     def __init__(self, path: str | None, line: int | None, message: str) -> None:
         where = f"{path}:{line}" if line else str(path)
         super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
 
 
 def digest(data: bytes) -> str:
@@ -371,7 +373,7 @@ def forget(name: str) -> None:
         sys.modules[parent].__dict__.pop(child, None)
 
 
-def _line_of(path: str | None, name: str) -> int | None:
+def line_of(path: str | None, name: str) -> int | None:
     """The line where ``name`` is last bound at module level in the file, if it can be read."""
     try:
         tree = ast.parse(Path(path or "").read_bytes())
@@ -397,23 +399,30 @@ class NotAWorker(Exception):
 
 
 def worker_parts(
-    module: types.ModuleType, defaults: settings_mod.Settings
+    module: types.ModuleType,
+    defaults: settings_mod.Settings,
+    order_problem: Callable[[tuple[str, ...]], str | None] | None = None,
 ) -> tuple[Callable[..., Any], settings_mod.Settings]:
-    """The ``run`` callable and validated settings of a worker module."""
+    """The ``run`` callable and validated settings of a worker module. ``order_problem``
+    says what is wrong with its AFTER among the other workers (``order.problem``), if anything:
+    that is a load error too."""
     path = getattr(module, "__file__", None)
     if "run" not in module.__dict__:
         raise NotAWorker(f"{path}: defines no run(ctx)")
     run = module.__dict__["run"]
     if not callable(run):
-        raise WorkerError(path, _line_of(path, "run"), f"run must be callable, not {type(run).__name__}")
+        raise WorkerError(path, line_of(path, "run"), f"run must be callable, not {type(run).__name__}")
     problem = call_problem(run)
     if problem is not None:  # else each start would fail with a TypeError inside hotreload
         message, where, line = problem
-        raise WorkerError(where or path, line if where else _line_of(path, "run"), message)
+        raise WorkerError(where or path, line if where else line_of(path, "run"), message)
     try:
         settings = settings_mod.parse(module.__dict__, defaults)
     except settings_mod.SettingsError as exc:
-        raise WorkerError(path, _line_of(path, exc.name.partition("[")[0]), str(exc)) from None
+        raise WorkerError(path, line_of(path, exc.name.partition("[")[0]), str(exc)) from None
+    why = order_problem(settings.after) if order_problem is not None else None
+    if why is not None:
+        raise WorkerError(path, line_of(path, "AFTER"), f"AFTER: {why}")
     migrate_of(module)
     return run, settings
 
@@ -425,11 +434,11 @@ def migrate_of(module: types.ModuleType) -> Callable[..., Any] | None:
     path = getattr(module, "__file__", None)
     migrate = module.__dict__["migrate"]
     if not callable(migrate):
-        raise WorkerError(path, _line_of(path, "migrate"), f"migrate must be callable, not {type(migrate).__name__}")
+        raise WorkerError(path, line_of(path, "migrate"), f"migrate must be callable, not {type(migrate).__name__}")
     problem = call_problem(migrate, "migrate", ("state", "old_version"))
     if problem is not None:
         message, where, line = problem
-        raise WorkerError(where or path, line if where else _line_of(path, "migrate"), message)
+        raise WorkerError(where or path, line if where else line_of(path, "migrate"), message)
     return migrate
 
 
@@ -444,7 +453,7 @@ def migration(module: types.ModuleType, old_version: int, new_version: int) -> C
     if migrate is None:
         path = getattr(module, "__file__", None)
         raise WorkerError(
-            path, _line_of(path, "STATE_VERSION"),
+            path, line_of(path, "STATE_VERSION"),
             f"STATE_VERSION changed from {old_version} to {new_version}, and no migrate(state, old_version) is "
             "defined to carry ctx.state over (one that returns the state unchanged will do)",
         )

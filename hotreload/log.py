@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 import traceback
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import loguru
 from loguru import logger
@@ -19,8 +19,11 @@ from hotreload.colours import RESET, colour_of, wanted
 from hotreload.logfile import LogFile
 from hotreload.records import SinksRemoved
 
+if TYPE_CHECKING:
+    from hotreload.journal import Journal
+
 __all__ = [
-    "THREAD_PREFIX", "bridge_removed", "configure", "format_error", "logger", "restore_bridge",
+    "THREAD_PREFIX", "bridge_removed", "configure", "fields", "format_error", "logger", "restore_bridge",
     "restore_sinks", "sinks_removed_by", "wake_on_removal",
 ]
 
@@ -45,15 +48,24 @@ def _coloured_line(record: dict[str, Any]) -> str:
     return COLOURED_FORMAT.format(start=HOST_STYLE if worker == "host" else colour_of(str(worker)))
 
 
-def _json_line(record: dict[str, Any]) -> str:
-    line = {
+def fields(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as ``--log-json`` writes it, and as the journal keeps it for ``hotreload logs``."""
+    return {
         "time": record["time"].isoformat(),
         "level": record["level"].name,
         "worker": record["extra"].get("worker", "host"),
         "message": record["message"],
     }
-    record["extra"]["json"] = json.dumps(line)
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    record["extra"]["json"] = json.dumps(fields(record))
     return "{extra[json]}\n"
+
+
+def _nothing(record: dict[str, Any]) -> str:
+    """The journal sink's format: it keeps ``fields(record)``, so loguru need format nothing."""
+    return ""
 
 
 class _Intercept(logging.Handler):
@@ -189,9 +201,13 @@ def wake_on_removal(post: Callable[[Any], None] | None) -> None:
     _sinks.post = post
 
 
-def configure(level: str = "INFO", as_json: bool = False, file: str | None = None, colour: str = "auto") -> None:
-    """Send every log line to stderr (and ``file``), as text or one JSON object a line. The
-    text on stderr is coloured as ``colour`` says (``--color``: auto, always, never)."""
+def configure(
+    level: str = "INFO", as_json: bool = False, file: str | None = None, colour: str = "auto",
+    journal: Journal | None = None,
+) -> None:
+    """Send every log line to stderr (and ``file``), as text or one JSON object a line, and
+    keep it in ``journal`` for ``hotreload logs``. The text on stderr is coloured as
+    ``colour`` says (``--color``: auto, always, never)."""
     if _sinks.canary is not None:
         _sinks.canary.on_removed = None  # removed here, by the host itself
     logger.remove()
@@ -204,6 +220,13 @@ def configure(level: str = "INFO", as_json: bool = False, file: str | None = Non
     if file:
         sink = LogFile(file)
         _sinks.specs.append((sink, dict(colorize=False, format=plain, filter=sink.keep_record, **common)))
+    if journal is not None:
+        keep = journal.add_record
+
+        def to_journal(message: Any) -> None:
+            keep(fields(message.record), message.record["time"].timestamp())
+
+        _sinks.specs.append((to_journal, dict(common, format=_nothing, colorize=False)))
     _sinks.add()
     logging.basicConfig(handlers=[_Intercept()], level=0, force=True)
     # watchdog's DEBUG records describe every inotify event, our own imports included.

@@ -10,7 +10,8 @@ of ``core``, which a reload may change.
 
 Messages come from several producers, all through one ``Inbox``: worker threads
 (``Exited``), the watcher (``Changes``), signal handlers (``Signal``), the control socket
-(``Command``), the importer thread (``Loaded``) and the log (``SinksRemoved``).
+(``Command``), the importer thread (``Loaded``) and the log (``SinksRemoved``); a worker
+that says it is ready (``ctx.ready()``) posts ``Ready``.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from hotreload.cpu import Account, Sample
 from hotreload.debounce import Windows
 from hotreload.filters import SourceFilter
 from hotreload.inbox import Inbox
+from hotreload.keep import Kept
+from hotreload.journal import Journal
 from hotreload.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CORE_FILE", "Carry", "Changes", "Command", "Exited", "Graph", "Host", "Job", "Loaded", "Message", "Options",
-    "Reloaded", "Signal", "SinksRemoved", "Swap", "Worker",
+    "Ready", "Reloaded", "Signal", "SinksRemoved", "Swap", "Worker",
 ]
 
 CORE_FILE = Path(__file__).with_name("core.py").resolve()
@@ -81,6 +84,7 @@ class Worker:
     state: str = states.STOPPED  # where it is in its lifecycle: one of ``states.STATES``
     user_state: dict[str, Any] = field(default_factory=dict)  # ctx.state: survives restarts and reloads
     state_version: int | None = None  # the STATE_VERSION user_state is in; None until its module loads
+    kept: Kept = field(default_factory=Kept)  # ctx.keep: closed when the worker is removed or the host stops
     generation: int = 0  # how many times its code was swapped
     failures: int = 0  # consecutive failed runs, for the backoff
     restarts: int = 0
@@ -90,6 +94,14 @@ class Worker:
     # A start was refused while its abandoned thread still runs (a save came): it happens
     # when that thread ends.
     start_pending: bool = False
+    # Start order: ready for the workers AFTER it, by its READY rule, since its last start;
+    # false again once a stop is decided.
+    ready: bool = False
+    probe_at: float | None = None  # when its READY = "tcp:PORT" is probed next, while not ready
+    order_error: str | None = None  # its AFTER names no worker, or is on a cycle: it cannot start
+    # Its WATCH files, by path: the digest of the bytes its current run started with (None:
+    # no such file). A change of one restarts it.
+    watched: dict[str, str | None] = field(default_factory=dict)
     cpu: Account = field(default_factory=Account, repr=False)  # the CPU time of its ended threads
 
 
@@ -124,6 +136,7 @@ class Swap:
     waiting: set[str] = field(default_factory=set)  # workers still stopping
     next: int | None = None  # once they have stopped: the index in ``order`` to load next
     failed: set[str] = field(default_factory=set)  # modules of ``order`` that did not load
+    restarts: dict[str, str] = field(default_factory=dict)  # workers a watched file restarts: name -> that file
     # The namespace each module of ``order`` had before this swap reloaded it (a copy of its
     # dict): how the class upgrade of ctx.state tells a class the new code dropped.
     namespaces: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -205,10 +218,13 @@ class Host:
     previous_core: dict[str, Any] | None = None
     own_changes: set[str] = field(default_factory=set)  # hotreload's files saved during a swap
     forced: set[str] = field(default_factory=set)  # workers that had to be interrupted
-    # Heap of (when, worker name): backoff restarts and stop deadlines. An entry whose worker
+    # Heap of (when, worker name): backoff restarts, stop deadlines, probes of READY = "tcp:PORT"
+    # and heartbeat checks (only for workers that set HEARTBEAT). An entry whose worker
     # no longer has that time due is skipped when it comes up, so none is ever removed early.
     timers: list[tuple[float, str]] = field(default_factory=list)
     restarting: set[str] = field(default_factory=set)  # stopping, to start again: `hotreload restart`
+    # To stop once no worker AFTER them runs (at shutdown, `restart --with-dependents`).
+    stop_queue: set[str] = field(default_factory=set)
     control: Server | None = None  # the control socket's server, once it holds the folder's lock
     pid: int = field(default_factory=os.getpid)  # a worker's forked child is not the host
     cwd: str | None = field(default_factory=_current_folder)  # where a SIGHUP restart runs again
@@ -217,6 +233,7 @@ class Host:
     importer: Importer | None = None  # the thread that imports modules, while serving
     job: Job | None = None  # the importer's job in flight: at most one at a time
     startup: list[Job] = field(default_factory=list)  # start-up imports not yet submitted
+    journal: Journal = field(default_factory=Journal)  # the last log records and events, by name
     # CPU figures of earlier status requests, from which the next one's CPU% is measured.
     cpu_samples: list[Sample] = field(default_factory=list)
 
@@ -257,6 +274,16 @@ class Exited:
 
     def __repr__(self) -> str:  # the error is the user's object: its own repr may raise
         return f"Exited(worker={self.execution.worker.name!r}, error={safe.shown(self.error)})"
+
+
+@dataclass(frozen=True, repr=False)
+class Ready:
+    """Posted by a worker with ``READY = "signal"`` when it calls ``ctx.ready()``."""
+
+    execution: Execution
+
+    def __repr__(self) -> str:
+        return f"Ready(worker={self.execution.worker.name!r})"
 
 
 @dataclass(frozen=True)
@@ -316,4 +343,4 @@ class Command:
 
 
 # What ``core.handle`` is given: a message, or None when the wait for one timed out.
-Message = Union[Signal, Changes, Exited, Command, Loaded, SinksRemoved, None]
+Message = Union[Signal, Changes, Exited, Command, Loaded, SinksRemoved, Ready, None]

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["one_line", "shown", "text"]
+__all__ = ["one_line", "shown", "text", "type_name"]
 
 ONE_LINE_MAX = 500  # characters
 
 
-def _type_name(obj: Any) -> str:
+def type_name(obj: Any) -> str:
+    """The name of ``obj``'s type, or ``object`` if even that raises."""
     try:
         return type(obj).__name__
     except BaseException:  # noqa: B036 - a metaclass may do anything
@@ -29,7 +30,7 @@ def text(obj: Any) -> str:
         return str.__str__(str(obj))  # a plain str, even if __str__ returned a subclass
     except BaseException:  # noqa: B036 - SystemExit or KeyboardInterrupt from __str__ too
         pass
-    return f"<{_type_name(obj)}: str() failed>"
+    return f"<{type_name(obj)}: str() failed>"
 
 
 def shown(obj: Any) -> str:
@@ -38,7 +39,7 @@ def shown(obj: Any) -> str:
         return str.__str__(repr(obj))  # a plain str, even if __repr__ returned a subclass
     except BaseException:  # noqa: B036
         pass
-    return f"<{_type_name(obj)}: repr() failed>"
+    return f"<{type_name(obj)}: repr() failed>"
 
 
 def one_line(exc: BaseException, limit: int = ONE_LINE_MAX) -> str:
@@ -47,8 +48,8 @@ def one_line(exc: BaseException, limit: int = ONE_LINE_MAX) -> str:
     names the type already. Cut, because a message may carry a payload of megabytes, and
     this line goes into every ``status`` reply."""
     message = text(exc)
-    if message == f"<{_type_name(exc)}: str() failed>":
+    if message == f"<{type_name(exc)}: str() failed>":
         return message
     lines = message.strip().splitlines()
-    line = f"{_type_name(exc)}: {lines[0]}" if lines else _type_name(exc)
+    line = f"{type_name(exc)}: {lines[0]}" if lines else type_name(exc)
     return line if len(line) <= limit else line[:limit - 1] + "…"

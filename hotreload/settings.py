@@ -1,4 +1,5 @@
-"""A worker's optional module-level settings: RESTART, BACKOFF, STOP_TIMEOUT, STATE_VERSION.
+"""A worker's optional module-level settings: RESTART, BACKOFF, STOP_TIMEOUT, STATE_VERSION,
+AFTER, READY, WATCH, HEARTBEAT.
 
 Validation is pure: it takes the module's namespace and returns a frozen ``Settings``
 or raises ``SettingsError`` naming the setting and what is allowed. The values are the
@@ -13,11 +14,15 @@ from typing import Any, Mapping
 from hotreload import safe
 
 __all__ = [
-    "Backoff", "Settings", "SettingsError", "MAX_SECONDS", "NAMES", "parse", "differences", "describe", "seconds",
+    "Backoff", "Settings", "SettingsError", "MAX_SECONDS", "NAMES", "READY_RULES", "parse", "differences", "describe",
+    "seconds", "tcp_port",
 ]
 
 RESTART_POLICIES = ("always", "on-failure", "never")
-NAMES = ("RESTART", "BACKOFF", "STOP_TIMEOUT", "STATE_VERSION")
+NAMES = ("RESTART", "BACKOFF", "STOP_TIMEOUT", "STATE_VERSION", "AFTER", "READY", "WATCH", "HEARTBEAT")
+# When a worker counts as ready for the workers AFTER it: when its run starts, when it calls
+# ctx.ready(), or when a port accepts connections on loopback ("tcp:6380").
+READY_RULES = ("started", "signal", "tcp:PORT")
 # The longest duration any setting or option may have: a day. Longer is a typo, and an
 # infinite or huge one cannot be waited for (the platform's timers overflow).
 MAX_SECONDS = 86400.0
@@ -51,6 +56,10 @@ class Settings:
     stop_timeout: float = 5.0
     # The version of ctx.state this code expects: a reload that changes it runs migrate.
     state_version: int = 1
+    after: tuple[str, ...] = ()  # the workers it starts after, and stops before
+    ready: str = "started"  # one of READY_RULES, with the port for tcp
+    watch: tuple[str, ...] = ()  # globs of files in the workers folder whose change restarts it
+    heartbeat: float | None = None  # seconds of silence after which it is hung; None: never
 
 
 def _number(name: str, value: Any) -> float:
@@ -123,6 +132,47 @@ def _backoff(value: Any) -> Backoff:
     return replace(Backoff(), **values)
 
 
+def tcp_port(ready: str) -> int | None:
+    """The port of a ``READY = "tcp:PORT"`` rule (PORT written as digits, 1 to 65535), or None
+    for any other value."""
+    kind, _, port = ready.partition(":")
+    if kind != "tcp" or not (port.isascii() and port.isdigit()):
+        return None
+    number = int(port)
+    return number if 1 <= number <= 65535 else None
+
+
+def _ready(value: Any) -> str:
+    if isinstance(value, str) and (str.__str__(value) in READY_RULES[:2] or tcp_port(str.__str__(value))):
+        return str.__str__(value)
+    raise SettingsError("READY", f"must be 'started', 'signal' or 'tcp:PORT' (PORT from 1 to 65535), "
+                                 f"got {safe.shown(value)}")
+
+
+def _strings(name: str, value: Any, what: str) -> tuple[str, ...]:
+    """A list (or tuple) of non-empty strings, each once, in order."""
+    if not isinstance(value, (list, tuple)):
+        raise SettingsError(name, f"must be a list of {what}, not {type(value).__name__} {safe.shown(value)}")
+    for item in value:
+        if not (isinstance(item, str) and item):
+            raise SettingsError(name, f"must be a list of {what}, got {safe.shown(item)} in it")
+    return tuple(dict.fromkeys(str.__str__(item) for item in value))
+
+
+def _watch(value: Any) -> tuple[str, ...]:
+    """Globs relative to the workers folder, which cannot leave it: a worker watches its own
+    files, not the rest of the disk."""
+    globs = _strings("WATCH", value, "globs")
+    for glob in globs:
+        if glob.startswith("/"):
+            raise SettingsError("WATCH", f"{glob!r} is an absolute path: globs are relative to the workers "
+                                         f"folder, and only files in it can be watched")
+        if ".." in glob.split("/"):
+            raise SettingsError("WATCH", f"{glob!r} leaves the workers folder: globs are relative to it, "
+                                         f"and '..' is not allowed")
+    return globs
+
+
 def parse(namespace: Mapping[str, Any], defaults: Settings = Settings()) -> Settings:
     """Settings from a module's namespace; names it does not define keep ``defaults``."""
     result = defaults
@@ -146,6 +196,14 @@ def parse(namespace: Mapping[str, Any], defaults: Settings = Settings()) -> Sett
                 "STATE_VERSION", f"must be a whole number (int), not {type(version).__name__} {safe.shown(version)}"
             )
         result = replace(result, state_version=version)
+    if "AFTER" in namespace:
+        result = replace(result, after=_strings("AFTER", namespace["AFTER"], "worker names"))
+    if "READY" in namespace:
+        result = replace(result, ready=_ready(namespace["READY"]))
+    if "WATCH" in namespace:
+        result = replace(result, watch=_watch(namespace["WATCH"]))
+    if namespace.get("HEARTBEAT") is not None:
+        result = replace(result, heartbeat=_duration("HEARTBEAT", namespace["HEARTBEAT"]))
     return result
 
 
@@ -165,6 +223,10 @@ def differences(settings: Settings, defaults: Settings) -> dict[str, Any]:
         diff["STOP_TIMEOUT"] = settings.stop_timeout
     if settings.state_version != defaults.state_version:
         diff["STATE_VERSION"] = settings.state_version
+    for name, value in (("AFTER", settings.after), ("READY", settings.ready), ("WATCH", settings.watch),
+                        ("HEARTBEAT", settings.heartbeat)):
+        if value != getattr(defaults, name.lower()):
+            diff[name] = list(value) if isinstance(value, tuple) else value
     return diff
 
 

@@ -13,7 +13,7 @@ from hotreload import control, cpu
 
 __all__ = ["aligned", "cpu_time", "frame", "measured", "run", "table", "use_colour", "watch"]
 
-COLOURS = {"running": "32", "starting": "33", "stopping": "33", "backoff": "33", "fatal": "31"}
+COLOURS = {"running": "32", "starting": "33", "stopping": "33", "backoff": "33", "waiting": "33", "fatal": "31"}
 DIM = "2"
 # On a terminal, ``--watch`` draws each frame over the last: home, each line then "clear to
 # its end", then "clear below"; the first clears the screen, and the cursor is hidden meanwhile.
@@ -58,6 +58,12 @@ def aligned(rows: Sequence[Sequence[str]]) -> list[list[str]]:
     return [[cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]] for row in rows]
 
 
+def _state(worker: dict[str, Any]) -> str:
+    """The state, with what a waiting worker waits for: ``waiting (db, cache)``."""
+    waits = worker.get("waiting_for")
+    return f"{worker['state']} ({', '.join(waits)})" if waits else worker["state"]
+
+
 def _header(reply: Reply) -> list[str]:
     lines = [f"host pid {reply['pid']} on {reply['folder']}"
              + (f", guardian pid {reply['guardian']}" if reply.get("guardian") else "")
@@ -81,10 +87,13 @@ def _lines(reply: Reply, colour: bool, by_cpu: bool, size: tuple[int, int] | Non
     """The header and one row per worker — in the host's order (by name), or by CPU — cut to
     ``size`` (columns, lines) if given, the rows left out counted on the last line."""
     workers = sorted(reply["workers"], key=_by_cpu) if by_cpu else reply["workers"]
-    header = ("NAME", "STATE", "%CPU", "TIME", "UPTIME", "RESTARTS", "GEN", "LAST ERROR")
+    beats = any(w.get("beat") is not None for w in workers)  # the age of the last heartbeat, if HEARTBEAT is set
+    header = ("NAME", "STATE", "%CPU", "TIME", "UPTIME", "RESTARTS", "GEN", *(("BEAT",) if beats else ()),
+              "LAST ERROR")
     rows = [
-        (w["name"], w["state"], _percent(w["cpu_percent"]), cpu_time(w["cpu_seconds"]), _uptime(w["uptime"]),
-         str(w["restarts"]), str(w["generation"]), (w["last_error"] or "")[:100])
+        (w["name"], _state(w), _percent(w["cpu_percent"]), cpu_time(w["cpu_seconds"]), _uptime(w["uptime"]),
+         str(w["restarts"]), str(w["generation"]), *((_uptime(w.get("beat")),) if beats else ()),
+         (w["last_error"] or "")[:100])
         for w in workers
     ]
     lines = _header(reply)
@@ -100,17 +109,18 @@ def _lines(reply: Reply, colour: bool, by_cpu: bool, size: tuple[int, int] | Non
         line = "  ".join(row).rstrip()[:width].rstrip()
         state_at = len(row[0]) + 2
         if colour and number and len(line) > state_at:  # the state, in its colour
-            state = row[1].strip()
+            state = row[1].strip()  # "waiting (db, cache)" is coloured as "waiting"
             end = min(len(line), state_at + len(state))
-            code = COLOURS.get(state, DIM)
+            code = COLOURS.get(state.split(" ")[0], DIM)
             line = f"{line[:state_at]}\033[{code}m{line[state_at:end]}\033[0m{line[end:]}"
         lines.append(line)
     return lines + ([more[:width]] if more else [])
 
 
 def table(reply: Reply, colour: bool = False) -> str:
-    """The host, its RSS, threads and CPU; one row per worker, by name: name, state, CPU%,
-    CPU time, uptime, restarts, generation, last error."""
+    """The host, its RSS, threads and CPU; one row per worker, by name: name, state (with what
+    a waiting worker waits for), CPU%, CPU time, uptime, restarts, generation, the age of the
+    last heartbeat (BEAT) when a worker sets HEARTBEAT, last error."""
     return "\n".join(_lines(reply, colour, by_cpu=False, size=None))
 
 

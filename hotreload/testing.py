@@ -19,7 +19,8 @@ The worker runs exactly as under ``hotreload run``: the same ``ctx`` (``ctx.slee
 ``ctx.stopping``, ``ctx.log``, ``ctx.state``), its settings checked, sync or async ``run``,
 the module imported from its folder as a package so that ``from . import _helper`` works.
 Leaving the block asks it to stop and waits ``STOP_TIMEOUT``; a worker that does not stop
-fails the test. The module and its helpers are removed from ``sys.modules`` afterwards.
+fails the test. Then what it kept (``ctx.keep``) is closed, as when the host stops. The
+module and its helpers are removed from ``sys.modules`` afterwards.
 """
 from __future__ import annotations
 
@@ -31,10 +32,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
-from hotreload import loader
-from hotreload.log import logger
+from hotreload import keep, loader
+from hotreload.log import format_error, logger
 from hotreload.settings import Settings
-from hotreload.records import Worker
+from hotreload.records import Exited, Worker
 from hotreload.worker import Execution
 
 __all__ = ["WorkerUnderTest", "run_worker"]
@@ -77,9 +78,8 @@ class WorkerUnderTest:
         """Record how a run that ended by itself ended: posting its Exited was its last act."""
         if self.ended:
             return
-        try:
-            exited = self._exits.get(timeout=1.0)
-        except queue.Empty:
+        exited = self._next_exit(1.0)
+        if exited is None:
             return
         self._execution.thread.join()
         self.ended, self.error = True, exited.error
@@ -87,15 +87,26 @@ class WorkerUnderTest:
     def stop(self) -> None:
         """Ask the worker to stop and wait for it, up to its ``STOP_TIMEOUT``."""
         self._execution.request_stop(self.settings.stop_timeout)
-        try:
-            exited = self._exits.get(timeout=self.settings.stop_timeout)
-        except queue.Empty:
+        exited = self._next_exit(self.settings.stop_timeout)
+        if exited is None:
             raise AssertionError(
                 f"worker {self.name} did not stop within {self.settings.stop_timeout:g} s; it is at:\n"
                 f"{self._execution.stack()}"
-            ) from None
+            )
         self._execution.thread.join()
         self.ended, self.error = True, exited.error
+
+    def _next_exit(self, timeout: float) -> Exited | None:
+        """The run's ``Exited``, within ``timeout`` seconds; what else it posts (``ctx.ready()``'s
+        ``Ready``) is for a host, and there is none here."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                message = self._exits.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if isinstance(message, Exited):
+                return message
 
 
 def _describe(error: BaseException | None) -> str:
@@ -135,7 +146,8 @@ def _load(target: str | Path | ModuleType) -> tuple[ModuleType, Callable[[], Non
 @contextlib.contextmanager
 def run_worker(target: str | Path | ModuleType, state: dict[str, Any] | None = None) -> Iterator[WorkerUnderTest]:
     """Start the worker in ``target`` (a file, or an imported module) in a thread with a real
-    ctx; ``state`` is its initial ``ctx.state``. Stops it when the block ends."""
+    ctx; ``state`` is its initial ``ctx.state``. Stops it when the block ends, then closes
+    what it kept."""
     module, undo = _load(target)
     try:
         main, settings = loader.worker_parts(module, Settings())
@@ -149,6 +161,7 @@ def run_worker(target: str | Path | ModuleType, state: dict[str, Any] | None = N
             yield worker
         finally:
             if not worker.ended:
-                worker.stop()
+                worker.stop()  # raises if it does not stop: then nothing is closed under it
+            keep.close_all(record.kept, name, record.log, settings.stop_timeout, format_error)
     finally:
         undo()

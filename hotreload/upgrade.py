@@ -49,7 +49,7 @@ def migrated(migrate: Callable[[dict, Any], Any], state: dict, old_version: int)
     except Exception as exc:  # noqa: BLE001 - whatever __deepcopy__ or __reduce_ex__ raises
         raise MigrateError(
             f"migrate gets a copy of ctx.state (copy.deepcopy), and the state cannot be copied: "
-            f"{safe.one_line(exc)}. Keep objects that cannot be copied (locks, sockets, open files) out of ctx.state"
+            f"{safe.one_line(exc)}. Keep objects that cannot be copied (locks, sockets, open files) with ctx.keep, not in ctx.state"
         ) from exc
     result = migrate(copied, old_version)
     if not isinstance(result, dict):

@@ -376,11 +376,13 @@ class Watcher:
             self._note(*item)
 
     def _rescan(self, roots: Iterable[Path] | None = None) -> None:
-        """Treat every source file as saved; the host reloads only those whose bytes changed."""
+        """Treat every file that counts (sources, and files a worker watches) as saved; the
+        host acts only on those whose bytes changed."""
         now = time.monotonic()
         for root in self.roots if roots is None else roots:
-            for path in root.rglob("*.py"):
-                if self.files(path, root):
+            watched = self.files.watched and root == self.files.folder
+            for path in root.rglob("*" if watched else "*.py"):
+                if self.files.is_python(path, root) or (watched and self.files.watchers(path) and path.is_file()):
                     self.debouncer.add(str(path), "closed", now)
 
     def _note(self, when: float, event: FileSystemEvent) -> None:

@@ -14,11 +14,12 @@ import sys
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 from hotreload import output, ownership, safe
+from hotreload.keep import Kept
 from hotreload.log import THREAD_PREFIX, format_error
-from hotreload.records import Exited
+from hotreload.records import Exited, Ready
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -60,26 +61,56 @@ def call_problem(
 
 
 class Context:
-    """What ``run(ctx)`` receives: the worker's name, logger, state and stop signal."""
+    """What ``run(ctx)`` receives: the worker's name, logger, state, kept objects and stop
+    signal. Reading ``stopping``, entering ``sleep`` and calling ``heartbeat()`` are signs of
+    life, for ``HEARTBEAT``; the whole time inside ``sleep`` counts as alive."""
 
-    __slots__ = ("name", "log", "state", "_stop")
+    __slots__ = ("name", "log", "state", "_stop", "_kept", "_execution")
 
-    def __init__(self, name: str, log: Logger, state: dict[str, Any], stop: threading.Event) -> None:
+    def __init__(self, name: str, log: Logger, state: dict[str, Any], stop: threading.Event, kept: Kept,
+                 execution: Execution) -> None:
         self.name = name
         self.log = log
         self.state = state
         self._stop = stop
+        self._kept = kept
+        self._execution = execution
 
     @property
     def stopping(self) -> bool:
         """True once the host has asked this worker to stop."""
+        self._execution.beat = time.monotonic()
         return self._stop.is_set()
 
     def sleep(self, seconds: float) -> bool:
         """Wait up to ``seconds``; return True at once if a stop is requested, so that
         ``while not ctx.sleep(1): ...`` loops until the worker should stop.
         ``ctx.sleep(float("inf"))`` waits for the stop request alone."""
-        return self._stop.wait(min(seconds, threading.TIMEOUT_MAX))
+        execution = self._execution
+        execution.beat = time.monotonic()
+        execution.sleeping = True
+        try:
+            return self._stop.wait(min(seconds, threading.TIMEOUT_MAX))
+        finally:
+            execution.sleeping = False
+            execution.beat = time.monotonic()
+
+    def heartbeat(self) -> None:
+        """Say the worker is alive: for a worker with ``HEARTBEAT`` whose work neither sleeps
+        with ``ctx.sleep`` nor reads ``ctx.stopping`` that often."""
+        self._execution.beat = time.monotonic()
+
+    def ready(self) -> None:
+        """Say the worker is ready: with ``READY = "signal"``, the workers whose ``AFTER``
+        names it start now. Once per run; later calls do nothing."""
+        self._execution.announce_ready()
+
+    def keep(self, key: Hashable, create: Callable[[], Any], close: Callable[[Any], Any] | None = None) -> Any:
+        """The object kept under ``key`` for this worker, made by ``create()`` the first time in
+        the life of the host and handed to every later run (reloads, restarts, crashes). It is
+        closed with ``close(obj)``, else its own ``close()``, when the worker is removed or the
+        host stops, after ``run`` has ended. If ``create()`` raises, so does this: a crash."""
+        return self._kept.get(key, create, close)
 
     def __repr__(self) -> str:
         return f"<Context {self.name!r} stopping={self.stopping}>"
@@ -93,11 +124,17 @@ class Execution:
     alive: the host reports it and exits anyway.
     """
 
-    def __init__(self, worker: Worker, inbox: Inbox | queue.SimpleQueue[Exited]) -> None:
+    def __init__(self, worker: Worker, inbox: Inbox | queue.SimpleQueue[Exited | Ready]) -> None:
         self.worker = worker
         self.stop_event = threading.Event()
-        self.ctx = Context(worker.name, worker.log, worker.user_state, self.stop_event)
+        self.ctx = Context(worker.name, worker.log, worker.user_state, self.stop_event, worker.kept, self)
         self.started_at = time.monotonic()
+        self.beat = self.started_at  # its last sign of life (see ``Context``); set by its thread
+        self.sleeping = False  # inside ctx.sleep: alive, waiting for its stop
+        self.heartbeat = worker.settings.heartbeat  # its HEARTBEAT as it started
+        self.hang_at: float | None = None  # when the host looks at its beat next
+        self.hung = False  # silent past its heartbeat: interrupted
+        self.said_ready = False
         self.stop_deadline: float | None = None  # when the cooperative stop times out
         self.interrupted = False  # Interrupted was raised into the thread
         self.abandon_at: float | None = None  # when, once interrupted, the host gives up on it
@@ -109,8 +146,14 @@ class Execution:
         ownership.adopt(self.thread, worker.name, worker.cpu)
 
     def start(self) -> None:
-        self.started_at = time.monotonic()
+        self.started_at = self.beat = time.monotonic()
         self.thread.start()
+
+    def announce_ready(self) -> None:
+        """``ctx.ready()``: tell the host, once."""
+        if not self.said_ready:
+            self.said_ready = True
+            self._inbox.put(Ready(self))
 
     def request_stop(self, timeout: float) -> None:
         """Ask politely: ``ctx.stopping`` turns true, ``ctx.sleep`` wakes, async work is cancelled."""

@@ -62,6 +62,9 @@ def test_restart_stop_and_start_all_act_on_every_worker(folder, start_host, tmp_
     stopped = run_cli("stop", "-d", str(folder), "--all", cwd=tmp_path)
     assert (stopped.returncode, stopped.stdout) == (0, "alpha: stopping\nbeta: stopping\n"), stopped.stderr
     host.wait_for(lambda: {w["state"] for w in status(folder, tmp_path).values()} == {"stopped"}, "all stopped")
+    events = run_cli("events", "-d", str(folder), "--json", cwd=tmp_path).stdout.splitlines()
+    commands = [e for e in map(json.loads, events) if e["event"] == "command"]
+    assert commands == [{**commands[0], "command": "stop", "names": ["alpha", "beta"]}]  # the names --all meant
     started = run_cli("start", "-d", str(folder), "--all", cwd=tmp_path)
     assert (started.returncode, started.stdout) == (0, "alpha: started\nbeta: started\n"), started.stderr
     host.wait_started("alpha", 1, count=2)

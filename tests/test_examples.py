@@ -42,7 +42,7 @@ def test_http_server_serves_reloads_its_greeting_and_shuts_down_cleanly(tmp_path
     host.wait_log(f"serving on http://127.0.0.1:{port}/", count=2)  # the new version bound the port
     assert get(port) == "hello again\n"
     assert host.stop() == 0
-    assert host.log().count("server closed") == 2
+    assert host.log().count("stopped serving") == 2
 
 
 def test_ticker_ticks_and_keeps_counting_across_a_reload(tmp_path, start_host):

@@ -61,3 +61,63 @@ def test_walk_lists_the_folder_and_its_sources_without_hidden_or_cached_ones(tmp
     os.symlink(tmp_path / "pkg", tmp_path / "link")  # a symlinked folder is not followed
     assert SourceFilter([tmp_path]).walk() == [tmp_path, tmp_path / "a.py", tmp_path / "pkg" / "__init__.py",
                                                tmp_path / "pkg" / "b.py"]
+
+
+@pytest.mark.parametrize(
+    "glob, matching, not_matching",
+    [
+        ("settings.yaml", ["settings.yaml"], ["sub/settings.yaml", "settings.yml", "xsettings.yaml"]),
+        ("templates/**/*.html", ["templates/a.html", "templates/x/y/b.html"],
+         ["templates/a.htm", "a.html", "other/templates/a.html", "templates/a.html~"]),
+        ("*.yaml", ["a.yaml"], ["sub/a.yaml"]),
+        ("conf/?.ini", ["conf/a.ini"], ["conf/ab.ini", "conf/a/b.ini"]),
+        ("data/[ab]*.csv", ["data/a1.csv", "data/b.csv"], ["data/c.csv"]),
+        ("data/[!a]*.csv", ["data/c.csv"], ["data/a.csv"]),
+        ("static/**", ["static/a.css", "static/x/y.js"], ["static.css"]),
+        ("**/*.json", ["a.json", "x/y/a.json"], ["a.jsonl"]),
+        ("odd[.txt", ["odd[.txt"], ["oddx.txt"]),
+        ("a+b (1).txt", ["a+b (1).txt"], ["aab (1).txt"]),
+    ],
+)
+def test_watched_globs_match_paths_relative_to_the_folder_with_star_not_crossing_folders(glob, matching, not_matching):
+    files = SourceFilter([ROOT])
+    files.watch("page", [glob])
+    for name in matching:
+        assert files.watchers(ROOT / name) == ["page"], name
+        assert files(ROOT / name), name  # the watcher takes its events
+    for name in not_matching:
+        assert files.watchers(ROOT / name) == [], name
+
+
+def test_watched_files_are_neither_modules_nor_workers_and_editor_files_never_count():
+    files = SourceFilter([ROOT])
+    files.watch("page", ["*"])
+    assert files(ROOT / "notes.txt") and files.module_name("w", ROOT / "notes.txt") is None
+    assert files.worker_name(ROOT / "notes.txt") is None
+    for temp in ("notes.txt~", ".notes.txt.swp", "notes.txt___jb_tmp___", ".#notes.txt", "__pycache__/x"):
+        assert files.watchers(ROOT / temp) == [] and not files(ROOT / temp), temp
+
+
+def test_each_worker_has_its_own_globs_and_an_empty_list_forgets_them():
+    files = SourceFilter([ROOT])
+    files.watch("a", ["shared.yaml", "a/*.html"])
+    files.watch("b", ["shared.yaml"])
+    assert files.watchers(ROOT / "shared.yaml") == ["a", "b"]
+    assert files.watchers(ROOT / "a/x.html") == ["a"]
+    files.watch("a", [])
+    assert files.watchers(ROOT / "shared.yaml") == ["b"] and not files(ROOT / "a/x.html")
+    assert files.watchers(PurePath("/elsewhere/shared.yaml")) == []
+
+
+def test_watched_files_lists_what_a_worker_watches_now(tmp_path):
+    for name in ("templates/a.html", "templates/x/b.html", "templates/c.txt", "settings.yaml", ".hidden/d.html",
+                 "templates/a.html~"):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+    files = SourceFilter([tmp_path])
+    files.watch("page", ["templates/**/*.html", "settings.yaml"])
+    assert files.watched_files("page") == [tmp_path / "settings.yaml", tmp_path / "templates" / "a.html",
+                                           tmp_path / "templates" / "x" / "b.html"]
+    assert files.watched_files("other") == []
+    assert tmp_path / "settings.yaml" not in files.walk()  # walk lists the Python sources

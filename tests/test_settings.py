@@ -90,3 +90,50 @@ def test_seconds_is_the_one_rule_for_every_duration():
         assert str(caught.value) == "a number of seconds > 0 and <= 86400"
     with pytest.raises(ValueError, match="^a number of seconds > 0 and <= 60$"):
         seconds(61, maximum=60)
+
+
+def test_the_order_watch_and_heartbeat_settings_are_read():
+    settings = parse({"AFTER": ["db", "cache", "db"], "READY": "tcp:6380", "WATCH": ("templates/**/*.html",),
+                      "HEARTBEAT": 30})
+    assert settings.after == ("db", "cache")  # a name given twice counts once
+    assert settings.ready == "tcp:6380"
+    assert settings.watch == ("templates/**/*.html",)
+    assert settings.heartbeat == 30.0
+    assert (Settings().after, Settings().ready, Settings().watch, Settings().heartbeat) == ((), "started", (), None)
+    assert parse({"READY": "signal", "HEARTBEAT": None}).ready == "signal"
+
+
+@pytest.mark.parametrize(
+    "namespace, message",
+    [
+        ({"AFTER": "db"}, "AFTER: must be a list of worker names, not str 'db'"),
+        ({"AFTER": ["db", 1]}, "AFTER: must be a list of worker names, got 1 in it"),
+        ({"AFTER": [""]}, "AFTER: must be a list of worker names, got '' in it"),
+        ({"READY": "later"}, "READY: must be 'started', 'signal' or 'tcp:PORT' (PORT from 1 to 65535), got 'later'"),
+        ({"READY": "tcp:0"}, "READY: must be 'started', 'signal' or 'tcp:PORT' (PORT from 1 to 65535), got 'tcp:0'"),
+        ({"READY": "tcp:65536"}, "READY: must be 'started', 'signal' or 'tcp:PORT'"),
+        ({"READY": "tcp:+80"}, "READY: must be 'started', 'signal' or 'tcp:PORT'"),
+        ({"READY": 6380}, "READY: must be 'started', 'signal' or 'tcp:PORT'"),
+        ({"WATCH": "settings.yaml"}, "WATCH: must be a list of globs, not str 'settings.yaml'"),
+        ({"WATCH": [3]}, "WATCH: must be a list of globs, got 3 in it"),
+        ({"WATCH": ["../shared/*.yaml"]},
+         "WATCH: '../shared/*.yaml' leaves the workers folder: globs are relative to it, and '..' is not allowed"),
+        ({"WATCH": ["templates/../../x"]}, "WATCH: 'templates/../../x' leaves the workers folder"),
+        ({"WATCH": ["/etc/app.yaml"]},
+         "WATCH: '/etc/app.yaml' is an absolute path: globs are relative to the workers folder, and only files in it"),
+        ({"WATCH": [""]}, "WATCH: must be a list of globs, got '' in it"),
+        ({"HEARTBEAT": 0}, "HEARTBEAT: must be > 0 and <= 86400 seconds, got 0"),
+        ({"HEARTBEAT": float("inf")}, "HEARTBEAT: must be > 0 and <= 86400 seconds, got inf"),
+        ({"HEARTBEAT": "30"}, "HEARTBEAT: must be a number, not str"),
+    ],
+)
+def test_a_wrong_order_watch_or_heartbeat_setting_names_itself_and_what_is_allowed(namespace, message):
+    with pytest.raises(SettingsError) as caught:
+        parse(namespace)
+    assert str(caught.value).startswith(message)
+
+
+def test_differences_show_the_new_settings_as_written():
+    settings = parse({"AFTER": ["db"], "READY": "signal", "WATCH": ["a.yaml"], "HEARTBEAT": 5})
+    assert differences(settings, Settings()) == {"AFTER": ["db"], "READY": "signal", "WATCH": ["a.yaml"],
+                                                 "HEARTBEAT": 5.0}

@@ -329,3 +329,16 @@ def test_a_status_without_a_recent_sample_asks_again_a_moment_later():
     asked.clear()
     answers.reverse()
     assert shown.measured(request, sleep=slept.append) == {"ok": True, "cpu_window": 0.55} and len(asked) == 1
+
+
+def test_a_waiting_workers_state_says_what_for_and_a_heartbeat_gets_its_column():
+    from hotreload import status as shown
+
+    answer = reply(api=0.0, db=2.0)
+    api, db = answer["workers"]
+    api.update(state="waiting", waiting_for=["db"], uptime=None)
+    db["beat"] = 0.4
+    lines = shown.table(answer).splitlines()
+    assert lines[2].split() == ["NAME", "STATE", "%CPU", "TIME", "UPTIME", "RESTARTS", "GEN", "BEAT", "LAST", "ERROR"]
+    assert lines[3].split()[:3] == ["api", "waiting", "(db)"] and lines[4].split()[-1] == "0.4s"
+    assert "\033[33mwaiting (db)\033[0m" in shown.table(answer, colour=True)

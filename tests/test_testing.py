@@ -31,24 +31,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_the_fixture_serves_the_http_example_and_stops_it_at_teardown(hotreload_worker, monkeypatch):
+def fetch(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return response.read().decode()
+    except OSError:
+        return None
+
+
+def test_the_fixture_serves_the_http_example_and_stops_it(hotreload_worker, monkeypatch):
     port = free_port()
     monkeypatch.setenv("HELLO_PORT", str(port))
     worker = hotreload_worker(ROOT / "examples" / "http_server" / "hello.py")
-
-    def fetch():
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-                return response.read().decode()
-        except OSError:
-            return None
-
-    assert worker.wait_for(fetch) == "hello from hotreload\n"
+    assert worker.wait_for(lambda: fetch(port)) == "hello from hotreload\n"
     worker.stop()
-    assert worker.error is None
+    assert worker.error is None and not worker.running
+
+
+def test_the_http_examples_kept_socket_is_closed_when_the_block_ends(monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("HELLO_PORT", str(port))
+    with run_worker(ROOT / "examples" / "http_server" / "hello.py") as worker:
+        assert worker.wait_for(lambda: fetch(port)) == "hello from hotreload\n"
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is fine
-        s.bind(("127.0.0.1", port))  # a listener still open would fail this: it closed on stop
+        s.bind(("127.0.0.1", port))  # a listener still open would fail this: it was closed
 
 
 def test_a_crash_is_reported_and_a_worker_that_will_not_stop_fails_the_test(tmp_path):
@@ -74,3 +81,37 @@ def test_a_crash_is_reported_and_a_worker_that_will_not_stop_fails_the_test(tmp_
     with pytest.raises(AssertionError, match="did not stop within 0.2 s"):
         with run_worker(folder / "stubborn.py"):
             pass
+
+
+def test_what_the_worker_kept_is_closed_when_the_block_ends_after_its_finally(tmp_path):
+    folder = tmp_path / "svc"
+    folder.mkdir()
+    (folder / "keeper.py").write_text(
+        "EVENTS = []\n"
+        "class Resource:\n"
+        "    def close(self):\n"
+        "        EVENTS.append('closed')\n"
+        "def run(ctx):\n"
+        "    ctx.state['resource'] = ctx.keep('resource', Resource)\n"
+        "    try:\n"
+        "        ctx.sleep(float('inf'))\n"
+        "    finally:\n"
+        "        EVENTS.append('finally')\n"
+    )
+    with run_worker(folder / "keeper.py") as worker:
+        events = sys.modules["svc.keeper"].EVENTS
+        worker.wait_for(lambda: "resource" in worker.state)
+        assert events == []
+    assert events == ["finally", "closed"]
+
+
+def test_a_worker_that_says_it_is_ready_runs_and_stops_as_under_the_host(tmp_path):
+    folder = tmp_path / "readyfolder"
+    folder.mkdir()
+    (folder / "db.py").write_text(
+        'READY = "signal"\n\ndef run(ctx):\n    ctx.ready()\n    ctx.state["ready"] = True\n'
+        '    ctx.sleep(float("inf"))\n'
+    )
+    with run_worker(folder / "db.py") as worker:
+        worker.wait_for(lambda: worker.state.get("ready"))
+    assert worker.ended and worker.error is None

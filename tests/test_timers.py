@@ -52,3 +52,30 @@ def test_a_changed_grace_constant_does_not_change_a_deadline_already_set(tmp_pat
     finally:
         release.set()
         execution.thread.join(10)
+
+
+def test_only_a_worker_with_a_heartbeat_sets_a_timer_and_a_beat_moves_it(tmp_path):
+    """No periodic wake-up when no worker sets HEARTBEAT; a beat pushes the next look to
+    HEARTBEAT seconds after it, and only silence past it interrupts the run."""
+    release = threading.Event()
+    host = Host(options=Options(tmp_path), package="svc", inbox=Inbox())
+    plain = Worker("plain", "plain.py", core.logger.bind(worker="plain"), Settings(),
+                   target=lambda ctx: release.wait(10))
+    beating = Worker("beating", "beating.py", core.logger.bind(worker="beating"), Settings(heartbeat=30.0),
+                     target=lambda ctx: release.wait(10))
+    host.workers.update(plain=plain, beating=beating)
+    try:
+        core._launch(host, plain)
+        assert core.wakeup(host) is None
+        core._launch(host, beating)
+        execution = beating.execution
+        assert 29.0 < core.wakeup(host) <= 30.0 and execution.hang_at == execution.started_at + 30.0
+        execution.beat = execution.started_at + 10.0  # a sign of life at +10 s
+        core._on_timers(host, execution.started_at + 30.0)
+        assert not execution.hung and execution.hang_at == execution.started_at + 40.0
+        core._on_timers(host, execution.started_at + 40.0)  # silent since: hung
+        assert execution.hung and execution.interrupted and execution.abandon_at is not None
+    finally:
+        release.set()
+        for worker in (plain, beating):
+            worker.execution.thread.join(10)

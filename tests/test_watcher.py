@@ -131,6 +131,22 @@ def test_a_kernel_queue_overflow_rescans_every_source_file(watch, tmp_path):
     assert next_changes(inbox) == {str(tmp_path / "a.py"), str(tmp_path / "sub" / "b.py")}
 
 
+def test_a_rescan_includes_the_files_a_worker_watches(tmp_path):
+    (tmp_path / "templates").mkdir()
+    for name in ("a.py", "templates/t.html", "templates/t.html~", "notes.txt"):
+        (tmp_path / name).write_text("x = 1")
+    inbox = queue.SimpleQueue()
+    files = SourceFilter([tmp_path])
+    files.watch("page", ["templates/*.html"])
+    w = Watcher(files, inbox, Windows(settle=0.2))
+    w.start()
+    try:
+        logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; events were lost")
+        assert next_changes(inbox) == {str(tmp_path / "a.py"), str(tmp_path / "templates" / "t.html")}
+    finally:
+        w.stop()
+
+
 def test_the_git_folder_is_found_from_a_sub_folder_and_through_a_gitdir_file(tmp_path):
     (tmp_path / "repo" / ".git").mkdir(parents=True)
     (tmp_path / "repo" / "src" / "workers").mkdir(parents=True)

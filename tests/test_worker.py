@@ -1,7 +1,7 @@
 """The worker contract's pure parts: can ``run`` be called as ``run(ctx)``?"""
 import functools
 
-from hotreload.worker import call_problem
+from hotreload.worker import Execution, call_problem
 
 
 def takes_ctx(ctx):
@@ -46,3 +46,44 @@ def test_migrate_is_checked_against_its_own_call():
     message, path, line = call_problem(takes_ctx, "migrate", ("state", "old_version"))
     assert message == "migrate(ctx) cannot be called as migrate(state, old_version): too many positional arguments"
     assert (path, line) == (__file__, takes_ctx.__code__.co_firstlineno)
+
+
+def execution_of(target, **settings):
+    import queue
+
+    from hotreload.log import logger
+    from hotreload.records import Worker
+    from hotreload.settings import Settings
+
+    inbox = queue.SimpleQueue()
+    worker = Worker("w", "w.py", logger, Settings(**settings), target=target)
+    return Execution(worker, inbox), inbox
+
+
+def test_ctx_sleep_stopping_and_heartbeat_are_signs_of_life():
+    execution, _ = execution_of(takes_ctx, heartbeat=30.0)
+    ctx = execution.ctx
+    assert execution.heartbeat == 30.0
+    for sign in (lambda: ctx.stopping, ctx.heartbeat, lambda: ctx.sleep(0)):
+        execution.beat = 0.0
+        sign()
+        assert execution.beat > 0.0
+    assert not execution.sleeping  # only while inside ctx.sleep
+
+
+def test_a_worker_inside_ctx_sleep_is_marked_sleeping():
+    seen = []
+    execution, _ = execution_of(takes_ctx)
+    execution.stop_event.wait = lambda timeout: seen.append(execution.sleeping)  # what sleep waits on
+    execution.ctx.sleep(5)
+    assert seen == [True] and not execution.sleeping
+
+
+def test_ctx_ready_posts_one_ready_message_to_the_inbox():
+    from hotreload.records import Ready
+
+    execution, inbox = execution_of(takes_ctx, ready="signal")
+    execution.ctx.ready()
+    execution.ctx.ready()
+    message = inbox.get_nowait()
+    assert isinstance(message, Ready) and message.execution is execution and inbox.empty()

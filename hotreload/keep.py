@@ -1,0 +1,91 @@
+"""What a worker keeps across its versions (``ctx.keep``), and how it is closed at the end.
+
+A listening socket, a connection pool, a thread pool: made once in the life of the host,
+handed to every later run of the worker (reloads, restarts, crashes), closed only when the
+worker is removed or the host stops. ``core`` decides when; this module does the closing,
+in a thread of its own, as ``close`` is the user's code and may block.
+"""
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator
+
+from hotreload import safe
+
+if TYPE_CHECKING:
+    from loguru import Logger
+
+__all__ = ["Kept", "close_all"]
+
+
+class Kept:
+    """One worker's kept objects, by key, oldest first, with the close to call on each.
+
+    Lives on the worker's record, so it outlives every version of the worker and every
+    reload of ``core``. A lock makes the first ``get`` of a key create it once even when
+    several threads of the worker ask at once; re-entrant, so a ``create`` may itself keep.
+    """
+
+    def __init__(self) -> None:
+        self._objects: dict[Hashable, tuple[Any, Callable[[Any], Any] | None]] = {}
+        self._lock = threading.RLock()
+
+    def get(self, key: Hashable, create: Callable[[], Any], close: Callable[[Any], Any] | None = None) -> Any:
+        """The object kept under ``key``, made by ``create()`` the first time. The ``close``
+        of the latest call is the one used: the newest code decides how to close."""
+        with self._lock:
+            if key in self._objects:
+                obj = self._objects[key][0]
+            else:
+                obj = create()  # if it raises, nothing is kept: the next run calls it again
+            self._objects[key] = (obj, close)
+            return obj
+
+    def take(self) -> list[tuple[Hashable, Any, Callable[[Any], Any] | None]]:
+        """Every kept object with its key and close, newest first; the store is left empty."""
+        with self._lock:
+            taken = [(key, obj, close) for key, (obj, close) in reversed(self._objects.items())]
+            self._objects.clear()
+        return taken
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter(list(self._objects))
+
+
+def close_all(kept: Kept, name: str, log: Logger, timeout: float, describe: Callable[[BaseException], str]) -> bool:
+    """Close everything ``kept`` holds, newest first (what was made from an older object goes
+    before it), with its ``close``, else its own ``close()`` if it has one. An error is logged,
+    as ``describe`` formats it (a function that never raises: ``log.format_error``).
+
+    Runs in a thread named ``hotreload:close:NAME``, joined up to ``timeout`` seconds: a close
+    that blocks costs the host that long at most, then goes on alone (a daemon thread). False
+    if it did not end in time."""
+    taken = kept.take()
+    if not taken:
+        return True
+    thread = threading.Thread(target=_close, args=(taken, log, describe), name=f"hotreload:close:{name}",
+                              daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        log.warning(f"closing what it kept did not end within {timeout:g} s; it goes on in the background")
+        return False
+    log.info(f"closed what it kept: {', '.join(safe.shown(key) for key, _, _ in taken)}")
+    return True
+
+
+def _close(taken: list[tuple[Hashable, Any, Callable[[Any], Any] | None]], log: Logger,
+           describe: Callable[[BaseException], str]) -> None:
+    for key, obj, close in taken:
+        try:
+            if close is not None:
+                close(obj)
+            else:
+                own = getattr(obj, "close", None)
+                if callable(own):
+                    own()
+        except BaseException as exc:  # noqa: B036 - the user's close: reported, the rest still closed
+            log.error(f"closing {safe.shown(key)} raised:\n{describe(exc)}")
