@@ -74,7 +74,8 @@ def _print(section: str, results: Any) -> None:
         print(f"Idle: {results['workers']} sleeping workers for {results['seconds']:g} s, "
               f"{results['followers']} `logs -f`/`events -f` following")
         print(f"  host: CPU {results['cpu_s']} s ({results['core_percent']} % of a core), RSS {results['rss_mb']} MB, "
-              f"{results['wakeups_per_s']} wake-ups/s, threads that woke: {results['threads_that_woke']}")
+              f"{results['wakeups_per_s']} wake-ups/s, threads that woke: {results['threads_that_woke']}, "
+              f"after 2 status requests of {' and '.join(f'{ms:g}' for ms in results['status_ms'])} ms")
         guardian = results["guardian"]
         print(f"  guardian: CPU {guardian['cpu_s']} s, RSS {guardian['rss_mb']} MB, {guardian['wakeups']} wake-ups")
     elif section == "scale":

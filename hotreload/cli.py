@@ -190,7 +190,10 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show the workers of a running host",
                                  description="One row per worker of the host running on DIR.")
     _add_dir(status, config)
-    status.add_argument("--json", action="store_true", help="print the host's reply as JSON")
+    status.add_argument("--json", action="store_true",
+                        help="print the host's reply as JSON (with --watch, one object per line)")
+    status.add_argument("--watch", nargs="?", const=1.0, type=_seconds(configuration.watch_interval), metavar="SECONDS",
+                        help="show the table again every SECONDS (default: 1), sorted by CPU, until Ctrl-C")
     logs = commands.add_parser(
         "logs", help="show what the workers of a running host logged",
         description="The last N records (a traceback is one) that the named workers of the host "
@@ -218,7 +221,8 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=f"{verb} workers of a running host",
                                   description=f"Ask the host running on DIR to {verb} the named workers.")
         _add_dir(sub, config)
-        sub.add_argument("names", nargs="*" if name == "restart" else "+", metavar="NAME")
+        sub.add_argument("names", nargs="*", metavar="NAME")
+        sub.add_argument("--all", action="store_true", help=f"{name} every worker")
         if name == "restart":
             sub.add_argument("--host", action="store_true",
                              help="restart the host process itself, gracefully, through its guardian")
@@ -410,31 +414,30 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
 
 
 def _control(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    import json
-
     from hotreload import control, status
 
     cmd = args.command
+    if cmd == "status":
+        return status.run(Path(args.dir), as_json=args.json, every=args.watch)
     if cmd == "restart" and args.host:
-        if args.names or args.with_dependents:
-            parser.error("restart --host takes no worker names" if args.names
-                         else "restart --host and --with-dependents do not go together")
+        if args.names or args.all or args.with_dependents:
+            parser.error("restart --host takes no worker names" if args.names else
+                         f"restart --host and {'--all' if args.all else '--with-dependents'} do not go together")
         cmd = "restart-host"
-    elif cmd == "restart" and args.with_dependents and args.names:
+    elif args.names and args.all:
+        parser.error(f"{cmd} takes worker names or --all, not both")
+    elif not args.names and not args.all:
+        parser.error(f"{cmd} needs worker names, or --all" + (", or --host" if cmd == "restart" else ""))
+    elif cmd == "restart" and args.with_dependents:
         cmd = "restart-with-dependents"
-    elif cmd == "restart" and not args.names:
-        parser.error("restart needs worker names, or --host")
     try:
-        reply = control.request(Path(args.dir), cmd, getattr(args, "names", []))
+        reply = control.request(Path(args.dir), cmd, args.names, all_workers=args.all)
     except control.ControlError as exc:
         print(f"hotreload: {exc}", file=sys.stderr)
         return 1
     if not reply.get("ok"):
         print(f"hotreload: {reply.get('error', 'the host refused')}", file=sys.stderr)
         return 1
-    if cmd == "status":
-        print(json.dumps(reply, indent=2) if args.json else status.table(reply, colour=status.use_colour()))
-        return 0
     results = reply.get("results", {})
     for name, result in results.items():
         print(f"{name}: {result}")

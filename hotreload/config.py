@@ -28,6 +28,7 @@ LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL
 STOP_TIMEOUT_MAX = 86400.0
 DEBOUNCE_MAX = 10.0
 DEFAULT_HTTP_HOST = "127.0.0.1"  # --http PORT alone: loopback, reachable from this machine only
+WATCH_MAX = 86400.0
 FLAG_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
@@ -64,6 +65,7 @@ def _duration(most: float) -> Callable[[Any], float]:
 
 stop_timeout = _duration(STOP_TIMEOUT_MAX)
 debounce = _duration(DEBOUNCE_MAX)
+watch_interval = _duration(WATCH_MAX)  # `status --watch SECONDS`: the command line's only
 
 
 def _level(value: Any) -> str:

@@ -18,13 +18,14 @@ import importlib
 import os
 import signal
 import sys
+import threading
 import time
 from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from hotreload import backoff, events, importer, keep, loader, order, readiness, safe, settings, upgrade
+from hotreload import backoff, cpu, events, importer, keep, loader, order, ownership, readiness, safe, settings, upgrade
 from hotreload import guardian as guardian_process
 from hotreload.log import format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
 from hotreload.log import bridge_removed, restore_bridge
@@ -453,7 +454,8 @@ def _stop_in_order(host: Host) -> None:
 def _on_command(host: Host, command: Command) -> dict[str, Any]:
     if command.cmd == "status":  # asked for often (status --watch), and changes nothing: no event
         return {"ok": True, **_status(host)}
-    host.journal.add_event(events.command(command.cmd, command.names))
+    names = sorted(host.workers) if command.all_workers else command.names  # --all: those of now
+    host.journal.add_event(events.command(command.cmd, names))
     if command.cmd == "restart-host":
         return _restart_host(host)
     if host.stopping:
@@ -462,14 +464,14 @@ def _on_command(host: Host, command: Command) -> dict[str, Any]:
         starting = host.job is not None and host.job.purpose in STARTUP_JOBS
         what = "the workers are still being imported" if starting else "a reload is in progress"
         return {"ok": False, "error": f"{what}; try again"}
-    unknown = [name for name in command.names if name not in host.workers]
+    unknown = [name for name in names if name not in host.workers]
     if unknown:
         return {"ok": False, "error": f"no worker named {', '.join(unknown)}; "
                                       f"the workers are: {', '.join(sorted(host.workers)) or 'none'}"}
     if command.cmd == "restart-with-dependents":
-        return {"ok": True, "results": _restart_with_dependents(host, command.names)}
+        return {"ok": True, "results": _restart_with_dependents(host, names)}
     act = {"restart": _restart_one, "stop": _stop_one, "start": _start_one}[command.cmd]
-    return {"ok": True, "results": {name: act(host, host.workers[name]) for name in command.names}}
+    return {"ok": True, "results": {name: act(host, host.workers[name]) for name in names}}
 
 
 def _stop_one(host: Host, worker: Worker) -> str:
@@ -542,6 +544,7 @@ def _restart_host(host: Host) -> dict[str, Any]:
 
 
 def _status(host: Host) -> dict[str, Any]:
+    process, sample, usage = _cpu_usage(host)
     now = time.monotonic()
     rows = []
     ready = _ready_names(host)
@@ -564,6 +567,8 @@ def _status(host: Host) -> dict[str, Any]:
             "generation": worker.generation,
             "last_error": worker.last_error,
             "source": worker.source,
+            "cpu_percent": usage.workers.get(worker.name),
+            "cpu_seconds": round(sample.workers[worker.name], 2),
         })
     return {
         "pid": os.getpid(),
@@ -575,11 +580,28 @@ def _status(host: Host) -> dict[str, Any]:
         "uptime": round(now - host.started, 3),
         "starting": bool(host.startup) or host.job is not None and host.job.purpose in STARTUP_JOBS,
         "stopping": host.stopping,
+        "rss_bytes": process.rss_bytes,
+        "threads": process.threads,
+        "cpu_seconds": round(process.cpu_seconds, 2),
+        "cpu_percent": usage.host_percent,
+        "cpu_window": None if usage.window is None else round(usage.window, 2),
         "workers": rows,
         "importing": None if host.job is None else {
             "doing": host.job.doing, "seconds": round(now - host.job.submitted, 1),
         },
     }
+
+
+def _cpu_usage(host: Host) -> tuple[cpu.Usage, cpu.Sample, cpu.Window]:
+    """The host's and each worker's CPU so far, read now, and CPU% since a kept sample;
+    this sample is kept (on the host record) for the next request."""
+    threads = cpu.threads_by_owner(threading.enumerate(), ownership.of)  # its run's, and those it started
+    workers = {name: cpu.worker_seconds(worker.cpu, threads.get(name, ())) for name, worker in host.workers.items()}
+    process = cpu.process_usage()  # after the workers': it holds what they have used, give or take a tick
+    sample = cpu.Sample(time.monotonic(), process.cpu_seconds, workers)
+    usage = cpu.usage(cpu.base_for(host.cpu_samples, sample.at), sample)
+    host.cpu_samples = cpu.keep(host.cpu_samples, sample)
+    return process, sample, usage
 
 
 # --- start-up ------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ class Snapshot(Collector):
                                       labels=worker)
         reloads = CounterMetricFamily("hotreload_worker_reloads", "Swaps of the worker's code, by result",
                                       labels=[*worker, "result"])
+        cpu = CounterMetricFamily("hotreload_worker_cpu_seconds", "CPU time of the worker's threads, and of the "
+                                  "threads they started", labels=worker)
         durations = HistogramMetricFamily("hotreload_reload_duration_seconds",
                                           "From a change reaching the host to the worker's new code running", labels=worker)
         for row in self.status["workers"]:
@@ -54,7 +56,8 @@ class Snapshot(Collector):
             for result in RELOAD_RESULTS:
                 reloads.add_metric([*name, result], row["reloads"].get(result, 0))
             durations.add_metric(name, *buckets(row["reload_seconds"]))
-        yield from (up, state, restarts, crashes, reloads, durations)
+            cpu.add_metric(name, row.get("cpu_seconds") or 0.0)
+        yield from (up, state, restarts, crashes, reloads, cpu, durations)
         yield GaugeMetricFamily("hotreload_host_uptime_seconds", "Seconds since the host started",
                                 value=self.status["uptime"])
         yield GaugeMetricFamily("hotreload_host_rss_bytes", "The host process's resident memory",

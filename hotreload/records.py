@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 from loguru import logger
 
 from hotreload import safe, states
+from hotreload.cpu import Account, Sample
 from hotreload.debounce import Windows
 from hotreload.filters import SourceFilter
 from hotreload.inbox import Inbox
@@ -127,6 +128,7 @@ class Worker:
     crashes: int = 0
     reloads: dict[str, int] = field(default_factory=dict)
     reload_seconds: Durations = field(default_factory=Durations)
+    cpu: Account = field(default_factory=Account, repr=False)  # the CPU time of its ended threads
 
 
 @dataclass
@@ -260,6 +262,8 @@ class Host:
     journal: Journal = field(default_factory=Journal)  # the last log records and events, by name
     http: WebServer | None = None  # the --http server, bound: started and stopped with the loop
     started: float = field(default_factory=time.monotonic)
+    # CPU figures of earlier status requests, from which the next one's CPU% is measured.
+    cpu_samples: list[Sample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.files = SourceFilter([self.options.folder, self.core_file.parent])
@@ -337,6 +341,7 @@ class Command:
 
     cmd: str
     names: list[str] = field(default_factory=list)
+    all_workers: bool = False  # restart, stop or start every worker (``"all": true``), not ``names``
     expires: float = math.inf  # time.monotonic() after which the host loop must not act on it
     reply: dict[str, Any] | None = None
     done: threading.Event = field(default_factory=threading.Event, repr=False)

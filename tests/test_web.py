@@ -136,7 +136,7 @@ def families(text: str) -> dict[str, Any]:
 
 
 def test_metrics_expose_the_documented_series_per_worker():
-    answer = status({"name": "a", "restarts": 3, "crashes": 2, "reloads": {"ok": 4, "failed": 1},
+    answer = status({"name": "a", "restarts": 3, "crashes": 2, "reloads": {"ok": 4, "failed": 1}, "cpu_seconds": 1.25,
                      "reload_seconds": {"bounds": [0.01, 0.1], "counts": [3, 1, 0], "total": 0.07}},
                     {"name": "b", "state": "fatal"})
     found = families(metrics.exposition(answer, {"rss_bytes": 5e6, "threads": 7}).decode())
@@ -147,6 +147,7 @@ def test_metrics_expose_the_documented_series_per_worker():
     assert value[("hotreload_worker_state", (("state", "running"), ("worker", "b")))] == 0
     assert value[("hotreload_worker_restarts_total", (("worker", "a"),))] == 3
     assert value[("hotreload_worker_crashes_total", (("worker", "a"),))] == 2
+    assert value[("hotreload_worker_cpu_seconds_total", (("worker", "a"),))] == 1.25
     assert value[("hotreload_worker_reloads_total", (("result", "ok"), ("worker", "a")))] == 4
     assert value[("hotreload_worker_reloads_total", (("result", "failed"), ("worker", "b")))] == 0
     assert value[("hotreload_reload_duration_seconds_bucket", (("le", "0.1"), ("worker", "a")))] == 4
