@@ -70,11 +70,24 @@ def crash_restart(root: Path, probe: Probe, cycles: int, delay: float = 0.05) ->
     return {"backoff_ms": delay * 1000, **summary(overheads)}
 
 
-def idle(root: Path, probe: Probe, workers: int, seconds: float) -> dict[str, Any]:
+def _status_ms(folder: Path) -> float:
+    """Milliseconds one ``status`` request takes the host to answer, its CPU sampling included."""
+    from hotreload import control
+
+    began = time.perf_counter()
+    reply = control.request(folder, "status")
+    assert reply["ok"], reply
+    return (time.perf_counter() - began) * 1000
+
+
+def idle(root: Path, probe: Probe, workers: int, seconds: float, http: bool = False) -> dict[str, Any]:
     """CPU, RSS and wake-ups of a host whose ``workers`` all sleep in ``ctx.sleep``, and of
-    the guardian above it; a ``logs -f`` and an ``events -f`` follow the host all along."""
+    the guardian above it; a ``logs -f`` and an ``events -f`` follow the host all along, and
+    two ``status`` requests come first: CPU is sampled only when asked, and nothing of it may
+    keep running once answered. With ``http``, the host also serves ``--http`` on loopback,
+    with no client."""
     folder = _workers(root, "idle", workers, prefix="idle")
-    guardian = _host(root, folder, probe, guard=True)
+    guardian = _host(root, folder, probe, *(["--http", "127.0.0.1:0"] if http else []), guard=True)
     followers: list[subprocess.Popen] = []
     try:
         _wait_started(probe, [f"idle{i}" for i in range(workers)])
@@ -88,6 +101,9 @@ def idle(root: Path, probe: Probe, workers: int, seconds: float) -> dict[str, An
             if time.monotonic() > deadline:
                 raise TimeoutError("the followers printed nothing")
             time.sleep(0.01)
+        status_ms = [_status_ms(folder)]
+        time.sleep(0.6)
+        status_ms.append(_status_ms(folder))  # this one measures CPU% from the first
         time.sleep(1.0)  # let start-up logging and imports finish before the window opens
         before, tasks_before, guardian_before = proc_stats(host_pid), task_wakeups(host_pid), proc_stats(guardian.pid)
         time.sleep(seconds)
@@ -109,7 +125,9 @@ def idle(root: Path, probe: Probe, workers: int, seconds: float) -> dict[str, An
         "threads": after["threads"],
         "wakeups_per_s": round((after["wakeups"] - before["wakeups"]) / seconds, 2),
         "threads_that_woke": len(woke),
+        "status_ms": [round(ms, 1) for ms in status_ms],
         "followers": following,
+        "http": http,
         "guardian": {
             "rss_mb": round(guardian_after["rss_mb"], 1),
             "cpu_s": round(guardian_after["cpu_s"] - guardian_before["cpu_s"], 3),

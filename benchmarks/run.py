@@ -74,7 +74,8 @@ def _print(section: str, results: Any) -> None:
         print(f"Idle: {results['workers']} sleeping workers for {results['seconds']:g} s, "
               f"{results['followers']} `logs -f`/`events -f` following")
         print(f"  host: CPU {results['cpu_s']} s ({results['core_percent']} % of a core), RSS {results['rss_mb']} MB, "
-              f"{results['wakeups_per_s']} wake-ups/s, threads that woke: {results['threads_that_woke']}")
+              f"{results['wakeups_per_s']} wake-ups/s, threads that woke: {results['threads_that_woke']}, "
+              f"after 2 status requests of {' and '.join(f'{ms:g}' for ms in results['status_ms'])} ms")
         guardian = results["guardian"]
         print(f"  guardian: CPU {guardian['cpu_s']} s, RSS {guardian['rss_mb']} MB, {guardian['wakeups']} wake-ups")
     elif section == "scale":
@@ -162,7 +163,7 @@ RUNNERS: dict[str, Callable[[Path, Probe, argparse.Namespace], Any]] = {
     "bursts": lambda root, probe, args: _bursts(root, probe, args),
     "follow": lambda root, probe, args: latency.follow(root, args.follow_lines),
     "crash": lambda root, probe, args: costs.crash_restart(root, probe, args.cycles),
-    "idle": lambda root, probe, args: costs.idle(root, probe, 200, args.idle_seconds),
+    "idle": lambda root, probe, args: costs.idle(root, probe, 200, args.idle_seconds, args.idle_http),
     "scale": lambda root, probe, args: costs.scale(root, probe, args.scale, args.scale_reloads),
     "soak": lambda root, probe, args: costs.soak(root, probe, args.soak),
     "startup": lambda root, probe, args: costs.startup(root, args.startup_runs),
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="lines timed through `logs -f`, alone and beside a busy worker (default: 200)")
     parser.add_argument("--cycles", type=int, default=100, help="crash-restart cycles timed (default: 100)")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--idle-http", action="store_true", help="the idle host also serves --http, with no client")
     parser.add_argument("--scale", type=int, nargs="+", default=[10, 100, 500, 1000])
     parser.add_argument("--scale-reloads", type=int, default=20)
     parser.add_argument("--soak", type=int, default=1000, help="reloads, and crash cycles, in the soak")

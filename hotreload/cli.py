@@ -75,6 +75,14 @@ def _seconds(check: Callable[[Any], float]) -> Callable[[str], float]:
     return parse
 
 
+def _address(text: str) -> tuple[str, int]:
+    """An argparse type for ``--http [HOST:]PORT``, with the config file's check."""
+    try:
+        return configuration.http_address(text)
+    except TypeError as exc:
+        raise argparse.ArgumentTypeError(f"must be {exc}, got {text!r}") from None
+
+
 def _count(text: str) -> int:
     """An argparse type for a number of lines: a whole number >= 0."""
     try:
@@ -174,11 +182,22 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
     run.add_argument("--debounce", type=_seconds(configuration.debounce), default=defaults.get("debounce", 0.01),
                      metavar="SECONDS", help="how long a burst of saves may last to be applied as one batch "
                      f"(default: 0.01, at most {configuration.DEBOUNCE_MAX:g})")
+    run.add_argument("--http", type=_address, default=defaults.get("http"), metavar="[HOST:]PORT",
+                     help="serve /healthz, /readyz, /metrics and the worker actions over HTTP on HOST "
+                     f"(default {configuration.DEFAULT_HTTP_HOST}) and PORT (0: any free port); off by default")
+    run.add_argument("--http-token", metavar="TOKEN", default=None,
+                     help="the secret the HTTP actions and logs need (Authorization: Bearer TOKEN); "
+                     "required for them when HOST is not loopback")
+    run.add_argument("--http-token-file", metavar="PATH", default=configuration.path_of(config, "http-token-file"),
+                     help="read the --http-token from PATH (kept out of the process list)")
 
     status = commands.add_parser("status", help="show the workers of a running host",
                                  description="One row per worker of the host running on DIR.")
     _add_dir(status, config)
-    status.add_argument("--json", action="store_true", help="print the host's reply as JSON")
+    status.add_argument("--json", action="store_true",
+                        help="print the host's reply as JSON (with --watch, one object per line)")
+    status.add_argument("--watch", nargs="?", const=1.0, type=_seconds(configuration.watch_interval), metavar="SECONDS",
+                        help="show the table again every SECONDS (default: 1), sorted by CPU, until Ctrl-C")
     logs = commands.add_parser(
         "logs", help="show what the workers of a running host logged",
         description="The last N records (a traceback is one) that the named workers of the host "
@@ -206,7 +225,8 @@ def build_parser(config: Config = Config()) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=f"{verb} workers of a running host",
                                   description=f"Ask the host running on DIR to {verb} the named workers.")
         _add_dir(sub, config)
-        sub.add_argument("names", nargs="*" if name == "restart" else "+", metavar="NAME")
+        sub.add_argument("names", nargs="*", metavar="NAME")
+        sub.add_argument("--all", action="store_true", help=f"{name} every worker")
         if name == "restart":
             sub.add_argument("--host", action="store_true",
                              help="restart the host process itself, gracefully, through its guardian")
@@ -323,6 +343,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return _list(args, folder, config)
     if args.log_file:
         _check_log_file(parser, args.log_file)
+    if args.http_token_file:
+        args.http_token = _read_token(parser, args.http_token_file)
     if args.guard:
         from hotreload import guardian
 
@@ -338,6 +360,17 @@ def _check_log_file(parser: argparse.ArgumentParser, path: str) -> None:
         logfile.LogFile(path).stop()
     except OSError as exc:
         parser.error(f"cannot write the log file {path}: {exc.strerror or exc}")
+
+
+def _read_token(parser: argparse.ArgumentParser, path: str) -> str:
+    """The secret in a token file (surrounding white space dropped); an error if none."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.error(f"cannot read the HTTP token file {path}: {getattr(exc, 'strerror', None) or exc}")
+    if not token:
+        parser.error(f"the HTTP token file {path} is empty")
+    return token
 
 
 def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
@@ -365,6 +398,15 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
         return 1
     if running.control.notice:
         log.logger.warning(running.control.notice)
+    if args.http is not None:
+        from hotreload import web  # http.server and prometheus-client: imported only with --http
+
+        try:
+            running.http = web.WebServer(running, args.http, args.http_token)
+        except OSError as exc:
+            log.logger.error(f"cannot serve HTTP on {web.shown(args.http)}: {exc.strerror or exc}")
+            running.control.stop()
+            return 1
     status = host.serve(running)
     output.flush_all()
     leftover = host.leftover_threads()
@@ -379,31 +421,30 @@ def _run(args: argparse.Namespace, folder: Path, config: Config) -> int:
 
 
 def _control(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    import json
-
     from hotreload import control, status
 
     cmd = args.command
+    if cmd == "status":
+        return status.run(Path(args.dir), as_json=args.json, every=args.watch)
     if cmd == "restart" and args.host:
-        if args.names or args.with_dependents:
-            parser.error("restart --host takes no worker names" if args.names
-                         else "restart --host and --with-dependents do not go together")
+        if args.names or args.all or args.with_dependents:
+            parser.error("restart --host takes no worker names" if args.names else
+                         f"restart --host and {'--all' if args.all else '--with-dependents'} do not go together")
         cmd = "restart-host"
-    elif cmd == "restart" and args.with_dependents and args.names:
+    elif args.names and args.all:
+        parser.error(f"{cmd} takes worker names or --all, not both")
+    elif not args.names and not args.all:
+        parser.error(f"{cmd} needs worker names, or --all" + (", or --host" if cmd == "restart" else ""))
+    elif cmd == "restart" and args.with_dependents:
         cmd = "restart-with-dependents"
-    elif cmd == "restart" and not args.names:
-        parser.error("restart needs worker names, or --host")
     try:
-        reply = control.request(Path(args.dir), cmd, getattr(args, "names", []))
+        reply = control.request(Path(args.dir), cmd, args.names, all_workers=args.all)
     except control.ControlError as exc:
         print(f"hotreload: {exc}", file=sys.stderr)
         return 1
     if not reply.get("ok"):
         print(f"hotreload: {reply.get('error', 'the host refused')}", file=sys.stderr)
         return 1
-    if cmd == "status":
-        print(json.dumps(reply, indent=2) if args.json else status.table(reply, colour=status.use_colour()))
-        return 0
     results = reply.get("results", {})
     for name, result in results.items():
         print(f"{name}: {result}")

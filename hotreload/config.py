@@ -19,14 +19,16 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 if TYPE_CHECKING:
     from hotreload.settings import Settings
 
-__all__ = ["Config", "ConfigError", "LOG_LEVELS", "debounce", "find", "origin", "path_of", "stop_timeout",
-           "worker_defaults"]
+__all__ = ["Config", "ConfigError", "DEFAULT_HTTP_HOST", "LOG_LEVELS", "debounce", "find", "http_address",
+           "is_loopback", "origin", "path_of", "stop_timeout", "worker_defaults"]
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 # The largest durations allowed, in seconds: a day to stop; a debounce window longer than
 # 10 s would hold every save back for longer than anyone waits for a reload.
 STOP_TIMEOUT_MAX = 86400.0
 DEBOUNCE_MAX = 10.0
+DEFAULT_HTTP_HOST = "127.0.0.1"  # --http PORT alone: loopback, reachable from this machine only
+WATCH_MAX = 86400.0
 FLAG_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
@@ -63,6 +65,7 @@ def _duration(most: float) -> Callable[[Any], float]:
 
 stop_timeout = _duration(STOP_TIMEOUT_MAX)
 debounce = _duration(DEBOUNCE_MAX)
+watch_interval = _duration(WATCH_MAX)  # `status --watch SECONDS`: the command line's only
 
 
 def _level(value: Any) -> str:
@@ -77,6 +80,33 @@ def _colour(value: Any) -> str:
     if value not in CHOICES:
         raise TypeError(f"one of {', '.join(CHOICES)}")
     return value
+
+
+def http_address(value: Any) -> tuple[str, int]:
+    """``[HOST:]PORT`` (``8377``, ``0.0.0.0:8377``, ``[::1]:8377``; port 0: any free port) as
+    (host, port); HOST defaults to ``DEFAULT_HTTP_HOST``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise TypeError('[HOST:]PORT, such as "8377" or "0.0.0.0:8377"')
+    host, _, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port.isdigit() or int(port) > 65535 or any(c.isspace() or c in "[]/" for c in host):
+        raise TypeError('[HOST:]PORT with a port from 0 to 65535, such as "8377" or "0.0.0.0:8377"')
+    return host or DEFAULT_HTTP_HOST, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches: ``localhost``, 127.0.0.0/8, ``::1``."""
+    if host == "localhost":
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def _restart(value: Any) -> str:
@@ -107,6 +137,8 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "entry-points": _flag,
     "reload": _flag,
     "debounce": debounce,
+    "http": http_address,
+    "http-token-file": _text,
     "guard": _flag,
     "color": _colour,
     "restart": _restart,

@@ -223,11 +223,18 @@ def check(raw: bytes) -> Command | Tail | dict[str, Any]:
         isinstance(n, str) and 0 < len(n) <= 200 for n in names
     ):
         return {"ok": False, "error": f"names must be a list of up to {MAX_NAMES} worker names"}
-    if cmd in ("restart", "stop", "start", "restart-with-dependents") and not names:
-        return {"ok": False, "error": f"{cmd} needs at least one worker name"}
+    all_workers = data.get("all", False)
+    if not isinstance(all_workers, bool):
+        return {"ok": False, "error": "all must be true or false"}
+    if all_workers and cmd not in ("restart", "stop", "start", "restart-with-dependents"):
+        return {"ok": False, "error": f"{cmd} does not take \"all\""}
+    if cmd in ("restart", "stop", "start", "restart-with-dependents") and not names and not all_workers:
+        return {"ok": False, "error": f"{cmd} needs at least one worker name, or \"all\": true"}
+    if names and all_workers:
+        return {"ok": False, "error": "worker names or \"all\": true, not both"}
     if cmd in STREAMS:
         return _check_tail(cmd, names, data)
-    return Command(cmd, names)
+    return Command(cmd, names, all_workers)
 
 
 def _check_tail(cmd: str, names: list[str], data: dict[str, Any]) -> Tail | dict[str, Any]:
@@ -709,8 +716,9 @@ def _drain(conn: socket.socket) -> None:
         pass
 
 
-def request(folder: Path, cmd: str, names: Sequence[str] = ()) -> dict[str, Any]:
-    """Send one request to the host of ``folder`` and return its reply.
+def request(folder: Path, cmd: str, names: Sequence[str] = (), all_workers: bool = False) -> dict[str, Any]:
+    """Send one request to the host of ``folder`` and return its reply; ``all_workers``:
+    to every worker, rather than to ``names``.
 
     Waits longer than the host may take to answer, so that the reply — done, or not done
     because the host was busy — says what happened.
@@ -719,7 +727,8 @@ def request(folder: Path, cmd: str, names: Sequence[str] = ()) -> dict[str, Any]
     with _connect(where) as conn:
         try:
             conn.settimeout(REPLY_TIMEOUT)
-            conn.sendall(json.dumps({"cmd": cmd, "names": list(names)}).encode() + b"\n")
+            asked = {"cmd": cmd, **({"all": True} if all_workers else {"names": list(names)})}
+            conn.sendall(json.dumps(asked).encode() + b"\n")
             raw = _read_reply(conn, time.monotonic() + REPLY_TIMEOUT)
         except socket.timeout:
             raise ControlError(f"the host on {where} did not reply within {REPLY_TIMEOUT:g} s; "

@@ -18,13 +18,15 @@ import importlib
 import os
 import signal
 import sys
+import threading
 import time
 from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from hotreload import backoff, events, importer, keep, loader, order, program, readiness, safe, settings, upgrade
+from hotreload import backoff, cpu, events, importer, keep, loader, order, ownership, program, readiness, safe
+from hotreload import settings, upgrade
 from hotreload import guardian as guardian_process
 from hotreload.log import format_error, logger, restore_sinks, sinks_removed_by, wake_on_removal
 from hotreload.log import bridge_removed, restore_bridge
@@ -198,6 +200,7 @@ def _launch(host: Host, worker: Worker) -> bool:
         worker.log.warning(f"not started: {STUCK}; it starts when that thread ends, or {STUCK_WAY_OUT}")
         return False
     worker.start_pending = False
+    worker.held = False
     worker.restart_at = None
     worker.order_error = _order_problem(host, worker)
     if worker.order_error is not None:  # a load error: it is not started until that is fixed
@@ -211,7 +214,8 @@ def _launch(host: Host, worker: Worker) -> bool:
         return True
     _restore_logging(host)  # a module just imported may have removed them: before it runs
     _set_state(host, worker, STARTING)
-    worker.execution = (program.Process if isinstance(worker.target, program.Program) else Execution)(worker, host.inbox)
+    run = program.Process if isinstance(worker.target, program.Program) else Execution
+    worker.execution = run(worker, host.inbox)
     worker.execution.start()
     _set_state(host, worker, RUNNING, f"generation {worker.generation}" if worker.generation else "")
     _on_started(host, worker, worker.execution)
@@ -291,6 +295,8 @@ def _on_exit(host: Host, message: Exited) -> None:
             _launch(host, worker)
         return
     how = "hung" if execution.hung else "returned" if error is None else "crashed"
+    if how != "returned":
+        worker.crashes += 1
     if execution.hung:  # interrupted by the heartbeat check, which logged its stack
         worker.last_error = f"hung: no sign of life for {execution.heartbeat:g} s (HEARTBEAT)"
         worker.log.error(f"{worker.last_error}; it ended when interrupted")
@@ -455,7 +461,8 @@ def _stop_in_order(host: Host) -> None:
 def _on_command(host: Host, command: Command) -> dict[str, Any]:
     if command.cmd == "status":  # asked for often (status --watch), and changes nothing: no event
         return {"ok": True, **_status(host)}
-    host.journal.add_event(events.command(command.cmd, command.names))
+    names = sorted(host.workers) if command.all_workers else command.names  # --all: those of now
+    host.journal.add_event(events.command(command.cmd, names))
     if command.cmd == "restart-host":
         return _restart_host(host)
     if host.stopping:
@@ -464,14 +471,14 @@ def _on_command(host: Host, command: Command) -> dict[str, Any]:
         starting = host.job is not None and host.job.purpose in STARTUP_JOBS
         what = "the workers are still being imported" if starting else "a reload is in progress"
         return {"ok": False, "error": f"{what}; try again"}
-    unknown = [name for name in command.names if name not in host.workers]
+    unknown = [name for name in names if name not in host.workers]
     if unknown:
         return {"ok": False, "error": f"no worker named {', '.join(unknown)}; "
                                       f"the workers are: {', '.join(sorted(host.workers)) or 'none'}"}
     if command.cmd == "restart-with-dependents":
-        return {"ok": True, "results": _restart_with_dependents(host, command.names)}
+        return {"ok": True, "results": _restart_with_dependents(host, names)}
     act = {"restart": _restart_one, "stop": _stop_one, "start": _start_one}[command.cmd]
-    return {"ok": True, "results": {name: act(host, host.workers[name]) for name in command.names}}
+    return {"ok": True, "results": {name: act(host, host.workers[name]) for name in names}}
 
 
 def _stop_one(host: Host, worker: Worker) -> str:
@@ -481,6 +488,7 @@ def _stop_one(host: Host, worker: Worker) -> str:
     if worker.execution is None and worker.state not in (BACKOFF, WAITING):
         return f"not running ({worker.state})"
     host.restarting.discard(worker.name)
+    worker.held = True
     worker.start_pending = False  # a program's relaunch after a save: stopped is what was asked
     worker.log.info("stop requested from the control socket")
     _stop(host, worker)
@@ -544,26 +552,32 @@ def _restart_host(host: Host) -> dict[str, Any]:
 
 
 def _status(host: Host) -> dict[str, Any]:
+    process, sample, usage = _cpu_usage(host)
     now = time.monotonic()
     rows = []
     ready = _ready_names(host)
     for worker in sorted(host.workers.values(), key=lambda w: w.name):
         execution = worker.execution
-        pid, cpu = program.usage(execution)
         rows.append({
             "name": worker.name,
             "state": worker.state,
-            "pid": pid,
-            "cpu": cpu,
+            "pid": program.pid_of(execution),
             "waiting_for": order.waiting_for(worker.settings.after, ready) if worker.state == WAITING else None,
             # seconds since its last sign of life, for a worker with HEARTBEAT (inside ctx.sleep: 0)
             "beat": None if execution is None or execution.heartbeat is None
             else 0.0 if execution.sleeping else round(now - execution.beat, 1),
             "uptime": round(now - execution.started_at, 1) if execution is not None and worker.state == RUNNING else None,
             "restarts": worker.restarts,
+            "crashes": worker.crashes,
+            "reloads": dict(worker.reloads),
+            "reload_seconds": {"bounds": list(worker.reload_seconds.bounds), "counts": list(worker.reload_seconds.counts),
+                               "total": worker.reload_seconds.total},
+            "held": worker.held,
             "generation": worker.generation,
             "last_error": worker.last_error,
             "source": worker.source,
+            "cpu_percent": usage.workers.get(worker.name),
+            "cpu_seconds": round(sample.workers[worker.name], 2),
         })
     return {
         "pid": os.getpid(),
@@ -572,11 +586,34 @@ def _status(host: Host) -> dict[str, Any]:
         "config": host.options.config,
         "reload": host.options.reload,
         "core_generation": host.core_generation,
+        "uptime": round(now - host.started, 3),
+        "starting": bool(host.startup) or host.job is not None and host.job.purpose in STARTUP_JOBS,
+        "stopping": host.stopping,
+        "rss_bytes": process.rss_bytes,
+        "threads": process.threads,
+        "cpu_seconds": round(process.cpu_seconds, 2),
+        "cpu_percent": usage.host_percent,
+        "cpu_window": None if usage.window is None else round(usage.window, 2),
         "workers": rows,
         "importing": None if host.job is None else {
             "doing": host.job.doing, "seconds": round(now - host.job.submitted, 1),
         },
     }
+
+
+def _cpu_usage(host: Host) -> tuple[cpu.Usage, cpu.Sample, cpu.Window]:
+    """The host's and each worker's CPU so far, read now, and CPU% since a kept sample;
+    this sample is kept (on the host record) for the next request."""
+    threads = cpu.threads_by_owner(threading.enumerate(), ownership.of)  # its run's, and those it started
+    workers = {
+        name: program.worker_seconds(worker.execution, partial(cpu.worker_seconds, worker.cpu, threads.get(name, ())))
+        for name, worker in host.workers.items()
+    }
+    process = cpu.process_usage()  # after the workers': it holds what they have used, give or take a tick
+    sample = cpu.Sample(time.monotonic(), process.cpu_seconds, workers)
+    usage = cpu.usage(cpu.base_for(host.cpu_samples, sample.at), sample)
+    host.cpu_samples = cpu.keep(host.cpu_samples, sample)
+    return process, sample, usage
 
 
 # --- start-up ------------------------------------------------------------------------------
@@ -861,6 +898,8 @@ def _plan(
             _set_last_error(host, name, _one_line(source.error))
             owner = _worker_of(host, name)
             _failed_event(host, owner.name if owner is not None else None, source.error, str(path))
+            if owner is not None:
+                owner.reloads["failed"] = owner.reloads.get("failed", 0) + 1
             continue
         roots.add(name)
         new_worker = host.files.worker_name(path)
@@ -1157,6 +1196,8 @@ def _load(
     if not fresh:
         host.journal.add_event(events.reloaded(worker.name, str(_file_of(host, module)), worker.generation,
                                                _elapsed_ms(swap.started)))
+        worker.reloads["ok"] = worker.reloads.get("ok", 0) + 1
+        worker.reload_seconds.add(time.monotonic() - swap.started)
     return True
 
 
@@ -1217,6 +1258,7 @@ def _not_swapped(
     ``error`` (default: ``why``) becomes its last error, shown by ``status`` while it lasts;
     ``where``, the file and line at fault (default: the worker's file)."""
     worker.last_error = error or why
+    worker.reloads["failed"] = worker.reloads.get("failed", 0) + 1
     before = swap.before.get(worker.name, worker.state)
     keeps = worker.target is not None and before in RESTARTABLE
     worker.log.error(f"not reloaded: {why}")

@@ -96,6 +96,8 @@ def serve(host: Host) -> int:
             host.finder.known = host.watcher.exists
     if host.control is not None:
         host.control.start()
+    if host.http is not None:
+        host.http.start()
     host.importer = Importer(host.inbox)
     host.importer.start()
     try:
@@ -115,6 +117,8 @@ def serve(host: Host) -> int:
             host.watcher.stop()
         if host.control is not None:
             host.control.stop()
+        if host.http is not None:
+            host.http.stop()
         if not host.importer.stop(IMPORT_GRACE):
             doing = host.job.doing if host.job is not None else "importing"
             host.log.warning(f"still {doing} after {IMPORT_GRACE:g} s more; exiting without it")

@@ -11,21 +11,32 @@ nobody, and so does a pool a worker did not create, even when it runs the worker
 
 The owner is kept on the thread object itself, so it outlives a reload of ``core`` and is
 forgotten with the thread: there is no table to keep in step with threads that end.
+
+So is the owner's CPU account (``cpu.Account``), when the adopter gives one: a thread started
+from the worker's records its CPU time there as it ends, since the kernel's figure goes with
+the thread. (The worker's own thread records its own, as its ``Execution`` ends.)
 """
 from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from hotreload.cpu import Account
 
 __all__ = ["adopt", "current", "install", "of", "owner"]
 
 _ATTRIBUTE = "_hotreload_worker"  # the owner's name, on the Thread object
+_ACCOUNT = "_hotreload_cpu"  # the owner's cpu.Account, on the Thread object
 
 
-def adopt(thread: threading.Thread, worker: str) -> None:
-    """Make ``thread`` (not started yet) belong to ``worker``."""
+def adopt(thread: threading.Thread, worker: str, account: Account | None = None) -> None:
+    """Make ``thread`` (not started yet) belong to ``worker``, whose CPU time is kept in
+    ``account``."""
     setattr(thread, _ATTRIBUTE, worker)
+    if account is not None:
+        setattr(thread, _ACCOUNT, account)
 
 
 def of(thread: threading.Thread) -> str | None:
@@ -59,11 +70,30 @@ def _inheriting(start: Callable[[threading.Thread], None]) -> Callable[[threadin
     def inheriting_start(self: threading.Thread) -> None:
         # Before the thread runs: its first write may come before start() returns here.
         if of(self) is None:
-            worker = current()
+            starter = threading.current_thread()
+            worker = of(starter)
             if worker is not None:
-                adopt(self, worker)
+                adopt(self, worker, getattr(starter, _ACCOUNT, None))
+                _count_cpu_at_end(self)
         start(self)
 
     wrapper: Any = inheriting_start
     wrapper._hotreload_inherits = True
     return inheriting_start
+
+
+def _count_cpu_at_end(thread: threading.Thread) -> None:
+    """Have ``thread`` record its CPU time in its owner's account as its last act."""
+    account: Account | None = getattr(thread, _ACCOUNT, None)
+    if account is None:
+        return
+    run = thread.run
+
+    @functools.wraps(run)
+    def counted_run() -> None:
+        try:
+            run()
+        finally:
+            account.thread_ended()
+
+    thread.run = counted_run  # type: ignore[method-assign]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from hotreload import ownership, safe
+from hotreload import cpu, ownership, safe
 from hotreload.guardian import GUARDIAN_ENV
 from hotreload.log import THREAD_PREFIX
 from hotreload.records import Exited
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from hotreload.inbox import Inbox
     from hotreload.records import Worker
 
-__all__ = ["NAMES", "PROCFILE", "Process", "Program", "ProgramFailed", "cpu_seconds", "kill_groups", "parse",
-           "read_procfile", "unfit_settings", "usage"]
+__all__ = ["NAMES", "PROCFILE", "Process", "Program", "ProgramFailed", "kill_groups", "parse", "pid_of",
+           "read_procfile", "unfit_settings", "worker_seconds"]
 
 NAMES = ("COMMAND", "ENV", "CWD", "STOP_SIGNAL")
 PROCFILE = "Procfile"
@@ -90,7 +90,8 @@ def _command(value: Any) -> tuple[str, ...]:
         try:
             argv = shlex.split(value)
         except ValueError as exc:
-            raise SettingsError("COMMAND", f"cannot be split like a shell would: {exc} in {safe.shown(value)}") from None
+            why = f"cannot be split like a shell would: {exc} in {safe.shown(value)}"
+            raise SettingsError("COMMAND", why) from None
     elif isinstance(value, (list, tuple)):
         argv = []
         for number, item in enumerate(value):
@@ -180,12 +181,6 @@ def read_procfile(text: str, folder: Path) -> tuple[dict[str, tuple[int, Program
     return entries, problems
 
 
-def cpu_seconds(stat: str, ticks: int) -> float:
-    """The CPU time (user and system) in a ``/proc/PID/stat`` line, ``ticks`` a second."""
-    fields = stat[stat.rindex(")") + 2:].split()  # the name, in parentheses, may hold anything
-    return (int(fields[11]) + int(fields[12])) / ticks
-
-
 # --- one run of a program -------------------------------------------------------------------
 
 
@@ -256,8 +251,10 @@ class Process:
         self._lock = threading.Lock()  # pid, _pending and _reaped change together
         self._pending: int | None = None  # a signal asked for before the child existed
         self._reaped = False  # its pid may belong to someone else now: never signal it again
+        self._counted = False  # the child's CPU time is in the worker's account (see ``_reap``)
         self.thread = threading.Thread(target=self._main, name=THREAD_PREFIX + worker.name, daemon=True)
-        ownership.adopt(self.thread, worker.name)  # what it might write is the worker's, as for a thread worker
+        # The worker's, as a thread worker's thread is: what it writes, and its CPU time.
+        ownership.adopt(self.thread, worker.name, worker.cpu)
 
     def start(self) -> None:
         self.started_at = time.monotonic()
@@ -285,6 +282,16 @@ class Process:
         why = " (an uninterruptible wait in the kernel: it dies when that ends)" if state == "D" else ""
         return f"pid {self.pid}, kernel state {state}{why}\n"
 
+    def _child_seconds(self) -> float:
+        """The CPU time of the child so far; 0 once it is in the worker's account."""
+        if self.pid is None or self._counted:
+            return 0.0
+        try:
+            with open(f"/proc/{self.pid}/stat") as stat:
+                return cpu.parse_thread_stat(stat.read())
+        except (OSError, ValueError):
+            return 0.0
+
     def _signal(self, signum: int) -> None:
         with self._lock:
             if self.pid is None:
@@ -303,6 +310,7 @@ class Process:
             if self.stop_event.is_set():  # any end after a stop request is the stop
                 error = None
             text = None if error is None else str(error)
+            self.worker.cpu.thread_ended()  # its CPU time would go with the thread
             self._inbox.put(Exited(self, error, None if text is None else (text, text)))
 
     def _run(self) -> ProgramFailed | None:
@@ -379,7 +387,12 @@ class Process:
                 _killpg(pid, signal.SIGKILL)
 
     def _reap(self, child: subprocess.Popen) -> int:
+        """Reap the child, its CPU time first put in the worker's account (a child that has
+        ended keeps its figures until it is reaped)."""
         self._kill_leftovers(child.pid)  # the child too, if this thread is leaving early
+        with self._lock:
+            self.worker.cpu.ended(self, self._child_seconds())
+            self._counted = True
         status = child.wait()
         with self._lock:
             self._reaped = True
@@ -445,16 +458,19 @@ def _has_ended(pid: int) -> bool:
 # --- what the rest of the host asks --------------------------------------------------------
 
 
-def usage(execution: object) -> tuple[int | None, float | None]:
-    """The pid and CPU seconds of a running program (None, None for a thread worker)."""
-    pid = execution.pid if isinstance(execution, Process) else None
-    if pid is None:
-        return None, None
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return pid, round(cpu_seconds(stat.read(), os.sysconf("SC_CLK_TCK")), 2)
-    except (OSError, ValueError, IndexError):
-        return pid, None
+def pid_of(execution: object) -> int | None:
+    """The pid of a running program; None for a thread worker."""
+    return execution.pid if isinstance(execution, Process) else None
+
+
+def worker_seconds(execution: object, threads: Callable[[], float]) -> float:
+    """A worker's CPU seconds: ``threads()`` (its threads', ended and live: ``cpu.worker_seconds``)
+    and, for a program, its child's so far. Read under the lock its ``Process`` holds while it
+    moves the child's figure into the worker's account, so that it is never counted twice."""
+    if not isinstance(execution, Process):
+        return threads()
+    with execution._lock:
+        return threads() + execution._child_seconds()
 
 
 def kill_groups(executions: Iterable[object]) -> None:

@@ -15,6 +15,7 @@ that says it is ready (``ctx.ready()``) posts ``Ready``.
 """
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import random
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 from loguru import logger
 
 from hotreload import safe, states
+from hotreload.cpu import Account, Sample
 from hotreload.debounce import Windows
 from hotreload.filters import SourceFilter
 from hotreload.inbox import Inbox
@@ -44,14 +46,17 @@ if TYPE_CHECKING:
     from hotreload.signals import Delivery
     from hotreload.upgrade import Report
     from hotreload.watcher import Watcher
+    from hotreload.web import WebServer
     from hotreload.worker import Execution
 
 __all__ = [
-    "CORE_FILE", "Carry", "Changes", "Command", "Exited", "Graph", "Host", "Job", "Loaded", "Message", "Options",
+    "CORE_FILE", "Carry", "Changes", "Command", "Durations", "Exited", "Graph", "Host", "Job", "Loaded", "Message", "Options",
     "Ready", "Reloaded", "Signal", "SinksRemoved", "Swap", "Worker",
 ]
 
 CORE_FILE = Path(__file__).with_name("core.py").resolve()
+# The upper bounds, in seconds, of the reload durations /metrics counts (a few ms is usual).
+RELOAD_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 # --- records --------------------------------------------------------------------------------
@@ -68,6 +73,22 @@ class Options:
     debounce: float = Windows.coalesce
     config: str | None = None  # the config file the defaults came from, if any
     defaults: Settings = Settings()  # every worker's RESTART / BACKOFF, from the config file
+
+
+@dataclass
+class Durations:
+    """Durations counted by upper bound, as a Prometheus histogram counts them; the bounds are
+    decided once, with the record."""
+
+    bounds: tuple[float, ...] = RELOAD_BUCKETS
+    counts: list[int] = field(default_factory=list)  # per bound, then above the last; not cumulative
+    total: float = 0.0  # seconds, all added up
+
+    def add(self, seconds: float) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
 
 
 @dataclass(eq=False)
@@ -102,6 +123,13 @@ class Worker:
     # Its WATCH files, by path: the digest of the bytes its current run started with (None:
     # no such file). A change of one restarts it.
     watched: dict[str, str | None] = field(default_factory=dict)
+    held: bool = False  # stopped on request (`hotreload stop`): not expected to run, for /readyz
+    # For /metrics: runs that crashed or hung (not while stopping), swaps of its code by
+    # result ("ok", "failed"), and how long the good ones took.
+    crashes: int = 0
+    reloads: dict[str, int] = field(default_factory=dict)
+    reload_seconds: Durations = field(default_factory=Durations)
+    cpu: Account = field(default_factory=Account, repr=False)  # the CPU time of its ended threads
 
 
 @dataclass
@@ -233,6 +261,10 @@ class Host:
     job: Job | None = None  # the importer's job in flight: at most one at a time
     startup: list[Job] = field(default_factory=list)  # start-up imports not yet submitted
     journal: Journal = field(default_factory=Journal)  # the last log records and events, by name
+    http: WebServer | None = None  # the --http server, bound: started and stopped with the loop
+    started: float = field(default_factory=time.monotonic)
+    # CPU figures of earlier status requests, from which the next one's CPU% is measured.
+    cpu_samples: list[Sample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.files = SourceFilter([self.options.folder, self.core_file.parent])
@@ -310,6 +342,7 @@ class Command:
 
     cmd: str
     names: list[str] = field(default_factory=list)
+    all_workers: bool = False  # restart, stop or start every worker (``"all": true``), not ``names``
     expires: float = math.inf  # time.monotonic() after which the host loop must not act on it
     reply: dict[str, Any] | None = None
     done: threading.Event = field(default_factory=threading.Event, repr=False)

@@ -143,7 +143,7 @@ class Execution:
         self._inbox = inbox
         self._cancel: Callable[[], Any] | None = None
         self.thread = threading.Thread(target=self._main, name=THREAD_PREFIX + worker.name, daemon=True)
-        ownership.adopt(self.thread, worker.name)
+        ownership.adopt(self.thread, worker.name, worker.cpu)
 
     def start(self) -> None:
         self.started_at = self.beat = time.monotonic()
@@ -198,6 +198,7 @@ class Execution:
         finally:
             self._cancel = None
             output.finish()  # its last words before the host logs its end
+            self.worker.cpu.thread_ended()  # its CPU time would go with the thread
             self._inbox.put(Exited(self, error, _described(error)))
 
     def _run_async(self, awaitable: Any) -> None:

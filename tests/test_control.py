@@ -41,8 +41,8 @@ def test_status_restart_stop_and_start_act_on_the_running_host(folder, start_hos
     table = run_cli("status", "-d", str(folder), cwd=tmp_path)
     assert table.returncode == 0
     lines = table.stdout.splitlines()
-    assert lines[1].split() == ["NAME", "STATE", "UPTIME", "RESTARTS", "GEN", "LAST", "ERROR"]
-    assert lines[2].split()[:2] == ["alpha", "running"] and "\033[" not in table.stdout  # no colour in a pipe
+    assert lines[2].split() == ["NAME", "STATE", "%CPU", "TIME", "UPTIME", "RESTARTS", "GEN", "LAST", "ERROR"]
+    assert lines[3].split()[:2] == ["alpha", "running"] and "\033[" not in table.stdout  # no colour in a pipe
 
     assert run_cli("restart", "-d", str(folder), "alpha", cwd=tmp_path).stdout == "alpha: restarting\n"
     host.wait_started("alpha", 1, count=2)
@@ -55,6 +55,39 @@ def test_status_restart_stop_and_start_act_on_the_running_host(folder, start_hos
     assert run_cli("start", "-d", str(folder), "beta", cwd=tmp_path).stdout == "beta: started\n"
     host.wait_started("beta", 1, count=2)
     assert host.stop() == 0
+
+
+def test_restart_stop_and_start_all_act_on_every_worker(folder, start_host, tmp_path):
+    host = two_workers(folder, start_host)
+    stopped = run_cli("stop", "-d", str(folder), "--all", cwd=tmp_path)
+    assert (stopped.returncode, stopped.stdout) == (0, "alpha: stopping\nbeta: stopping\n"), stopped.stderr
+    host.wait_for(lambda: {w["state"] for w in status(folder, tmp_path).values()} == {"stopped"}, "all stopped")
+    events = run_cli("events", "-d", str(folder), "--json", cwd=tmp_path).stdout.splitlines()
+    commands = [e for e in map(json.loads, events) if e["event"] == "command"]
+    assert commands == [{**commands[0], "command": "stop", "names": ["alpha", "beta"]}]  # the names --all meant
+    started = run_cli("start", "-d", str(folder), "--all", cwd=tmp_path)
+    assert (started.returncode, started.stdout) == (0, "alpha: started\nbeta: started\n"), started.stderr
+    host.wait_started("alpha", 1, count=2)
+    host.wait_started("beta", 1, count=2)
+    restarted = run_cli("restart", "-d", str(folder), "--all", cwd=tmp_path)
+    assert restarted.stdout == "alpha: restarting\nbeta: restarting\n"
+    host.wait_started("alpha", 1, count=3)
+    host.wait_started("beta", 1, count=3)
+    for wrong in (["stop", "alpha", "--all"], ["start"], ["restart"], ["restart", "--host", "--all"]):
+        result = run_cli(*wrong, "-d", str(folder), cwd=tmp_path)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, (wrong, result.stderr)
+        assert "--all" in result.stderr
+    assert len(host.starts("alpha")) == 3  # the wrong ones did nothing
+    assert host.stop() == 0
+
+
+def test_a_request_for_all_workers_is_checked():
+    checked = control.check(b'{"cmd": "stop", "all": true}')
+    assert isinstance(checked, control.Command) and (checked.cmd, checked.names, checked.all_workers) == ("stop", [], True)
+    for wrong in (b'{"cmd": "stop", "all": "yes"}', b'{"cmd": "stop", "all": true, "names": ["a"]}',
+                  b'{"cmd": "start", "all": false}', b'{"cmd": "restart"}'):
+        reply = control.check(wrong)
+        assert isinstance(reply, dict) and reply["ok"] is False and reply["error"], wrong
 
 
 def test_start_revives_a_fatal_worker(folder, start_host, tmp_path):
@@ -234,14 +267,16 @@ def test_malformed_oversized_and_hostile_requests_get_an_error_and_never_hurt_th
 def test_the_status_table_colours_states_only_when_asked():
     from hotreload import status as status_table
 
-    reply = {"pid": 1, "guardian": None, "folder": "/w", "reload": True, "workers": [
-        {"name": "a", "state": "running", "uptime": 75.0, "restarts": 2, "generation": 3, "last_error": None},
+    reply = {"pid": 1, "guardian": None, "folder": "/w", "reload": True, "rss_bytes": 1 << 20, "threads": 3,
+             "cpu_seconds": 1.0, "cpu_percent": None, "cpu_window": None, "workers": [
+        {"name": "a", "state": "running", "uptime": 75.0, "restarts": 2, "generation": 3, "last_error": None,
+         "cpu_percent": 1.5, "cpu_seconds": 0.25},
         {"name": "b", "state": "fatal", "uptime": None, "restarts": 9, "generation": 0,
-         "last_error": "RuntimeError: no"},
+         "last_error": "RuntimeError: no", "cpu_percent": 0.0, "cpu_seconds": 0.0},
     ]}
     plain = status_table.table(reply).splitlines()
-    assert plain[2].split() == ["a", "running", "1m15s", "2", "3"]
-    assert plain[3].split() == ["b", "fatal", "-", "9", "0", "RuntimeError:", "no"]
+    assert plain[3].split() == ["a", "running", "1.5", "0:00.25", "1m15s", "2", "3"]
+    assert plain[4].split() == ["b", "fatal", "0.0", "0:00.00", "-", "9", "0", "RuntimeError:", "no"]
     coloured = status_table.table(reply, colour=True)
     assert "\033[32mrunning" in coloured and "\033[31mfatal" in coloured
 

@@ -56,6 +56,6 @@ def test_a_worker_that_sleeps_in_ctx_sleep_or_beats_is_not_hung(folder, start_ho
     assert rows["plain"]["beat"] is None  # no HEARTBEAT: no beat shown
     assert 0 <= rows["sleeper"]["beat"] < 0.5 and 0 <= rows["beater"]["beat"] < 0.5
     table = run_cli("status", "-d", str(folder), cwd=tmp_path).stdout.splitlines()
-    assert table[1].split() == ["NAME", "STATE", "UPTIME", "RESTARTS", "GEN", "BEAT", "LAST", "ERROR"]
+    assert table[2].split() == ["NAME", "STATE", "%CPU", "TIME", "UPTIME", "RESTARTS", "GEN", "BEAT", "LAST", "ERROR"]
     assert host.starts("sleeper") == host.starts("beater") == [1]
     assert host.stop() == 0

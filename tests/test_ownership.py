@@ -88,3 +88,29 @@ def test_install_twice_wraps_thread_start_once():
     wrapped = threading.Thread.start
     ownership.install()
     assert threading.Thread.start is wrapped
+
+
+def test_a_thread_started_from_a_worker_thread_gives_its_cpu_time_to_the_worker_as_it_ends():
+    import time
+
+    from hotreload import cpu
+
+    account = cpu.Account()
+
+    def spin():
+        end = time.thread_time() + 0.1
+        while time.thread_time() < end:
+            pass
+
+    def start_two():  # a plain thread and a pool's: both the worker's
+        in_thread(None, spin)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(spin).result(10)
+
+    thread = threading.Thread(target=start_two, name="adopted", daemon=True)
+    ownership.adopt(thread, "burner", account)
+    thread.start()
+    thread.join(10)
+    assert 0.2 <= account.seconds() < 0.4  # the two spins; not the adopted thread's own, its Execution records that
+    in_thread(None, spin)
+    assert account.seconds() < 0.4  # a thread of nobody's counts for no one

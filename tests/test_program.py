@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from hotreload.guardian import GUARDIAN_ENV
-from hotreload.program import MAX_LINE, Program, _environment, _Lines, cpu_seconds, parse, read_procfile, unfit_settings
+from hotreload.program import MAX_LINE, Program, _environment, _Lines, parse, read_procfile, unfit_settings
 from hotreload.settings import Settings, SettingsError
 
 FOLDER = Path("/srv/workers")
@@ -90,12 +90,6 @@ def test_procfile_lines_that_are_not_name_colon_command_are_reported_by_line():
     assert "not `name: command`" in problems[0][1]
     assert "listed on line 1 already" in problems[2][1]
     assert "No closing quotation" in problems[3][1]
-
-
-def test_cpu_seconds_from_proc_stat():
-    # utime and stime are fields 14 and 15, after a command name that may hold spaces and ")".
-    stat = "1234 (my (odd) prog) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 99 0 0"
-    assert cpu_seconds(stat, ticks=100) == 3.0
 
 
 def test_output_bytes_become_whole_lines_and_a_huge_line_comes_in_pieces():

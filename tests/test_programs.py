@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import WAIT, run_cli, wait_for, worker_source, write
+from hotreload.cpu import parse_thread_stat
 from hotreload.signals import DUPLICATE_WINDOW
 
 PY = sys.executable
@@ -94,15 +95,27 @@ def test_a_program_runs_its_output_lines_are_log_lines_and_status_shows_its_pid(
     host.wait_log("| WARNING | service    | a warning")
     log = host.wait_log("| INFO    | service    | service up")
     assert "hello" in log
+    pid = status(folder, tmp_path)["service"]["pid"]
+    assert f"service up {pid} hello" in log
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    assert stat.split()[3] == str(host.host_pid())  # the host's child
+    assert os.getpgid(pid) == pid  # in a process group of its own
     row = status(folder, tmp_path)["service"]
-    assert row["state"] == "running" and f"service up {row['pid']} hello" in log
-    assert Path(f"/proc/{row['pid']}/stat").read_text().split()[3] == str(host.host_pid())  # the host's child
-    assert os.getpgid(row["pid"]) == row["pid"]  # in a process group of its own
-    assert isinstance(row["cpu"], float)
+    assert row["state"] == "running" and row["pid"] == pid
+    assert row["cpu_seconds"] >= round(parse_thread_stat(stat), 2) > 0  # the program's CPU
     table = run_cli("status", "-d", str(folder), cwd=tmp_path).stdout.splitlines()
-    assert table[1].split()[:4] == ["NAME", "STATE", "PID", "CPU"] and table[2].split()[2] == str(row["pid"])
+    assert table[2].split()[:4] == ["NAME", "STATE", "PID", "%CPU"] and table[3].split()[2] == str(pid)
     assert host.stop() == 0
     assert not alive(row["pid"])
+
+
+def test_a_programs_cpu_time_stays_counted_after_it_ends(folder, start_host, tmp_path):
+    write(folder / "burner.py", program(python("import time\nend = time.process_time() + 0.3\n"
+                                               "while time.process_time() < end: pass"), RESTART="never"))
+    host = start_host(folder)
+    host.wait_log("| burner     | exited: returned")
+    assert status(folder, tmp_path)["burner"]["cpu_seconds"] >= 0.3
+    assert host.stop() == 0
 
 
 def test_a_crashing_program_is_restarted_after_its_backoff(folder, start_host):

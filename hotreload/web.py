@@ -1,0 +1,421 @@
+"""``hotreload run --http [HOST:]PORT``: probes, metrics and worker actions over HTTP.
+
+Served by the standard library's ``http.server.ThreadingHTTPServer``: one listening thread,
+``hotreload:http``, and a thread per connection (at most ``MAX_CONNECTIONS``). Nothing here
+touches the host's records: every answer about the workers comes from the host loop, asked
+as the control socket asks it, with a ``records.Command`` in the inbox and a deadline
+(``/healthz`` proves the loop answers that way). So an idle host with ``--http`` and no
+client wakes no thread: the listening thread blocks in ``select`` without a timeout, and is
+woken to stop by shutting its socket down.
+
+A request must arrive whole within ``REQUEST_TIMEOUT`` and be at most ``MAX_REQUEST`` bytes,
+or the connection gets a 4xx (or is closed) before anything reaches the host loop. Read-only
+paths (``/healthz``, ``/readyz``, ``/metrics``) need nothing; the others are guarded
+(``refusal``): actions are POST only with the per-host CSRF token and a same-origin
+``Origin``; on a non-loopback address actions and logs need the ``--http-token`` secret, and
+without one they are off.
+"""
+from __future__ import annotations
+
+import hmac
+import http.server
+import io
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Mapping
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from hotreload import metrics
+from hotreload.config import is_loopback
+from hotreload.records import Command
+from hotreload.states import EXITED, RUNNING
+
+if TYPE_CHECKING:
+    from hotreload.records import Host
+
+__all__ = ["Route", "WebServer", "refusal", "route", "shown", "unready"]
+
+REQUEST_TIMEOUT = 5.0  # seconds a request gets to arrive whole; a slower one is cut off
+MAX_REQUEST = 32 * 1024  # bytes of request line, headers and body together
+MAX_BODY = 1024  # bytes of body an action may carry (it needs none)
+MAX_CONNECTIONS = 64  # served at once; more get a 503 at once
+LIVENESS_TIMEOUT = 1.0  # seconds the host loop gets to answer /healthz and /readyz
+ANSWER_TIMEOUT = 5.0  # seconds it gets to take an action or a /metrics snapshot; later, not done
+ANSWER_GRACE = 2.0  # seconds a command it took gets to be answered
+JOIN_TIMEOUT = 2.0
+LINGER_TIMEOUT = 0.5  # seconds a refused client still sending gets to stop, at most LINGER_READS reads
+LINGER_READS = 16
+ACTIONS = ("restart", "stop", "start")
+READ_ONLY = ("/", "/healthz", "/readyz", "/metrics")
+GUARDED_READS = ("/csrf", "/logs", "/events")  # a secret's: the CSRF token, what workers logged
+CSRF_HEADER = "X-Hotreload-CSRF"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+INDEX = b"hotreload: GET /healthz /readyz /metrics; POST /workers/NAME/restart|stop|start, /all/restart|stop|start\n"
+ACTION_PATH = re.compile(r"/(?:workers/(?P<name>[^/]{1,200})|(?P<all>all))/(?P<action>restart|stop|start)")
+
+
+class Route:
+    """What a request asks for: ``kind`` one of READ_ONLY, GUARDED_READS, ``action``;
+    for an action, the worker's name (None: all) and the verb."""
+
+    def __init__(self, kind: str, name: str | None = None, action: str | None = None,
+                 query: Mapping[str, list[str]] | None = None) -> None:
+        self.kind, self.name, self.action, self.query = kind, name, action, query or {}
+
+
+def route(method: str, target: str) -> Route | tuple[int, str]:
+    """The route for ``method target``, or the status and reason it is refused with."""
+    parts = urlsplit(target)
+    try:
+        query = parse_qs(parts.query, max_num_fields=10, strict_parsing=bool(parts.query))
+    except ValueError:
+        return 400, "bad query string"
+    matched = ACTION_PATH.fullmatch(parts.path)
+    if matched:
+        if method != "POST":
+            return 405, "actions are POST only"
+        name = None if matched["all"] else unquote(matched["name"])
+        return Route("action", name, matched["action"])
+    if parts.path in READ_ONLY + GUARDED_READS:
+        if method not in ("GET", "HEAD"):
+            return 405, f"{parts.path} is GET only"
+        return Route(parts.path, query=query)
+    return 404, "no such path"
+
+
+def refusal(route: Route, headers: Mapping[str, str], csrf: str, secret: str | None,
+            loopback: bool, port: int) -> tuple[int, str] | None:
+    """Why a guarded request is refused (status, reason), or None to serve it.
+
+    - Off a loopback address, with no secret: the guarded paths are off (anyone could act).
+    - On loopback, the Host header must name loopback: a page whose name an attacker
+      re-points at 127.0.0.1 (DNS rebinding) would otherwise be same-origin with this server.
+    - With a secret: ``Authorization: Bearer SECRET``.
+    - An action: the per-host CSRF token in ``X-Hotreload-CSRF``, and an ``Origin``, if the
+      client sent one (a browser always does on POST), of this very server: a page elsewhere
+      can neither read the token nor send this Origin.
+    """
+    if route.kind in READ_ONLY:
+        return None
+    if secret is None and not loopback:
+        return 403, "actions and logs are off on a non-loopback address without --http-token"
+    host = (headers.get("Host") or "").strip().lower()
+    if loopback and host not in {f"{name}:{port}" for name in LOOPBACK_NAMES}:
+        return 403, "the Host header must be a loopback address and this port"
+    if secret is not None and not hmac.compare_digest(
+            (headers.get("Authorization") or "").encode(), f"Bearer {secret}".encode()):
+        return 401, "needs Authorization: Bearer TOKEN (--http-token)"
+    if route.kind != "action":
+        return None
+    origin = headers.get("Origin")
+    if origin is not None and origin.strip().lower() != f"http://{host}":
+        return 403, "cross-origin request refused"
+    if not hmac.compare_digest((headers.get(CSRF_HEADER) or "").encode(), csrf.encode()):
+        return 403, f"needs the {CSRF_HEADER} header (GET /csrf)"
+    return None
+
+
+def unready(status: Mapping[str, Any]) -> list[dict[str, str]]:
+    """What keeps a host from being ready: each worker that should run and does not (all but
+    those stopped on request and those whose RESTART policy let them end), and the host
+    itself while it starts or stops."""
+    rows = [{"name": "host", "state": phase} for phase in ("starting", "stopping") if status.get(phase)]
+    rows += [{"name": w["name"], "state": w["state"]} for w in status["workers"]
+             if w["state"] not in (RUNNING, EXITED) and not w.get("held")]
+    return rows
+
+
+def shown(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _Deadline(io.RawIOBase):
+    """A connection's bytes, until a deadline and up to a size: each read waits only as long
+    as is left, so a client sending a byte now and then (slowloris) is cut off in time."""
+
+    def __init__(self, conn: socket.socket, deadline: float, limit: int) -> None:
+        self.conn, self.deadline, self.left = conn, deadline, limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        if self.left <= 0:
+            raise _TooLarge()
+        self.conn.settimeout(remaining)
+        view = memoryview(buffer)[:self.left]
+        received = self.conn.recv_into(view)
+        self.left -= received
+        return received
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _linger(conn: socket.socket) -> None:
+    """Before closing on a client still sending: say we are done, and read (a bounded amount,
+    briefly) what it sends, so that the close does not reset the connection and lose the
+    reply it has not read yet."""
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(LINGER_TIMEOUT)
+        for _ in range(LINGER_READS):
+            if not conn.recv(65536):
+                return
+    except OSError:
+        pass
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "hotreload"
+    default_request_version = "HTTP/1.0"  # a reply has a status line, even to a request without a version
+    error_message_format = "%(code)d %(message)s\n"
+    error_content_type = "text/plain; charset=utf-8"
+    timeout = REQUEST_TIMEOUT  # also bounds writing the reply to a client that does not read
+
+    def setup(self) -> None:
+        super().setup()
+        raw = _Deadline(self.connection, time.monotonic() + REQUEST_TIMEOUT, MAX_REQUEST)
+        self.rfile = io.BufferedReader(raw)
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except _TooLarge:
+            self.close_connection = True
+            self.connection.settimeout(REQUEST_TIMEOUT)
+            self.wfile.write(b"HTTP/1.0 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n")
+            _linger(self.connection)
+        except OSError:  # the client went, or did not read its reply in time
+            self.close_connection = True
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        super().send_error(400 if code == 505 else code, message, explain)  # a bad version is a bad request
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        """No access log: probes and scrapes come every few seconds."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("do_"):  # any other method: 405, not the base class's 501
+            return self.do_GET
+        raise AttributeError(name)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.server.web.respond(self)
+
+    do_POST = do_HEAD = do_GET  # noqa: N815
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], family: int, web: WebServer) -> None:
+        self.address_family = family
+        self.web = web
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        """Bind without ``HTTPServer``'s ``getfqdn``, a DNS lookup."""
+        http.server.socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A named thread per connection, at most ``MAX_CONNECTIONS`` at once."""
+        self.web.serve_connection(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client's error ends its connection, quietly."""
+
+
+class WebServer:
+    """The host's HTTP server, bound at creation; ``start``/``stop`` from the host loop's side."""
+
+    def __init__(self, host: Host, address: tuple[str, int], secret: str | None = None) -> None:
+        self.inbox = host.inbox
+        self.journal = host.journal
+        self.log = host.log
+        self.secret = secret
+        self.csrf = secrets.token_urlsafe(32)
+        self.loopback = is_loopback(address[0])
+        family = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)[0][0]
+        self.server = _Server(address, family, self)
+        self.address = (address[0], self.server.server_address[1])
+        self.stopping = False
+        self.lock = threading.Lock()
+        self.clients: set[threading.Thread] = set()
+        self.pending: set[Command] = set()
+        self.thread = threading.Thread(target=self._main, name="hotreload:http", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        self.log.info(f"http on {shown(self.address)}")
+        if self.secret is None and not self.loopback:
+            self.log.warning("actions and logs over http are off: the address is not loopback and "
+                             "there is no --http-token")
+
+    def stop(self) -> None:
+        """Stop listening, tell clients waiting on the host loop it is gone, join every thread."""
+        self.stopping = True
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        try:
+            self.server.socket.shutdown(socket.SHUT_RDWR)  # wakes the listening thread's select
+        except OSError:
+            pass
+        with self.lock:
+            for command in self.pending:
+                command.expire()
+                command.done.set()
+            clients = list(self.clients)
+        for thread in [self.thread, *clients]:
+            if thread.ident is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        self.server.server_close()
+
+    def _main(self) -> None:
+        while not self.stopping:
+            self.server.handle_request()  # blocks until a connection comes, without a timeout
+
+    def serve_connection(self, request: socket.socket, client_address: Any) -> None:
+        with self.lock:
+            full = len(self.clients) >= MAX_CONNECTIONS or self.stopping
+            if not full:
+                thread = threading.Thread(target=self._connection, args=(request, client_address),
+                                          name="hotreload:http-client", daemon=True)
+                self.clients.add(thread)
+        if full:
+            try:
+                request.setblocking(False)
+                request.send(b"HTTP/1.0 503 Service Unavailable\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.server.shutdown_request(request)
+            return
+        thread.start()
+
+    def _connection(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            self.server.process_request_thread(request, client_address)
+        finally:
+            with self.lock:
+                self.clients.discard(threading.current_thread())
+
+    # --- answering -------------------------------------------------------------------------
+
+    def respond(self, handler: _Handler) -> None:
+        found = route(handler.command, handler.path)
+        if isinstance(found, tuple):
+            self._send(handler, found[0], {"ok": False, "error": found[1]})
+            return
+        refused = refusal(found, handler.headers, self.csrf, self.secret, self.loopback, self.address[1])
+        if refused is not None:
+            self._send(handler, refused[0], {"ok": False, "error": refused[1]})
+            return
+        if not self._body_read(handler):
+            return
+        status, body, kind = self._answer(found)
+        self._send(handler, status, body, kind)
+
+    def _body_read(self, handler: _Handler) -> bool:
+        """Read and drop the body an action may carry; refuse one too long or chunked."""
+        if handler.headers.get("Transfer-Encoding"):
+            self._send(handler, 411, {"ok": False, "error": "a body needs a Content-Length"})
+            return False
+        length = handler.headers.get("Content-Length", "0").strip()
+        if not length.isdigit() or int(length) > MAX_BODY:
+            self._send(handler, 413, {"ok": False, "error": f"a body of at most {MAX_BODY} bytes"})
+            return False
+        handler.rfile.read(int(length))
+        return True
+
+    def _answer(self, found: Route) -> tuple[int, Any, str]:
+        if found.kind == "/":
+            return 200, INDEX, "text/plain; charset=utf-8"
+        if found.kind == "/csrf":
+            return 200, {"token": self.csrf}, ""
+        if found.kind in ("/logs", "/events"):
+            return self._tail(found)
+        if found.kind == "action":
+            return self._act(found)
+        wait = LIVENESS_TIMEOUT if found.kind in ("/healthz", "/readyz") else ANSWER_TIMEOUT
+        status = self.ask("status", [], wait)
+        if status is None:
+            return 503, {"ok": False, "error": f"the host loop did not answer within {wait:g} s"}, ""
+        if found.kind == "/healthz":
+            return 200, {"ok": True}, ""
+        if found.kind == "/readyz":
+            waiting = unready(status)
+            return (503 if waiting else 200), {"ready": not waiting, "not_running": waiting}, ""
+        return 200, metrics.exposition(status, metrics.process_figures()), metrics.CONTENT_TYPE
+
+    def _act(self, found: Route) -> tuple[int, Any, str]:
+        """One worker's action; for all, the workers the loop names first."""
+        names = [found.name] if found.name is not None else None
+        if names is None:
+            status = self.ask("status", [], ANSWER_TIMEOUT)
+            if status is None:
+                return 503, {"ok": False, "error": "not done: the host was busy or is stopping; try again"}, ""
+            names = [w["name"] for w in status["workers"]]
+        if not names:
+            return 200, {"ok": True, "results": {}}, ""
+        reply = self.ask(found.action or "", names, ANSWER_TIMEOUT)
+        if reply is None:
+            return 503, {"ok": False, "error": "not done: the host was busy or is stopping; try again"}, ""
+        if reply.get("ok"):
+            return 200, reply, ""
+        error = str(reply.get("error", ""))
+        return (404 if error.startswith("no worker named") else 409), reply, ""
+
+    def _tail(self, found: Route) -> tuple[int, Any, str]:
+        kind = found.kind[1:]
+        names = found.query.get("worker", []) if kind == "logs" else []
+        lines_asked = found.query.get("lines", ["50"])[-1]
+        if not lines_asked.isdigit():
+            return 400, {"ok": False, "error": "lines must be a whole number >= 0"}, ""
+        unknown = [name for name in names if name not in self.journal.names()]
+        if unknown:
+            return 404, {"ok": False, "error": f"no worker named {', '.join(unknown)}"}, ""
+        lines, _ = self.journal.tail(kind, names, int(lines_asked))
+        return 200, b"".join(lines), "application/x-ndjson"
+
+    def ask(self, cmd: str, names: list[str], wait: float) -> dict[str, Any] | None:
+        """The host loop's answer to ``cmd``, or None when it did not take it within ``wait``
+        (then it never acts on it) or the server is stopping."""
+        command = Command(cmd, names, expires=time.monotonic() + wait)
+        with self.lock:
+            if self.stopping:
+                return None
+            self.pending.add(command)
+        try:
+            self.inbox.put(command)
+            if not command.done.wait(wait) and not command.expire():
+                command.done.wait(ANSWER_GRACE)  # taken in time: being answered
+            return command.reply
+        finally:
+            with self.lock:
+                self.pending.discard(command)
+
+    @staticmethod
+    def _send(handler: _Handler, status: int, body: Any, kind: str = "") -> None:
+        data = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
+        handler.connection.settimeout(REQUEST_TIMEOUT)  # the reader left what remained of its deadline
+        handler.send_response(status)
+        handler.send_header("Content-Type", kind or "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.send_header("Cache-Control", "no-store")
+        handler.send_header("X-Content-Type-Options", "nosniff")
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(data)

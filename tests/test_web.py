@@ -1,0 +1,406 @@
+"""The --http server in process: its pure rules, and a real server on loopback in front of a
+stand-in host loop that answers (or does not) what reaches the inbox."""
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+import types
+from typing import Any, Iterator
+
+import pytest
+from conftest import wait_for
+from prometheus_client.parser import text_string_to_metric_families
+
+from hotreload import config, metrics, web
+from hotreload.inbox import Inbox
+from hotreload.journal import Journal
+from hotreload.log import logger
+from hotreload.records import Command, Durations
+
+pytestmark = pytest.mark.timeout(60)
+
+TOKEN = "csrf-token"
+
+
+def status(*workers: dict[str, Any], **host: Any) -> dict[str, Any]:
+    rows = [{"name": "w", "state": "running", "held": False, "restarts": 0, "crashes": 0, "reloads": {},
+             "reload_seconds": {"bounds": [0.01, 0.1], "counts": [], "total": 0.0}, **w} for w in workers]
+    return {"uptime": 1.5, "starting": False, "stopping": False, "workers": rows, **host}
+
+
+# --- pure rules -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, address", [
+    ("8377", ("127.0.0.1", 8377)), ("0.0.0.0:80", ("0.0.0.0", 80)), ("[::1]:0", ("::1", 0)),
+    (":9", ("127.0.0.1", 9)), ("localhost:65535", ("localhost", 65535)), (8377, ("127.0.0.1", 8377)),
+])
+def test_an_http_address_is_host_and_port_with_loopback_by_default(text, address):
+    assert config.http_address(text) == address
+
+
+@pytest.mark.parametrize("text", ["", "x", "1:65536", "a b:1", "-1", True, 1.5, "h:"])
+def test_a_bad_http_address_is_refused_saying_what_is_allowed(text):
+    with pytest.raises(TypeError, match=r"\[HOST:\]PORT"):
+        config.http_address(text)
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("localhost", True),
+    ("0.0.0.0", False), ("::", False), ("10.0.0.1", False), ("example.com", False),
+])
+def test_loopback_addresses(host, loopback):
+    assert config.is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("method, target, expected", [
+    ("GET", "/healthz", "/healthz"), ("HEAD", "/metrics", "/metrics"), ("GET", "/readyz?x=1", "/readyz"),
+    ("POST", "/workers/ticker/restart", ("action", "ticker", "restart")),
+    ("POST", "/all/stop", ("action", None, "stop")),
+    ("GET", "/workers/ticker/restart", 405), ("POST", "/healthz", 405), ("DELETE", "/metrics", 405),
+    ("POST", "/workers/ticker/explode", 404), ("GET", "/nope", 404), ("POST", "/workers//stop", 404),
+    ("GET", "/logs?a=1&" + "b=2&" * 20, 400),
+])
+def test_routes_actions_are_post_only_and_reads_get_only(method, target, expected):
+    found = web.route(method, target)
+    if isinstance(expected, int):
+        assert isinstance(found, tuple) and found[0] == expected
+    elif isinstance(expected, tuple):
+        assert (found.kind, found.name, found.action) == expected
+    else:
+        assert found.kind == expected
+
+
+def refused(target: str, headers: dict[str, str], secret: str | None = None, loopback: bool = True) -> Any:
+    found = web.route("POST" if "/stop" in target else "GET", target)
+    outcome = web.refusal(found, headers, TOKEN, secret, loopback, 8377)
+    return None if outcome is None else outcome[0]
+
+
+GOOD = {"Host": "127.0.0.1:8377", web.CSRF_HEADER: TOKEN}
+
+
+@pytest.mark.parametrize("target, headers, secret, loopback, status", [
+    ("/all/stop", GOOD, None, True, None),
+    ("/all/stop", {**GOOD, "Origin": "http://127.0.0.1:8377"}, None, True, None),
+    ("/all/stop", {**GOOD, "Host": "localhost:8377", "Origin": "http://localhost:8377"}, None, True, None),
+    ("/all/stop", {"Host": "127.0.0.1:8377"}, None, True, 403),  # no CSRF token
+    ("/all/stop", {**GOOD, web.CSRF_HEADER: "guess"}, None, True, 403),
+    ("/all/stop", {**GOOD, "Origin": "http://evil.example"}, None, True, 403),
+    ("/all/stop", {**GOOD, "Origin": "null"}, None, True, 403),
+    ("/all/stop", {**GOOD, "Host": "evil.example:8377", "Origin": "http://evil.example:8377"}, None, True, 403),
+    ("/all/stop", {**GOOD, "Host": "127.0.0.1:1"}, None, True, 403),
+    ("/logs", {"Host": "rebound.example:8377"}, None, True, 403),
+    ("/all/stop", {**GOOD, "Host": "10.0.0.5:8377"}, None, False, 403),  # not loopback, no secret: off
+    ("/logs", {"Host": "10.0.0.5:8377"}, None, False, 403),
+    ("/logs", {"Host": "10.0.0.5:8377"}, "s3cret", False, 401),
+    ("/logs", {"Host": "10.0.0.5:8377", "Authorization": "Bearer wrong"}, "s3cret", False, 401),
+    ("/logs", {"Host": "10.0.0.5:8377", "Authorization": "Bearer s3cret"}, "s3cret", False, None),
+    ("/all/stop", {**GOOD, "Host": "10.0.0.5:8377", "Authorization": "Bearer s3cret"}, "s3cret", False, None),
+    ("/all/stop", {"Host": "10.0.0.5:8377", "Authorization": "Bearer s3cret"}, "s3cret", False, 403),
+    ("/healthz", {}, None, False, None), ("/metrics", {"Host": "evil.example"}, "s3cret", False, None),
+    ("/readyz", {"Origin": "http://evil.example"}, None, True, None),
+])
+def test_guarded_paths_need_loopback_or_the_secret_and_actions_the_csrf_token_from_this_origin(
+        target, headers, secret, loopback, status):
+    assert refused(target, headers, secret, loopback) == status
+
+
+def test_ready_means_every_worker_that_should_run_runs():
+    assert web.unready(status({"name": "a"}, {"name": "b", "state": "exited"},
+                              {"name": "c", "state": "stopped", "held": True})) == []
+    assert web.unready(status({"name": "a", "state": "backoff"}, {"name": "b", "state": "fatal"},
+                              {"name": "c", "state": "stopped"}, {"name": "d"})) == [
+        {"name": "a", "state": "backoff"}, {"name": "b", "state": "fatal"}, {"name": "c", "state": "stopped"}]
+    assert web.unready(status(starting=True)) == [{"name": "host", "state": "starting"}]
+    assert web.unready(status({"name": "a", "state": "stopping"}, stopping=True)) == [
+        {"name": "host", "state": "stopping"}, {"name": "a", "state": "stopping"}]
+
+
+def test_durations_count_each_one_under_the_first_bound_it_does_not_exceed():
+    tally = Durations(bounds=(0.01, 0.1))
+    for seconds in (0.005, 0.01, 0.05, 3.0):
+        tally.add(seconds)
+    assert tally.counts == [2, 1, 1]
+    assert tally.total == pytest.approx(3.065)
+
+
+def families(text: str) -> dict[str, Any]:
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def test_metrics_expose_the_documented_series_per_worker():
+    answer = status({"name": "a", "restarts": 3, "crashes": 2, "reloads": {"ok": 4, "failed": 1}, "cpu_seconds": 1.25,
+                     "reload_seconds": {"bounds": [0.01, 0.1], "counts": [3, 1, 0], "total": 0.07}},
+                    {"name": "b", "state": "fatal"})
+    found = families(metrics.exposition(answer, {"rss_bytes": 5e6, "threads": 7}).decode())
+    value = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in found.values() for s in f.samples}
+    assert value[("hotreload_worker_up", (("worker", "a"),))] == 1
+    assert value[("hotreload_worker_up", (("worker", "b"),))] == 0
+    assert value[("hotreload_worker_state", (("state", "fatal"), ("worker", "b")))] == 1
+    assert value[("hotreload_worker_state", (("state", "running"), ("worker", "b")))] == 0
+    assert value[("hotreload_worker_restarts_total", (("worker", "a"),))] == 3
+    assert value[("hotreload_worker_crashes_total", (("worker", "a"),))] == 2
+    assert value[("hotreload_worker_cpu_seconds_total", (("worker", "a"),))] == 1.25
+    assert value[("hotreload_worker_reloads_total", (("result", "ok"), ("worker", "a")))] == 4
+    assert value[("hotreload_worker_reloads_total", (("result", "failed"), ("worker", "b")))] == 0
+    assert value[("hotreload_reload_duration_seconds_bucket", (("le", "0.1"), ("worker", "a")))] == 4
+    assert value[("hotreload_reload_duration_seconds_bucket", (("le", "+Inf"), ("worker", "b")))] == 0
+    assert value[("hotreload_reload_duration_seconds_sum", (("worker", "a"),))] == 0.07
+    assert value[("hotreload_host_rss_bytes", ())] == 5e6
+    assert value[("hotreload_host_threads", ())] == 7
+    assert value[("hotreload_host_uptime_seconds", ())] == 1.5
+
+
+def test_process_figures_come_from_proc_status():
+    assert metrics.process_figures("Name:\tx\nVmRSS:\t  2048 kB\nThreads:\t5\n") == {"rss_bytes": 2097152.0,
+                                                                                     "threads": 5.0}
+    live = metrics.process_figures()
+    assert live["rss_bytes"] > 1e6 and live["threads"] >= 1
+
+
+def test_without_http_neither_the_server_nor_prometheus_client_is_imported():
+    code = ("import sys, hotreload.cli, hotreload.host, hotreload.core, hotreload.control; "
+            "print(sorted(m for m in ('hotreload.web', 'hotreload.metrics', 'http.server', 'prometheus_client') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+# --- a real server, a stand-in loop -----------------------------------------------------------
+
+
+class Loop:
+    """Answers the Commands the inbox gets (while ``answering``), as core would, and keeps
+    every message that reached it."""
+
+    def __init__(self) -> None:
+        self.host = types.SimpleNamespace(inbox=Inbox(), journal=Journal(), log=logger.bind(worker="host"))
+        self.answering = True
+        self.status = status({"name": "ticker"})
+        self.received: list[Any] = []
+        self.thread = threading.Thread(target=self._run, name="test:loop")
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            message = self.host.inbox.get(None)
+            if message == "stop":
+                return
+            if message is None:
+                continue
+            self.received.append(message)
+            if self.answering and isinstance(message, Command) and message.take():
+                message.answer({"ok": True, **self.status} if message.cmd == "status"
+                               else {"ok": True, "results": {n: message.cmd for n in message.names}})
+
+    def stop(self) -> None:
+        self.host.inbox.put("stop")
+        self.thread.join(5)
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[web.WebServer, Loop]]:
+    loop = Loop()
+    server = web.WebServer(loop.host, ("127.0.0.1", 0))
+    server.start()
+    yield server, loop
+    server.stop()
+    loop.stop()
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("hotreload:http")]
+
+
+def request(server: web.WebServer, method: str, path: str, headers: dict[str, str] | None = None,
+            body: bytes | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.address[1], timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        reply = conn.getresponse()
+        return reply.status, reply.read()
+    finally:
+        conn.close()
+
+
+def raw(server: web.WebServer, data: bytes, wait: float = 10.0) -> bytes:
+    """What the server answers ``data`` with, until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", server.address[1]), timeout=wait) as conn:
+        try:
+            conn.sendall(data)
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:  # it closed first: a request too large
+            pass
+        chunks = []
+        try:
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass
+        return b"".join(chunks)
+
+
+def test_healthz_readyz_and_metrics_come_from_the_loops_answer(served):
+    server, loop = served
+    assert request(server, "GET", "/healthz") == (200, b'{"ok": true}\n')
+    assert request(server, "GET", "/readyz")[0] == 200
+    loop.status = status({"name": "ticker", "state": "backoff"})
+    code, body = request(server, "GET", "/readyz")
+    assert (code, json.loads(body)["not_running"]) == (503, [{"name": "ticker", "state": "backoff"}])
+    code, body = request(server, "GET", "/metrics")
+    assert code == 200 and "hotreload_worker_up" in families(body.decode())
+    assert [m.cmd for m in loop.received] == ["status"] * 4
+
+
+def test_healthz_fails_within_a_second_when_the_loop_does_not_answer_and_the_command_is_never_acted_on(served):
+    server, loop = served
+    loop.answering = False
+    started = time.monotonic()
+    code, body = request(server, "GET", "/healthz")
+    assert code == 503 and b"did not answer within 1 s" in body
+    assert time.monotonic() - started < web.LIVENESS_TIMEOUT + 1.0
+    assert loop.received[0].take() is False  # expired: a late loop does not act on it
+
+
+def test_an_action_with_the_token_reaches_the_loop_and_one_without_does_not(served):
+    server, loop = served
+    host = {"Host": f"127.0.0.1:{server.address[1]}"}
+    token = json.loads(request(server, "GET", "/csrf", host)[1])["token"]
+    assert request(server, "POST", "/workers/ticker/restart", host)[0] == 403
+    assert request(server, "POST", "/workers/ticker/restart", {**host, web.CSRF_HEADER: token,
+                                                               "Origin": "http://evil.example"})[0] == 403
+    assert loop.received == []
+    code, body = request(server, "POST", "/workers/ticker/restart", {**host, web.CSRF_HEADER: token})
+    assert (code, json.loads(body)) == (200, {"ok": True, "results": {"ticker": "restart"}})
+    code, body = request(server, "POST", "/all/stop", {**host, web.CSRF_HEADER: token})
+    assert json.loads(body)["results"] == {"ticker": "stop"}
+    assert [(m.cmd, m.names) for m in loop.received] == [("restart", ["ticker"]), ("status", []),
+                                                          ("stop", ["ticker"])]
+
+
+MALFORMED = [
+    b"GARBAGE\r\n\r\n",
+    b"GET /healthz HTTP/9.9\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n",  # too many headers
+    b"GET /healthz HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n",  # one huge header
+    b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",  # a huge request line
+    b"POST /all/stop HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999\r\n\r\n",
+    b"\x00\xff\xfe\r\n\r\n",
+    b"FROB /healthz HTTP/1.1\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("data", MALFORMED, ids=range(len(MALFORMED)))
+def test_a_malformed_or_oversized_request_gets_a_4xx_and_never_reaches_the_loop(served, data):
+    server, loop = served
+    answer = raw(server, data)
+    assert answer.startswith(b"HTTP/1.0 4"), answer[:80]
+    assert loop.received == []
+
+
+def test_fuzzed_requests_never_reach_the_loop_nor_stop_the_server(served):
+    server, loop = served
+    rng = random.Random(15)
+    for _ in range(200):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 600)))
+        if rng.random() < 0.5:  # something closer to HTTP, mangled
+            data = b"POST /workers/x/restart HTTP/1.1\r\n" + data + b"\r\n\r\n"
+        answer = raw(server, data)
+        assert not answer or answer.split()[1][:1] == b"4", (data[:60], answer[:80])
+    assert loop.received == []
+    assert request(server, "GET", "/healthz")[0] == 200
+
+
+def test_a_request_that_never_finishes_is_cut_off_at_the_deadline(served, monkeypatch):
+    server, loop = served
+    monkeypatch.setattr(web, "REQUEST_TIMEOUT", 0.5)
+    with socket.create_connection(("127.0.0.1", server.address[1]), timeout=10) as conn:
+        started = time.monotonic()
+        conn.sendall(b"GET /healthz HTTP/1.1\r\n")
+        closed = False
+        while time.monotonic() - started < 5:  # slowloris: a byte now and then, never the end
+            try:
+                conn.sendall(b"X")
+                conn.settimeout(0.2)
+                if conn.recv(100) == b"":
+                    closed = True
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+                break
+        assert closed and time.monotonic() - started < 0.5 + 1.0
+    assert loop.received == []
+
+
+def test_connections_beyond_the_cap_are_refused_at_once(served, monkeypatch):
+    server, _ = served
+    monkeypatch.setattr(web, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(web, "REQUEST_TIMEOUT", 3.0)
+    idle = [socket.create_connection(("127.0.0.1", server.address[1]), timeout=10) for _ in range(2)]
+    try:
+        wait_for(lambda: len(server.clients) == 2, 5, "the two connections to be accepted")
+        answer = raw(server, b"GET /healthz HTTP/1.1\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 503")
+    finally:
+        for conn in idle:
+            conn.close()
+
+
+def test_stop_ends_a_client_waiting_on_a_loop_that_is_gone(served):
+    server, loop = served
+    loop.answering = False
+    results: list[Any] = []
+    client = threading.Thread(target=lambda: results.append(request(server, "GET", "/metrics")))
+    client.start()
+    wait_for(lambda: loop.received, 5, "the scrape to reach the loop")
+    started = time.monotonic()
+    server.stop()
+    client.join(5)
+    assert time.monotonic() - started < web.JOIN_TIMEOUT and results[0][0] == 503
+
+
+# --- what core counts, in process -------------------------------------------------------------
+
+
+def test_core_counts_crashes_reloads_and_a_stop_on_request_in_the_status_the_server_reads(core_host):
+    from conftest import pump
+
+    from hotreload import core
+    from hotreload.records import Changes
+
+    crashing = "BACKOFF = {'initial': 60, 'jitter': 0}\ndef run(ctx):\n    raise RuntimeError('boom')\n"
+    sleeping = "def run(ctx):\n    while not ctx.sleep(60):\n        pass\n"
+    host = core_host({"bad.py": crashing, "good.py": sleeping})
+    pump(host, lambda: host.workers["bad"].state == "backoff", "the crash")
+
+    def ask(cmd: str, *names: str) -> dict[str, Any]:
+        message = Command(cmd, list(names))
+        core.handle(host, message)
+        return message.reply
+
+    def saved(source: str) -> None:
+        (host.options.folder / "good.py").write_text(source)
+        core.handle(host, Changes(frozenset([str(host.options.folder / "good.py")])))
+        pump(host, lambda: host.swap is None and host.job is None, "the swap to end")
+
+    saved(sleeping + "# 2\n")
+    saved(sleeping + "oops(\n")
+    saved(sleeping.replace("ctx.sleep(60)", "ctx.sleep(61)") + "import nowhere_at_all\n")
+    rows = {row["name"]: row for row in ask("status")["workers"]}
+    assert rows["bad"]["crashes"] == 1 and rows["good"]["crashes"] == 0
+    assert rows["good"]["reloads"] == {"ok": 1, "failed": 2}
+    assert sum(rows["good"]["reload_seconds"]["counts"]) == 1 and rows["good"]["reload_seconds"]["total"] > 0
+    assert web.unready(ask("status")) == [{"name": "bad", "state": "backoff"}]
+    ask("stop", "bad")
+    assert web.unready(ask("status")) == []  # stopped on request: not expected to run
+    ask("start", "bad")
+    assert not host.workers["bad"].held
