@@ -7,14 +7,13 @@ import json
 import logging
 import os
 import sys
-import threading
 import traceback
 from typing import TYPE_CHECKING, Any, Callable
 
 import loguru
 from loguru import logger
 
-from hotreload import output, safe
+from hotreload import output, ownership, safe
 from hotreload.colours import RESET, colour_of, wanted
 from hotreload.logfile import LogFile
 from hotreload.records import SinksRemoved
@@ -68,6 +67,15 @@ def _nothing(record: dict[str, Any]) -> str:
     return ""
 
 
+def _tag_with_owner(record: Any) -> None:
+    """A line logged with loguru's own ``logger`` (not ``ctx.log``) from a worker's thread, or
+    from a thread it started, is that worker's: it is tagged so, as its prints are."""
+    if record["extra"].get("worker") == "host":
+        owner = ownership.current()
+        if owner is not None:
+            record["extra"]["worker"] = owner
+
+
 class _Intercept(logging.Handler):
     """Hands stdlib ``logging`` records to loguru, tagged with the worker whose thread logged."""
 
@@ -76,8 +84,7 @@ class _Intercept(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        name = threading.current_thread().name
-        worker = name[len(THREAD_PREFIX):] if name.startswith(THREAD_PREFIX) else "host"
+        worker = ownership.current() or "host"  # a worker's thread, or one it started
         try:  # the arguments are the caller's objects: their __str__ may raise
             message = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:
@@ -211,7 +218,7 @@ def configure(
     if _sinks.canary is not None:
         _sinks.canary.on_removed = None  # removed here, by the host itself
     logger.remove()
-    logger.configure(extra={"worker": "host"})
+    logger.configure(extra={"worker": "host"}, patcher=_tag_with_owner)
     plain: Any = _json_line if as_json else TEXT_FORMAT
     common = dict(level=level, backtrace=False, diagnose=False)
     stderr = _Stderr(output.real(sys.stderr))  # never the Capture: its log calls would come back

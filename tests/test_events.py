@@ -76,7 +76,7 @@ def test_where_an_error_happened_is_the_innermost_line_in_the_workers_folder(tmp
     assert events.where(exc, folder) == (str(folder / "w.py"), 3)  # not json's own frames
     outside = error_raised_by("raise KeyError('k')\n", tmp_path / "elsewhere.py")
     assert events.where(outside, folder) == (None, None)
-    syntax = SyntaxError("invalid syntax", (str(folder / "s.py"), 7, 3, "x = (", 7, 4))
+    syntax = SyntaxError("invalid syntax", (str(folder / "s.py"), 7, 3, "x = ("))
     assert events.where(syntax, folder) == (str(folder / "s.py"), 7)
     contract = WorkerError(str(folder / "c.py"), 4, "run must be callable, not int")
     assert events.where(contract, folder) == (str(folder / "c.py"), 4)

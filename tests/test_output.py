@@ -269,3 +269,32 @@ def test_two_workers_printing_10000_lines_each_as_fast_as_they_can_lose_and_mix_
             printed = [line for line in lines if line.startswith(f"INFO {name} ")]
             assert printed == [f"INFO {name} {number} {'x' * 40}" for number in range(10_000)]
     assert host.stop() == 0
+
+
+def test_logs_from_a_worker_and_the_threads_it_started_are_tagged_with_its_name(folder, start_host):
+    """Plain loguru and stdlib logging, from the worker's thread and from one it started:
+    its lines, as its prints are. The host's own lines stay the host's."""
+    body = """
+    import logging, threading
+    from loguru import logger
+
+    def work():
+        logger.info("loguru from its thread")
+        logging.getLogger("lib").warning("logging from its thread")
+
+    helper = threading.Thread(target=work)
+    helper.start()
+    helper.join()
+    logger.info("loguru from run")
+    logging.getLogger("lib").warning("logging from run")
+    ctx.log.info("done")
+    """
+    write(folder / "tagged.py", worker_source(body=body))
+    host = start_host(folder, "--log-json")
+    host.wait_log('"done"')
+    records = [json.loads(line) for line in host.log().splitlines()]
+    by_message = {r["message"].split(": ", 1)[-1]: r["worker"] for r in records}
+    for message in ("loguru from its thread", "logging from its thread", "loguru from run", "logging from run"):
+        assert by_message.get(message) == "tagged", (message, by_message)
+    assert any(r["worker"] == "host" and "worker(s) in" in r["message"] for r in records)
+    assert host.stop() == 0
