@@ -126,3 +126,18 @@ def test_a_host_that_stops_with_an_abandoned_thread_leaves_what_it_kept_open(fol
     assert host.stop(signal.SIGTERM) == 1
     assert "its abandoned thread may still use them" in host.log()
     assert said(host, "res", "closed") == []
+
+
+def test_a_thread_stuck_in_a_create_does_not_hold_up_the_host_stop(folder, start_host):
+    # A thread of the worker blocks in a create (a connect without a timeout); the worker's
+    # own run stops as asked. The host must still exit within its bound, not wait on it.
+    body = '''
+        import threading, time
+        threading.Thread(target=lambda: ctx.keep("never", lambda: time.sleep(3600)), daemon=True).start()
+        report(ctx.name, "asked")
+    '''
+    write(folder / "w.py", worker_source(1, body=body))
+    host = start_host(folder, "--stop-timeout", "1")
+    host.wait_for(lambda: said(host, "w", "asked"), "the worker to start its stuck thread")
+    assert host.stop(timeout=1 + 2 + 5) in (0, 1)
+    assert "w stop 1 1" in host.events()

@@ -98,6 +98,7 @@ def test_logs_shows_the_last_n_records_of_the_named_workers_in_the_order_they_we
     assert host_only and {r["worker"] for r in host_only} == {"host"}
     assert any("3 worker(s) in" in r["message"] for r in host_only)
     assert records(folder, "alpha", "-n", "0", cwd=tmp_path) == []
+    assert len(records(folder, "gamma", "-n", str(10 ** 30), cwd=tmp_path)) >= 30  # more than kept: all of it
 
     text = logs(folder, "beta", "-n", "3", cwd=tmp_path)
     assert text.returncode == 0 and "\033[" not in text.stdout  # no colour in a pipe
