@@ -465,3 +465,26 @@ def test_more_streams_than_allowed_are_refused_in_one_line(folder, start_host, t
             conn.close()
     wait_for(lambda: logs(folder, cwd=tmp_path).returncode == 0, what="a stream slot freed")
     assert host.stop() == 0
+
+
+def test_a_record_with_text_the_terminal_cannot_encode_is_shown_as_run_shows_it(folder, start_host, tmp_path):
+    # A file name decoded with surrogateescape (os.listdir of bytes, a broken locale) in a line.
+    write(folder / "w.py", 'def run(ctx):\n    print("name \\udcff")\n    ctx.log.info("lone \\ud800")\n'
+                           '    ctx.sleep(float("inf"))\n')
+    host = start_host(folder)
+    host.wait_log("| w          | lone \\ud800")
+    assert "| w          | name \\udcff" in host.log()
+    for args in ((), ("-f",)):
+        if args:
+            follower = Follow(tmp_path, "logs", "-d", str(folder), "w", *args)
+            follower.wait_line("lone \\ud800")
+            host.stop()
+            status, err = follower.end()
+            assert status == 0 and "Traceback" not in err, err
+            shown = follower.lines
+        else:
+            result = logs(folder, "w", cwd=tmp_path)
+            assert result.returncode == 0 and result.stderr == "", result.stderr
+            shown = result.stdout.splitlines()
+        assert any(line.endswith("| w          | name \\udcff") for line in shown), shown
+        assert any(line.endswith("| w          | lone \\ud800") for line in shown), shown
