@@ -172,3 +172,26 @@ def test_blocking_closes_at_the_host_stop_hold_up_neither_each_other_nor_the_oth
     assert len(starts) == 3
     assert "did not stop within" not in host.log()
     assert starts[-1] - starts[0] < 0.9  # not one stop timeout after the other
+
+
+ADDRESS_CLASS = '''
+from dataclasses import dataclass
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+'''
+KEEP_BY_ADDRESS = 'res = ctx.keep(("res", Address("127.0.0.1", 8000)), Resource)\nreport(ctx.name, "has", id(res))'
+
+
+@pytest.mark.xfail(strict=True, reason="a key holding an instance of the worker's own class is no longer equal to "
+                                       "itself once the module is reloaded (a new class): see the a1 report")
+def test_a_key_made_of_the_workers_own_class_still_finds_its_object_after_a_reload(folder, start_host):
+    write(folder / "w.py", worker_source(1, top=RESOURCE + ADDRESS_CLASS, body=KEEP_BY_ADDRESS))
+    host = start_host(folder)
+    host.wait_for(lambda: said(host, "w", "has"), "the first version to keep its resource")
+    write(folder / "w.py", worker_source(2, top=RESOURCE + ADDRESS_CLASS, body=KEEP_BY_ADDRESS))
+    host.wait_for(lambda: len(said(host, "w", "has")) == 2, "the second version to keep it")
+    assert len(said(host, "res", "created")) == 1  # a second listener on the same address: EADDRINUSE
+    assert host.stop() == 0
