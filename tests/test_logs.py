@@ -10,7 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 import hotreload
 from conftest import HOTRELOAD, WAIT, run_cli, wait_for, worker_source, write
@@ -492,10 +491,11 @@ def test_a_record_with_text_the_terminal_cannot_encode_is_shown_as_run_shows_it(
         assert any(line.endswith("| w          | lone \\ud800") for line in shown), shown
 
 
-@pytest.mark.xfail(strict=True, reason="a worker named host shares the host's name in every log line and in the "
-                                       "journal; refusing the name, or naming the host apart, is the lead's call")
-def test_logs_host_is_the_hosts_alone_even_beside_a_worker_named_host(folder, start_host, tmp_path):
+def test_a_worker_file_named_host_is_refused_as_the_host_is_named_so_in_every_log(folder, start_host, tmp_path):
     write(folder / "host.py", 'def run(ctx):\n    ctx.log.info("the worker named host")\n    ctx.sleep(float("inf"))\n')
+    write(folder / "other.py", 'def run(ctx):\n    ctx.log.info("the other worker")\n    ctx.sleep(float("inf"))\n')
     host = start_host(folder)
-    host.wait_log("the worker named host")
+    host.wait_log("the other worker")
+    assert "host.py: 'host' is the host's own name in logs, status and events: rename the file" in host.log()
     assert not any("the worker named host" in r["message"] for r in records(folder, "host", cwd=tmp_path))
+    assert "the worker named host" not in host.log()
