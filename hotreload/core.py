@@ -810,7 +810,7 @@ def _procfile_entries(host: Host, path: Path) -> dict[str, tuple[int, program.Pr
     except OSError as exc:
         host.log.error(f"cannot read {_shown(host, path)}: {exc.strerror or exc}; its workers are left as they are")
         return None
-    entries, problems = program.read_procfile(text, host.options.folder)
+    entries, problems = program.read_procfile(text, host.options.folder, host.files.reserved)
     for line, problem in problems:
         host.log.warning(f"{_shown(host, path)}:{line}: {problem}")
     return entries

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from hotreload import loader
 from hotreload.log import format_error
 
-from hotreload.records import Changes, Exited, Loaded, Signal, SinksRemoved
+from hotreload.records import Changes, Exited, Loaded, Ready, Signal, SinksRemoved
 
 if TYPE_CHECKING:
     from hotreload.records import Host, Message
@@ -166,7 +166,8 @@ def unconsumed(host: Host, message: Message) -> bool:
     """Whether a message a failing core was handed is still to be acted on, so that the
     core rolled back to can be handed it again: a worker's end the host has not recorded, the
     importer's result for the job still in flight, a stop not begun, changes while no reload
-    runs (checking them again is harmless: files whose code runs already are left alone).
+    runs (checking them again is harmless: files whose code runs already are left alone), a
+    ``ctx.ready()`` of the current run not recorded yet.
     A command was taken: its client is told it was not answered."""
     if isinstance(message, Exited):
         return message.execution.worker.execution is message.execution
@@ -176,6 +177,8 @@ def unconsumed(host: Host, message: Message) -> bool:
         return not host.stopping
     if isinstance(message, Changes):
         return host.swap is None and host.job is None and not host.stopping
+    if isinstance(message, Ready):  # a ctx.ready() not yet recorded: the workers after it wait for it
+        return message.execution.worker.execution is message.execution and not message.execution.worker.ready
     return isinstance(message, SinksRemoved)
 
 

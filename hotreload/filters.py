@@ -37,6 +37,8 @@ class SourceFilter:
     ignore_prefixes: ClassVar[tuple[str, ...]] = (".", "#")
     temp_markers: ClassVar[tuple[str, ...]] = ("___jb_tmp___", "___jb_old___")
     folder_files: ClassVar[tuple[str, ...]] = ("Procfile",)
+    # Names a worker cannot have: the host's own, in every log line, status and event.
+    reserved: ClassVar[tuple[str, ...]] = ("host",)
     ignore_suffixes: ClassVar[tuple[str, ...]] = ("~",)  # backups: w.py~, index.html~
 
     def __init__(self, roots: Iterable[Path]) -> None:
@@ -134,7 +136,7 @@ class SourceFilter:
             name = parts[0]
         else:
             return None
-        return name if _importable(name) and not name.startswith("_") else None
+        return name if _importable(name) and not name.startswith("_") and name not in self.reserved else None
 
     def walk(self) -> list[Path]:
         """The workers folder itself, every source file under it and its ``folder_files`` (code

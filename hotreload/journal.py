@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
 import threading
 import time
 import weakref
@@ -147,6 +148,8 @@ class Journal:
         (every name when empty) interleaved in time order, or events — and,
         given ``wake``, a ``Follower`` of what comes next: taken together, so that no line
         is missed or seen twice between the two."""
+        if count is not None:
+            count = min(count, sys.maxsize)  # islice takes no more; nothing keeps as much
         with self._lock:
             if kind == EVENTS:
                 recent = [list(self._events)]

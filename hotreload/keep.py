@@ -22,24 +22,38 @@ class Kept:
     """One worker's kept objects, by key, oldest first, with the close to call on each.
 
     Lives on the worker's record, so it outlives every version of the worker and every
-    reload of ``core``. A lock makes the first ``get`` of a key create it once even when
-    several threads of the worker ask at once; re-entrant, so a ``create`` may itself keep.
+    reload of ``core``. The first ``get`` of a key creates it once even when several threads
+    of the worker ask at once: they wait on that key's own lock, re-entrant so that a
+    ``create`` may itself keep. The store's lock is never held while a ``create`` runs: a
+    create that blocks holds up only the callers of its own key, not the others, nor the
+    host loop taking everything to close it.
     """
 
     def __init__(self) -> None:
         self._objects: dict[Hashable, tuple[Any, Callable[[Any], Any] | None]] = {}
-        self._lock = threading.RLock()
+        self._making: dict[Hashable, threading.RLock] = {}  # a lock per key ever created
+        self._lock = threading.Lock()
 
     def get(self, key: Hashable, create: Callable[[], Any], close: Callable[[Any], Any] | None = None) -> Any:
         """The object kept under ``key``, made by ``create()`` the first time. The ``close``
         of the latest call is the one used: the newest code decides how to close."""
         with self._lock:
             if key in self._objects:
-                obj = self._objects[key][0]
-            else:
-                obj = create()  # if it raises, nothing is kept: the next run calls it again
-            self._objects[key] = (obj, close)
+                return self._renew(key, close)
+            making = self._making.setdefault(key, threading.RLock())
+        with making:
+            with self._lock:
+                if key in self._objects:  # made by another thread while this one waited
+                    return self._renew(key, close)
+            obj = create()  # if it raises, nothing is kept: the next run calls it again
+            with self._lock:
+                self._objects[key] = (obj, close)
             return obj
+
+    def _renew(self, key: Hashable, close: Callable[[Any], Any] | None) -> Any:
+        obj = self._objects[key][0]
+        self._objects[key] = (obj, close)
+        return obj
 
     def take(self) -> list[tuple[Hashable, Any, Callable[[Any], Any] | None]]:
         """Every kept object with its key and close, newest first; the store is left empty."""

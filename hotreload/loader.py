@@ -200,6 +200,9 @@ def discover(files: SourceFilter) -> tuple[dict[str, Path], dict[str, str]]:
             skipped[entry.name] = f"a symlink to {Path(entry.path).resolve()}, outside the folder"
         elif name is not None:
             found[name] = path
+        elif Path(entry.name).stem in files.reserved:
+            skipped[entry.name] = (f"{Path(entry.name).stem!r} is the host's own name in logs, status and events: "
+                                   "rename the file")
         elif files(path, folder):
             skipped[entry.name] = "not a valid module name"
     return found, skipped

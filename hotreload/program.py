@@ -153,10 +153,13 @@ def unfit_settings(settings: Settings) -> list[tuple[str, str]]:
     return unfit
 
 
-def read_procfile(text: str, folder: Path) -> tuple[dict[str, tuple[int, Program]], list[tuple[int, str]]]:
+def read_procfile(
+    text: str, folder: Path, reserved: Iterable[str] = ()
+) -> tuple[dict[str, tuple[int, Program]], list[tuple[int, str]]]:
     """The programs of a Procfile (``name: command`` a line, foreman's format; blank lines and
     ``#`` comments skipped), by name with their line number, and the lines that are not
-    understood, with why. Each command is split as a ``COMMAND`` string is, with the defaults."""
+    understood, or take a ``reserved`` name, with why. Each command is split as a ``COMMAND``
+    string is, with the defaults."""
     entries: dict[str, tuple[int, Program]] = {}
     problems: list[tuple[int, str]] = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -168,6 +171,9 @@ def read_procfile(text: str, folder: Path) -> tuple[dict[str, tuple[int, Program
             problems.append((number, f"not `name: command` (a name of letters, digits, '_' and '-'): {line!r}"))
             continue
         name, command = match.groups()
+        if name in reserved:
+            problems.append((number, f"{name!r} is the host's own name in logs, status and events: rename the line"))
+            continue
         if name in entries:
             problems.append((number, f"{name} is listed on line {entries[name][0]} already: this line is ignored"))
             continue

@@ -80,6 +80,8 @@ def show(
     stopped), 1 with one line on stderr when there is no host, a name is unknown or the
     connection was lost, 130 on Ctrl-C."""
     here = os.getcwd()
+    if hasattr(sys.stdout, "reconfigure"):  # what stdout cannot encode (a lone surrogate) as run's stderr shows it
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         for line in control.stream(folder, kind, names, lines, follow):
             if as_json:

@@ -24,6 +24,7 @@ import collections
 import copy
 import dataclasses
 import enum
+import functools
 import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NamedTuple
@@ -142,7 +143,7 @@ def classes(state: dict, modules: Mapping[str, Namespaces]) -> Report:
         return Report(visited=len(walk.seen), error=f"looking through it raised {safe.one_line(exc)}")
     report = Report(visited=len(walk.seen))
     groups: dict[int, tuple] = {}  # id of an object left -> (its class's name, why)
-    rebuild: dict[int, Any] = {}
+    rebuild: dict[int, tuple[Any, list]] = {}  # id of a dict or set -> (it, its keys moved, each with its undo)
     for obj in walk.candidates:
         old = type(obj)
         try:
@@ -153,10 +154,9 @@ def classes(state: dict, modules: Mapping[str, Namespaces]) -> Report:
             report.moved += 1
         else:
             groups[id(obj)] = (f"{old.__module__}.{old.__qualname__}", why)
-    for home in rebuild.values():
-        why = _rebuild(home, orders.get(id(home)))
-        if why is not None:
-            groups[id(home)] = (f"{type(home).__module__}.{type(home).__qualname__}", why)
+    for obj, why in _rehash(rebuild, orders).values():
+        report.moved -= 1
+        groups[id(obj)] = (f"{type(obj).__module__}.{type(obj).__qualname__}", why)
     if groups:
         try:
             report.left = walk.left(state, groups)
@@ -391,7 +391,7 @@ def _decide(kind: type, modules: Mapping[str, Namespaces]) -> Any:
     return _Move(found, fields, dict(_slots(found)))
 
 
-def _move(obj: Any, plan: _Plan, homes: Any, rebuild: dict[int, Any]) -> str | None:
+def _move(obj: Any, plan: _Plan, homes: Any, rebuild: dict[int, tuple[Any, list]]) -> str | None:
     """Move one object to its new class, wholly or not at all; None if moved, else why not.
     Containers it is a key of whose hash changed are added to ``rebuild``."""
     decision = plan.decision
@@ -438,18 +438,24 @@ def _move(obj: Any, plan: _Plan, homes: Any, rebuild: dict[int, Any]) -> str | N
     if after is not None and after == before:
         return None
     stuck = [home for home in homes if type(home) not in _REBUILD]
+    undo = functools.partial(_put_back, obj, old, values, slots, attributes)
     if stuck:  # put it back as it was: its old hash is the one its containers know
-        object.__setattr__(obj, "__class__", old)
-        for name in values:
-            if name in slots:
-                slots[name].__delete__(obj)
-            else:
-                del attributes[name]  # type: ignore[attr-defined]
+        undo()
         return (f"its hash changes with the new class, and it is a key of a {type(stuck[0]).__name__}, "
                 "which cannot be rebuilt in place")
     for home in homes:
-        rebuild[id(home)] = home
+        rebuild.setdefault(id(home), (home, []))[1].append((obj, undo))
     return None
+
+
+def _put_back(obj: Any, old: type, values: dict, slots: dict, attributes: dict | None) -> None:
+    """Undo a move: the old class again, without the fields the move set."""
+    object.__setattr__(obj, "__class__", old)
+    for name in values:
+        if name in slots:
+            slots[name].__delete__(obj)
+        else:
+            del attributes[name]  # type: ignore[attr-defined]
 
 
 def _slot_is_set(obj: Any, kind: type, slot: Any) -> bool:
@@ -469,21 +475,44 @@ def _hash(obj: Any) -> int | None:
         return None
 
 
-def _rebuild(home: Any, order: list | None) -> str | None:
-    """Put a dict's or set's elements back into it, each at its new hash; why not, if not.
-    ``order``: an OrderedDict's items, read before its keys moved."""
-    clear, update = _REBUILD[type(home)]
-    try:
-        if order is not None:
-            items = order
+def _rehash(rebuild: dict[int, tuple[Any, list]], orders: dict[int, list]) -> dict[int, tuple[Any, str]]:
+    """Put each dict's or set's elements back into it, each at its new hash. One that cannot
+    be rebuilt (a key's new ``__hash__`` or ``__eq__`` raised) is left as it is, and its keys
+    are put back in their old class, at the hashes it knows them by; the others are then
+    rehashed again, as a key put back may be one of theirs too. Nothing is written before all
+    are known to succeed. Returns the keys put back (by id), each with why."""
+    put_back: dict[int, tuple[Any, str]] = {}
+    while True:
+        rebuilt: dict[int, Any] = {}
+        for key, (home, _) in rebuild.items():
+            try:
+                rebuilt[key] = _rehashed(home, orders.get(key))
+            except Exception as exc:  # noqa: BLE001 - the keys' __hash__ or __eq__
+                why = (f"its hash changes with the new class, and rehashing the {type(home).__name__} it is a "
+                       f"key of raised {safe.one_line(exc)}")
+                break
         else:
-            items = list(dict.items(home)) if isinstance(home, dict) else list(set.__iter__(home))
-        rebuilt = dict(items) if isinstance(home, dict) else set(items)
-    except Exception as exc:  # noqa: BLE001 - the keys' __hash__ or __eq__
-        return f"its keys' hash changed with their class, and rehashing them raised {safe.one_line(exc)}"
-    clear(home)
-    update(home, rebuilt)
-    return None
+            break
+        for obj, undo in rebuild.pop(key)[1]:
+            if id(obj) not in put_back:
+                undo()
+                put_back[id(obj)] = (obj, why)
+    for key, elements in rebuilt.items():
+        home = rebuild[key][0]
+        clear, update = _REBUILD[type(home)]
+        clear(home)
+        update(home, elements)
+    return put_back
+
+
+def _rehashed(home: Any, order: list | None) -> Any:
+    """A new dict or set of ``home``'s elements at their hashes now. ``order``: an
+    OrderedDict's items, read before its keys moved."""
+    if order is not None:
+        items = order
+    else:
+        items = list(dict.items(home)) if isinstance(home, dict) else list(set.__iter__(home))
+    return dict(items) if isinstance(home, dict) else set(items)
 
 
 def _step_text(parent: str, step: tuple) -> str:

@@ -167,7 +167,9 @@ def _inotify_watches() -> int | None:
 
 
 def _folders(root: Path) -> int:
-    return 1 + sum(len(dirs) for _, dirs, _ in os.walk(root))
+    """The folders a recursive native watch of ``root`` watches: a symlinked folder is not
+    followed (watchdog's inotify observer skips links), so it needs no watch of its own."""
+    return 1 + sum(not os.path.islink(os.path.join(top, d)) for top, dirs, _ in os.walk(root) for d in dirs)
 
 
 class Watcher:

@@ -88,11 +88,11 @@ class Context:
         ``ctx.sleep(float("inf"))`` waits for the stop request alone."""
         execution = self._execution
         execution.beat = time.monotonic()
-        execution.sleeping = True
+        execution.sleepers.append(None)  # list.append and .pop are atomic: threads may sleep at once
         try:
             return self._stop.wait(min(seconds, threading.TIMEOUT_MAX))
         finally:
-            execution.sleeping = False
+            execution.sleepers.pop()
             execution.beat = time.monotonic()
 
     def heartbeat(self) -> None:
@@ -130,7 +130,7 @@ class Execution:
         self.ctx = Context(worker.name, worker.log, worker.user_state, self.stop_event, worker.kept, self)
         self.started_at = time.monotonic()
         self.beat = self.started_at  # its last sign of life (see ``Context``); set by its thread
-        self.sleeping = False  # inside ctx.sleep: alive, waiting for its stop
+        self.sleepers: list[None] = []  # one item per thread of the worker inside ctx.sleep
         self.heartbeat = worker.settings.heartbeat  # its HEARTBEAT as it started
         self.hang_at: float | None = None  # when the host looks at its beat next
         self.hung = False  # silent past its heartbeat: interrupted
@@ -144,6 +144,11 @@ class Execution:
         self._cancel: Callable[[], Any] | None = None
         self.thread = threading.Thread(target=self._main, name=THREAD_PREFIX + worker.name, daemon=True)
         ownership.adopt(self.thread, worker.name, worker.cpu)
+
+    @property
+    def sleeping(self) -> bool:
+        """A thread of the worker is inside ctx.sleep: alive, waiting for its stop."""
+        return bool(self.sleepers)
 
     def start(self) -> None:
         self.started_at = self.beat = time.monotonic()

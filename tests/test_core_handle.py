@@ -456,3 +456,30 @@ def test_a_message_a_failing_new_core_did_not_consume_is_handled_again_by_the_pr
     pump(host, lambda: worker.state == BACKOFF, "the previous core to handle the crash", core=live)
     assert worker.execution is None and worker.restart_at is not None  # ...and the crash was not lost
     assert any("handed again to the previous core" in line for line in logged)
+
+
+def test_a_ready_a_failing_new_core_did_not_consume_is_handled_again_by_the_previous_one(
+    core_host, core_copy, logged, monkeypatch
+):
+    """ctx.ready(), handed to a new core that raises on it: after the rollback the previous
+    core gets it, so the workers after this one (AFTER) do not wait for ever."""
+    from hotreload.records import Ready
+
+    path, live = core_copy
+    monkeypatch.setattr(hosting, "core", live)
+    host = core_host()
+    host.core_file = path
+    signature = "def _on_ready(host: Host, execution: Execution) -> None:\n"
+    edited(path, signature, signature + "    raise RuntimeError('a bug in the new core')\n")
+    corereload.on_own_changes(host, live, hosting.CORE_API, [str(path)])
+    assert host.core_generation == 1
+
+    def signals(ctx):
+        ctx.ready()
+        ctx.sleep(float("inf"))
+
+    worker = launched(host, "db", signals, core=live, ready="signal")
+    hosting._call_core(host, "handle", host, next_message(host, Ready))
+    assert host.core_generation == 0  # rolled back...
+    pump(host, lambda: worker.ready, "the previous core to take the worker's ctx.ready()", core=live)
+    assert any("handed again to the previous core" in line for line in logged)  # ...and the ready not lost

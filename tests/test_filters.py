@@ -41,7 +41,8 @@ def test_module_name_maps_files_of_the_workers_folder_to_modules():
 def test_a_worker_is_a_module_or_package_directly_in_the_folder_not_starting_with_an_underscore():
     assert FILES.worker_name(PurePath("/w/a.py")) == "a"
     assert FILES.worker_name(PurePath("/w/pkg/__init__.py")) == "pkg"
-    for not_a_worker in ("/w/_helper.py", "/w/pkg/sub.py", "/w/_pkg/__init__.py", "/w/my-file.py", "/w/a.py~"):
+    for not_a_worker in ("/w/host.py", "/w/host/__init__.py", "/w/_helper.py", "/w/pkg/sub.py", "/w/_pkg/__init__.py",
+                         "/w/my-file.py", "/w/a.py~"):
         assert FILES.worker_name(PurePath(not_a_worker)) is None, not_a_worker
 
 

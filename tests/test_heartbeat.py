@@ -59,3 +59,25 @@ def test_a_worker_that_sleeps_in_ctx_sleep_or_beats_is_not_hung(folder, start_ho
     assert table[2].split() == ["NAME", "STATE", "%CPU", "TIME", "UPTIME", "RESTARTS", "GEN", "BEAT", "LAST", "ERROR"]
     assert host.starts("sleeper") == host.starts("beater") == [1]
     assert host.stop() == 0
+
+
+# The worker's own thread waits in ctx.sleep; a thread it started sleeps in ctx.sleep too, then ends.
+SLEEPS_BESIDE_A_HELPER = """
+import threading
+def helper():
+    for _ in range(2):
+        ctx.sleep(0.05)
+    report(ctx.name, "helper-done")
+threading.Thread(target=helper).start()
+ctx.sleep(2.0)
+report(ctx.name, "woke")
+"""
+
+
+def test_a_worker_in_ctx_sleep_is_not_hung_when_another_of_its_threads_leaves_ctx_sleep(folder, start_host):
+    write(folder / "w.py", worker_source(body=SLEEPS_BESIDE_A_HELPER, HEARTBEAT=0.5))
+    host = start_host(folder)
+    host.wait_for(lambda: "w woke" in host.events() or "hung" in host.log(), "the worker to wake, past its heartbeat")
+    assert "hung" not in host.log() and "w helper-done" in host.events()
+    assert host.starts("w") == [1]
+    assert host.stop() == 0

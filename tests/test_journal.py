@@ -190,3 +190,11 @@ def test_a_forked_child_has_no_followers_and_a_lock_of_its_own():
                 os._exit(4)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_tail_longer_than_anything_kept_gives_everything_kept():
+    kept = Journal()
+    for n in range(3):
+        kept.add_record(record("w", f"line {n}"), at=float(n))
+    lines, _ = kept.tail(journal.LOGS, ["w"], 10 ** 30)
+    assert [json.loads(line)["message"] for line in lines] == ["line 0", "line 1", "line 2"]

@@ -133,3 +133,37 @@ def test_create_may_keep_something_else_itself():
     kept = Kept()
     pool = kept.get("pool", lambda: ["conn", kept.get("config", lambda: {"size": 2})])
     assert pool[1] == {"size": 2} and list(kept) == ["config", "pool"]
+
+
+def test_a_create_that_blocks_holds_up_neither_other_keys_nor_the_closing():
+    """A worker's thread stuck in one key's create (a connection that never answers) must not
+    freeze its other keys, nor the host loop that closes what it kept at a stop."""
+    kept, entered, release, log = Kept(), threading.Event(), threading.Event(), Log()
+    kept.get("fast", lambda: "made")
+
+    def stuck():
+        entered.set()
+        release.wait(10)
+        return "late"
+
+    creator = threading.Thread(target=lambda: kept.get("slow", stuck), name="test-stuck-create", daemon=True)
+    creator.start()
+    try:
+        assert entered.wait(5)
+        other = []
+        asker = threading.Thread(target=lambda: other.append(kept.get("other", lambda: "o")), name="test-other",
+                                 daemon=True)
+        asker.start()
+        asker.join(2)
+        assert other == ["o"], "ctx.keep of another key waited for a create it has nothing to do with"
+        closer = threading.Thread(target=keep.close_all, args=(kept, "w", log, 0.2, format_error),
+                                  name="test-closer", daemon=True)
+        closer.start()
+        closer.join(3)
+        assert not closer.is_alive(), "close_all waited for a create that never returns"
+    finally:
+        release.set()
+        creator.join(5)
+        for thread in threading.enumerate():
+            if thread.name == "hotreload:close:w":
+                thread.join(5)

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+
 import hotreload
 from conftest import HOTRELOAD, WAIT, run_cli, wait_for, worker_source, write
 from hotreload import control, journal
@@ -98,6 +99,7 @@ def test_logs_shows_the_last_n_records_of_the_named_workers_in_the_order_they_we
     assert host_only and {r["worker"] for r in host_only} == {"host"}
     assert any("3 worker(s) in" in r["message"] for r in host_only)
     assert records(folder, "alpha", "-n", "0", cwd=tmp_path) == []
+    assert len(records(folder, "gamma", "-n", str(10 ** 30), cwd=tmp_path)) >= 30  # more than kept: all of it
 
     text = logs(folder, "beta", "-n", "3", cwd=tmp_path)
     assert text.returncode == 0 and "\033[" not in text.stdout  # no colour in a pipe
@@ -464,3 +466,36 @@ def test_more_streams_than_allowed_are_refused_in_one_line(folder, start_host, t
             conn.close()
     wait_for(lambda: logs(folder, cwd=tmp_path).returncode == 0, what="a stream slot freed")
     assert host.stop() == 0
+
+
+def test_a_record_with_text_the_terminal_cannot_encode_is_shown_as_run_shows_it(folder, start_host, tmp_path):
+    # A file name decoded with surrogateescape (os.listdir of bytes, a broken locale) in a line.
+    write(folder / "w.py", 'def run(ctx):\n    print("name \\udcff")\n    ctx.log.info("lone \\ud800")\n'
+                           '    ctx.sleep(float("inf"))\n')
+    host = start_host(folder)
+    host.wait_log("| w          | lone \\ud800")
+    assert "| w          | name \\udcff" in host.log()
+    for args in ((), ("-f",)):
+        if args:
+            follower = Follow(tmp_path, "logs", "-d", str(folder), "w", *args)
+            follower.wait_line("lone \\ud800")
+            host.stop()
+            status, err = follower.end()
+            assert status == 0 and "Traceback" not in err, err
+            shown = follower.lines
+        else:
+            result = logs(folder, "w", cwd=tmp_path)
+            assert result.returncode == 0 and result.stderr == "", result.stderr
+            shown = result.stdout.splitlines()
+        assert any(line.endswith("| w          | name \\udcff") for line in shown), shown
+        assert any(line.endswith("| w          | lone \\ud800") for line in shown), shown
+
+
+def test_a_worker_file_named_host_is_refused_as_the_host_is_named_so_in_every_log(folder, start_host, tmp_path):
+    write(folder / "host.py", 'def run(ctx):\n    ctx.log.info("the worker named host")\n    ctx.sleep(float("inf"))\n')
+    write(folder / "other.py", 'def run(ctx):\n    ctx.log.info("the other worker")\n    ctx.sleep(float("inf"))\n')
+    host = start_host(folder)
+    host.wait_log("the other worker")
+    assert "host.py: 'host' is the host's own name in logs, status and events: rename the file" in host.log()
+    assert not any("the worker named host" in r["message"] for r in records(folder, "host", cwd=tmp_path))
+    assert "the worker named host" not in host.log()

@@ -92,6 +92,12 @@ def test_procfile_lines_that_are_not_name_colon_command_are_reported_by_line():
     assert "No closing quotation" in problems[3][1]
 
 
+def test_a_procfile_line_cannot_take_a_reserved_name():
+    entries, problems = read_procfile("host: sleep 1\nweb: sleep 1\n", FOLDER, reserved=("host",))
+    assert list(entries) == ["web"]
+    assert problems == [(1, "'host' is the host's own name in logs, status and events: rename the line")]
+
+
 def test_output_bytes_become_whole_lines_and_a_huge_line_comes_in_pieces():
     got = []
     lines = _Lines(got.append)

@@ -380,6 +380,24 @@ def test_a_key_of_a_frozenset_whose_hash_changed_is_left(module):
     assert key in frozen and "hash" in left.why and left.path == "list(state['f'])[0]"
 
 
+
+def test_keys_whose_dict_cannot_be_rehashed_keep_their_old_class_and_the_dict_still_finds_them(module):
+    # The new __hash__ raises for one key: the dict cannot be rebuilt at the new hashes, so
+    # none of its keys may move, or the dict would no longer find them at their old ones.
+    old = module(KEY.replace("SALT", "old"))
+    old_key = old.Key
+    keys = [old_key(n) for n in range(5)]
+    table = {k: k.n for k in keys}
+    new = module(KEY.replace('return hash(("SALT", self.n))',
+                             'if self.n == 3:\n            raise ValueError("no hash for 3")\n'
+                             '        return hash(("new", self.n))'))
+    report = moved({"table": table}, new)
+    assert all(type(k) is old_key for k in keys)
+    assert all(table[k] == k.n for k in keys)  # found at their hashes
+    assert report.moved == 0 and [left.count for left in report.left] == [5]
+    assert "no hash for 3" in report.left[0].why and report.left[0].cls.endswith("Key")
+
+
 # --- migrate ---------------------------------------------------------------------------------
 
 

@@ -202,3 +202,25 @@ def test_a_deleted_root_is_awaited_and_rescanned_when_it_comes_back(watch, tmp_p
         assert not w.polling and any(f"the watched folder {root} is back" in m for m in messages)
     finally:
         w.stop()
+
+
+def test_symlinked_folders_are_no_false_alarm_of_the_inotify_limit(watch, tmp_path, messages):
+    """A folder linked into the workers folder (data, a checkout, a link back up) gets no
+    watch of its own, as watchdog does not follow links: counting it as one that could not
+    be watched claimed the inotify limit was reached and fell back to polling."""
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    (outside / "sub").mkdir(parents=True)
+    try:
+        (tmp_path / "templates").mkdir()
+        (tmp_path / "data").symlink_to(outside)
+        (tmp_path / "templates" / "up").symlink_to("..")
+        (tmp_path / "templates" / "sub").symlink_to(outside / "sub")
+        w, inbox = watch()
+        assert not w.polling, messages
+        assert not any("inotify watch limit" in m for m in messages)
+        assert saves_are_seen(tmp_path / "a.py", inbox)
+    finally:
+        for link in ("data", "templates/up", "templates/sub"):
+            (tmp_path / link).unlink()
+        (outside / "sub").rmdir()
+        outside.rmdir()

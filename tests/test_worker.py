@@ -87,3 +87,22 @@ def test_ctx_ready_posts_one_ready_message_to_the_inbox():
     execution.ctx.ready()
     message = inbox.get_nowait()
     assert isinstance(message, Ready) and message.execution is execution and inbox.empty()
+
+
+def test_a_worker_stays_sleeping_while_any_of_its_threads_is_inside_ctx_sleep():
+    import threading
+
+    execution, _ = execution_of(takes_ctx)
+    entered, release = threading.Event(), threading.Event()
+    execution.stop_event.wait = lambda timeout: (entered.set(), release.wait(5))[1]  # what sleep waits on
+    waiting = threading.Thread(target=execution.ctx.sleep, args=(5,), name="test-sleeper")
+    waiting.start()
+    try:
+        assert entered.wait(5)
+        execution.stop_event.wait = lambda timeout: False
+        execution.ctx.sleep(0)  # another thread of the worker enters ctx.sleep and leaves it
+        assert execution.sleeping  # the first is still inside
+    finally:
+        release.set()
+        waiting.join(5)
+    assert not execution.sleeping
