@@ -18,6 +18,27 @@ if TYPE_CHECKING:
 __all__ = ["Kept", "close_all"]
 
 
+# What a key may be made of: values equal to themselves in every version of the worker's
+# code. An instance of a class of the worker's module is not: a reload makes a new class,
+# and the object kept under the old key would be made again (a second listener: EADDRINUSE).
+KEY_TYPES = (str, bytes, int, float, bool, type(None))
+
+
+def key_problem(key: object) -> str | None:
+    """Why ``key`` cannot be a ``ctx.keep`` key, or None: only ``KEY_TYPES`` values and tuples
+    and frozensets of them."""
+    pending = [key]
+    while pending:
+        part = pending.pop()
+        if type(part) in (tuple, frozenset):
+            pending.extend(part)  # type: ignore[arg-type]
+        elif type(part) not in KEY_TYPES:
+            return (f"a key is made of str, bytes, int, float, bool, None and tuples of them, to find its object "
+                    f"again after a reload; {type(part).__qualname__} is not one (use its fields: "
+                    f"(\"listener\", host, port))")
+    return None
+
+
 class Kept:
     """One worker's kept objects, by key, oldest first, with the close to call on each.
 
@@ -37,6 +58,9 @@ class Kept:
     def get(self, key: Hashable, create: Callable[[], Any], close: Callable[[Any], Any] | None = None) -> Any:
         """The object kept under ``key``, made by ``create()`` the first time. The ``close``
         of the latest call is the one used: the newest code decides how to close."""
+        problem = key_problem(key)
+        if problem is not None:
+            raise TypeError(f"ctx.keep: {problem}")
         with self._lock:
             if key in self._objects:
                 return self._renew(key, close)
