@@ -2,7 +2,6 @@
 crashes, closed after the worker's own finally when it is removed or the host stops."""
 import signal
 
-import pytest
 
 from conftest import worker_source, write
 
@@ -157,8 +156,6 @@ ctx.keep("k", lambda: 1, close)
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="close_all joins each worker's close in the host loop, one after the "
-                                       "other: see the a1 report")
 def test_blocking_closes_at_the_host_stop_hold_up_neither_each_other_nor_the_other_workers_stops(
     folder, start_host
 ):
