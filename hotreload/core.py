@@ -536,7 +536,7 @@ def _restart_with_dependents(host: Host, names: list[str]) -> dict[str, str]:
     ready again."""
     afters = _afters(host)
     after_them = [name for name in order.dependents(afters, names) if _running(host.workers[name])]
-    chosen = list(dict.fromkeys([*names, *order.in_start_order(after_them, afters)]))
+    chosen = list(dict.fromkeys([*names, *order.dependencies_first(after_them, afters)]))
     for name in chosen:
         host.workers[name].ready = False  # the workers after it wait for its new run
     results = {}
