@@ -142,6 +142,18 @@ def handle(host: Host, message: Message) -> None:
         _stop_in_order(host)
     _on_timers(host, time.monotonic())
     _on_slow_job(host, time.monotonic())
+    _on_closing(host, time.monotonic())
+
+
+def _on_closing(host: Host, now: float) -> None:
+    """Forget the closes that ended; say so of those past their deadline, left to go on."""
+    for closing in list(host.closing):
+        if not closing.thread.is_alive():
+            closing.thread.join(JOIN_TIMEOUT)  # ended: returns at once
+            host.closing.remove(closing)
+        elif now >= closing.deadline:
+            keep.overdue(closing)
+            host.closing.remove(closing)
 
 
 def wakeup(host: Host) -> float | None:
@@ -155,12 +167,18 @@ def wakeup(host: Host) -> float | None:
     if job is not None:
         report = job.submitted + importer.next_report(job.reported) - time.monotonic()
         due = report if due is None else min(due, report)
+    for closing in host.closing:
+        left = closing.deadline - time.monotonic()
+        due = left if due is None else min(due, left)
     return due
 
 
 def finished(host: Host) -> bool:
-    """True once a shutdown has begun and no worker thread is left to wait for."""
-    return host.stopping and all(w.execution is None or w.execution.abandoned for w in host.workers.values())
+    """True once a shutdown has begun and no worker thread, nor close of what one kept, is
+    left to wait for."""
+    return host.stopping and not host.closing and all(
+        w.execution is None or w.execution.abandoned for w in host.workers.values()
+    )
 
 
 def exit_status(host: Host) -> int:
@@ -431,8 +449,11 @@ def _shutdown(host: Host, signum: int) -> None:
 def _close_kept(host: Host, worker: Worker) -> None:
     """Close what the worker kept (``ctx.keep``), as it is removed or the host stops; never
     under a thread of it that still runs (an abandoned one): then when that thread ends."""
-    if worker.execution is None:
-        keep.close_all(worker.kept, worker.name, worker.log, worker.settings.stop_timeout, format_error)
+    if worker.execution is None:  # waited for beside the others, never in this loop (``_on_closing``)
+        closing = keep.start_closing(worker.kept, worker.name, worker.log, worker.settings.stop_timeout, format_error,
+                                     done=lambda: host.inbox.put(None))
+        if closing is not None:
+            host.closing.append(closing)
     elif len(worker.kept):
         worker.log.warning("what it kept stays open, as its abandoned thread may still use them; "
                            "they are closed if that thread ends")
@@ -523,7 +544,7 @@ def _restart_with_dependents(host: Host, names: list[str]) -> dict[str, str]:
     ready again."""
     afters = _afters(host)
     after_them = [name for name in order.dependents(afters, names) if _running(host.workers[name])]
-    chosen = list(dict.fromkeys([*names, *order.in_start_order(after_them, afters)]))
+    chosen = list(dict.fromkeys([*names, *order.dependencies_first(after_them, afters)]))
     for name in chosen:
         host.workers[name].ready = False  # the workers after it wait for its new run
     results = {}

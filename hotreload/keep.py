@@ -8,6 +8,8 @@ in a thread of its own, as ``close`` is the user's code and may block.
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator
 
 from hotreload import safe
@@ -15,7 +17,28 @@ from hotreload import safe
 if TYPE_CHECKING:
     from loguru import Logger
 
-__all__ = ["Kept", "close_all"]
+__all__ = ["Closing", "Kept", "close_all", "key_problem", "overdue", "start_closing"]
+
+
+# What a key may be made of: values equal to themselves in every version of the worker's
+# code. An instance of a class of the worker's module is not: a reload makes a new class,
+# and the object kept under the old key would be made again (a second listener: EADDRINUSE).
+KEY_TYPES = (str, bytes, int, float, bool, type(None))
+
+
+def key_problem(key: object) -> str | None:
+    """Why ``key`` cannot be a ``ctx.keep`` key, or None: only ``KEY_TYPES`` values and tuples
+    and frozensets of them."""
+    pending = [key]
+    while pending:
+        part = pending.pop()
+        if type(part) in (tuple, frozenset):
+            pending.extend(part)  # type: ignore[arg-type]
+        elif type(part) not in KEY_TYPES:
+            return (f"a key is made of str, bytes, int, float, bool, None and tuples of them, to find its object "
+                    f"again after a reload; {type(part).__qualname__} is not one (use its fields: "
+                    f"(\"listener\", host, port))")
+    return None
 
 
 class Kept:
@@ -37,6 +60,9 @@ class Kept:
     def get(self, key: Hashable, create: Callable[[], Any], close: Callable[[Any], Any] | None = None) -> Any:
         """The object kept under ``key``, made by ``create()`` the first time. The ``close``
         of the latest call is the one used: the newest code decides how to close."""
+        problem = key_problem(key)
+        if problem is not None:
+            raise TypeError(f"ctx.keep: {problem}")
         with self._lock:
             if key in self._objects:
                 return self._renew(key, close)
@@ -69,25 +95,55 @@ class Kept:
         return iter(list(self._objects))
 
 
-def close_all(kept: Kept, name: str, log: Logger, timeout: float, describe: Callable[[BaseException], str]) -> bool:
-    """Close everything ``kept`` holds, newest first (what was made from an older object goes
-    before it), with its ``close``, else its own ``close()`` if it has one. An error is logged,
-    as ``describe`` formats it (a function that never raises: ``log.format_error``).
+@dataclass(eq=False)
+class Closing:
+    """What a worker kept, being closed in its own thread: the host waits for it, beside the
+    other closes and stops, until ``deadline`` (``time.monotonic()``), then goes on alone."""
 
-    Runs in a thread named ``hotreload:close:NAME``, joined up to ``timeout`` seconds: a close
-    that blocks costs the host that long at most, then goes on alone (a daemon thread). False
-    if it did not end in time."""
+    name: str
+    thread: threading.Thread
+    timeout: float
+    deadline: float
+    log: Logger
+
+
+def start_closing(kept: Kept, name: str, log: Logger, timeout: float, describe: Callable[[BaseException], str],
+                  done: Callable[[], Any] = lambda: None) -> Closing | None:
+    """Start closing everything ``kept`` holds, newest first (what was made from an older
+    object goes before it), with its ``close``, else its own ``close()`` if it has one, in a
+    daemon thread named ``hotreload:close:NAME`` that calls ``done()`` as its last act. An
+    error is logged, as ``describe`` formats it (a function that never raises:
+    ``log.format_error``). None if nothing is kept."""
     taken = kept.take()
     if not taken:
-        return True
-    thread = threading.Thread(target=_close, args=(taken, log, describe), name=f"hotreload:close:{name}",
-                              daemon=True)
+        return None
+
+    def main() -> None:
+        try:
+            _close(taken, log, describe)
+            log.info(f"closed what it kept: {', '.join(safe.shown(key) for key, _, _ in taken)}")
+        finally:
+            done()
+
+    thread = threading.Thread(target=main, name=f"hotreload:close:{name}", daemon=True)
     thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        log.warning(f"closing what it kept did not end within {timeout:g} s; it goes on in the background")
+    return Closing(name, thread, timeout, time.monotonic() + timeout, log)
+
+
+def overdue(closing: Closing) -> None:
+    closing.log.warning(f"closing what it kept did not end within {closing.timeout:g} s; it goes on in the background")
+
+
+def close_all(kept: Kept, name: str, log: Logger, timeout: float, describe: Callable[[BaseException], str]) -> bool:
+    """``start_closing``, and wait for it up to ``timeout`` seconds: False if it did not end
+    in time (it goes on alone). For a caller with nothing else to do meanwhile."""
+    closing = start_closing(kept, name, log, timeout, describe)
+    if closing is None:
+        return True
+    closing.thread.join(timeout)
+    if closing.thread.is_alive():
+        overdue(closing)
         return False
-    log.info(f"closed what it kept: {', '.join(safe.shown(key) for key, _, _ in taken)}")
     return True
 
 

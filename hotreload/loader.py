@@ -22,6 +22,7 @@ import types
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
+from hotreload import order
 from hotreload import program as program_mod
 from hotreload import settings as settings_mod
 from hotreload.filters import SourceFilter
@@ -153,27 +154,9 @@ def dependents(rdeps: dict[str, set[str]], roots: Iterable[str]) -> set[str]:
 
 
 def reload_order(deps: dict[str, frozenset[str]], modules: Iterable[str]) -> list[str]:
-    """``modules`` with each one after the modules it imports (helpers before importers).
-
-    An import cycle is broken at an arbitrary but stable point.
-    """
-    wanted = set(modules)
-    order: list[str] = []
-    done: set[str] = set()
-
-    def visit(name: str, path: set[str]) -> None:
-        if name in done or name in path:
-            return
-        path.add(name)
-        for dep in sorted(wanted.intersection(deps.get(name, ()))):
-            visit(dep, path)
-        path.discard(name)
-        done.add(name)
-        order.append(name)
-
-    for name in sorted(wanted):
-        visit(name, set())
-    return order
+    """``modules`` with each one after the modules it imports (helpers before importers);
+    an import cycle is broken at a stable point."""
+    return order.dependencies_first(modules, deps)
 
 
 def discover(files: SourceFilter) -> tuple[dict[str, Path], dict[str, str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Collection, Iterable, Mapping, Sequence
 
-__all__ = ["dependents", "in_start_order", "problem", "stoppable", "waiting_for"]
+__all__ = ["dependents", "dependencies_first", "problem", "stoppable", "waiting_for"]
 
 Afters = Mapping[str, Sequence[str]]
 
@@ -64,9 +64,10 @@ def dependents(afters: Afters, names: Iterable[str]) -> set[str]:
     return found - set(names)
 
 
-def in_start_order(names: Iterable[str], afters: Afters) -> list[str]:
-    """``names`` with each one after those of them it starts after, directly or through other
-    workers; otherwise in name order. A cycle is broken where it is met."""
+def dependencies_first(names: Iterable[str], afters: Mapping[str, Iterable[str]]) -> list[str]:
+    """``names`` with each one after those of them it depends on (starts after, imports),
+    directly or through others; otherwise in name order. A cycle is broken where it is met,
+    at a stable point. Worker start order, and module reload order (``loader.reload_order``)."""
     wanted = set(names)
     found: list[str] = []
     done: set[str] = set()
@@ -75,7 +76,7 @@ def in_start_order(names: Iterable[str], afters: Afters) -> list[str]:
         if name in done or name in path:
             return
         path.add(name)
-        for dep in afters.get(name, ()):
+        for dep in sorted(afters.get(name, ())):
             visit(dep, path)
         path.discard(name)
         done.add(name)

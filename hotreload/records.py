@@ -32,7 +32,7 @@ from hotreload.cpu import Account, Sample
 from hotreload.debounce import Windows
 from hotreload.filters import SourceFilter
 from hotreload.inbox import Inbox
-from hotreload.keep import Kept
+from hotreload.keep import Closing, Kept
 from hotreload.journal import Journal
 from hotreload.settings import Settings
 
@@ -250,6 +250,7 @@ class Host:
     # no longer has that time due is skipped when it comes up, so none is ever removed early.
     timers: list[tuple[float, str]] = field(default_factory=list)
     restarting: set[str] = field(default_factory=set)  # stopping, to start again: `hotreload restart`
+    closing: list[Closing] = field(default_factory=list)  # what workers kept, being closed (core._on_closing)
     # To stop once no worker AFTER them runs (at shutdown, `restart --with-dependents`).
     stop_queue: set[str] = field(default_factory=set)
     control: Server | None = None  # the control socket's server, once it holds the folder's lock

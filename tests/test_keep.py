@@ -167,3 +167,17 @@ def test_a_create_that_blocks_holds_up_neither_other_keys_nor_the_closing():
         for thread in threading.enumerate():
             if thread.name == "hotreload:close:w":
                 thread.join(5)
+
+
+def test_a_key_is_made_of_values_equal_in_every_version_of_the_code():
+    from hotreload.keep import key_problem
+
+    class Address:  # as a worker's module would define it: a new class at each reload
+        pass
+
+    for good in ("listener", ("listener", "127.0.0.1", 8000), frozenset({1, "a"}), None, 3.5, b"k", (("a", 1), True)):
+        assert key_problem(good) is None, good
+    for bad in (Address(), ("listener", Address()), (("nested", [1]),)):
+        assert "a key is made of str" in key_problem(bad)
+    with pytest.raises(TypeError, match="Address is not one"):
+        Kept().get(("listener", Address()), object)

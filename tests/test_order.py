@@ -62,7 +62,7 @@ def test_workers_that_only_hold_each_other_in_a_cycle_all_stop():
     assert order.stoppable({"a", "b", "c"}, afters, {"a", "b", "c"}) == ["c"]
 
 
-def test_in_start_order_puts_each_worker_after_those_it_names_even_through_others():
-    assert order.in_start_order(["web", "api", "other", "db"], AFTERS) == ["db", "api", "other", "web"]
-    assert order.in_start_order(["web", "db"], AFTERS) == ["db", "web"]  # through api, not listed
-    assert order.in_start_order(["b", "a"], {"a": ("b",), "b": ("a",)}) == ["b", "a"]  # a cycle: still each once
+def test_dependencies_first_puts_each_worker_after_those_it_names_even_through_others():
+    assert order.dependencies_first(["web", "api", "other", "db"], AFTERS) == ["db", "api", "other", "web"]
+    assert order.dependencies_first(["web", "db"], AFTERS) == ["db", "web"]  # through api, not listed
+    assert order.dependencies_first(["b", "a"], {"a": ("b",), "b": ("a",)}) == ["b", "a"]  # a cycle: still each once
