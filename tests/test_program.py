@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from hotreload.guardian import GUARDIAN_ENV
-from hotreload.program import MAX_LINE, Program, _environment, _Lines, parse, read_procfile, unfit_settings
+from hotreload.program import MAX_LINE, Process, Program, _environment, _Lines, parse, read_procfile, unfit_settings
 from hotreload.settings import Settings, SettingsError
 
 FOLDER = Path("/srv/workers")
@@ -125,3 +125,21 @@ def test_a_program_cannot_have_the_settings_that_need_a_ctx():
     assert unfit_settings(Settings()) == []
     assert unfit_settings(Settings(ready="tcp:8080")) == []
     assert [name for name, _ in unfit_settings(Settings(heartbeat=5.0, ready="signal"))] == ["HEARTBEAT", "READY"]
+
+
+def test_a_process_has_every_attribute_core_reads_on_an_execution():
+    import re
+    import threading
+
+    from loguru import logger
+
+    from hotreload import core
+    from hotreload.records import Worker
+
+    read = set(re.findall(r"\bexecution\.([a-z]\w*)", Path(core.__file__).read_text()))
+    assert {"stop_event", "thread", "started_at", "stop_deadline"} <= read  # the scan sees core's reads
+    worker = Worker("web", "Procfile", logger.bind(worker="web"), Settings(), target=parse({"COMMAND": "x"}, FOLDER))
+    process = Process(worker, inbox=None)
+    missing = sorted(name for name in read if not hasattr(process, name))
+    assert missing == [], f"core reads these on an execution, which a Process lacks: {missing}"
+    assert isinstance(process.thread, threading.Thread) and not process.thread.is_alive()
