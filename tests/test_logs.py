@@ -92,6 +92,7 @@ def test_logs_shows_the_last_n_records_of_the_named_workers_in_the_order_they_we
     assert [r["time"] for r in both] == sorted(r["time"] for r in both)  # interleaved in time order
     alpha = [int(r["message"].split()[-1]) for r in both if r["worker"] == "alpha"]
     assert alpha == list(range(alpha[0], alpha[0] + len(alpha)))  # none missing, none twice
+    host.wait_log("| gamma      | gamma line 60")  # more than 50 records kept: the default shows 50
     assert len(records(folder, "gamma", cwd=tmp_path)) == 50  # the default
     everyone = records(folder, "-n", "1000", cwd=tmp_path)
     assert {r["worker"] for r in everyone} == {"host", "alpha", "beta", "gamma"}  # all when none is named
