@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import zlib
 
-__all__ = ["CHOICES", "PALETTE", "RESET", "code_of", "colour_of", "wanted"]
+__all__ = ["CHOICES", "PALETTE", "RESET", "code_of", "colour_of", "paint", "wanted"]
 
 # xterm-256 colours of the 6x6x6 cube, one a hue, each with a contrast of at least 3.5:1
 # against both black and white (WCAG's measure), so a name reads on dark and light
@@ -28,6 +28,11 @@ def code_of(name: str) -> str:
 def colour_of(name: str) -> str:
     """The escape sequence that sets the foreground to ``name``'s colour."""
     return f"\033[{code_of(name)}m"
+
+
+def paint(text: str, code: str) -> str:
+    """``text`` in the SGR colour ``code`` (``"32"``, ``"1;31"``, ``code_of(name)``)."""
+    return f"\033[{code}m{text}{RESET}"
 
 
 def wanted(choice: str, terminal: bool, no_color: str | None) -> bool:

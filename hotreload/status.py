@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
-from hotreload import control, cpu
+from hotreload import colours, control, cpu
 
 __all__ = ["aligned", "cpu_time", "frame", "measured", "run", "table", "use_colour", "watch"]
 
@@ -24,9 +24,8 @@ Reply = dict[str, Any]
 
 
 def use_colour() -> bool:
-    """On a terminal, unless NO_COLOR is set (to anything but the empty string, as
-    https://no-color.org says; ``run``'s log follows the same rule)."""
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    """On a terminal, unless NO_COLOR is set: ``run``'s rule (``colours.wanted``) for stdout."""
+    return colours.wanted("auto", sys.stdout.isatty(), os.environ.get("NO_COLOR"))
 
 
 def _uptime(seconds: float | None) -> str:
@@ -114,7 +113,7 @@ def _lines(reply: Reply, colour: bool, by_cpu: bool, size: tuple[int, int] | Non
             state = row[1].strip()  # "waiting (db, cache)" is coloured as "waiting"
             end = min(len(line), state_at + len(state))
             code = COLOURS.get(state.split(" ")[0], DIM)
-            line = f"{line[:state_at]}\033[{code}m{line[state_at:end]}\033[0m{line[end:]}"
+            line = line[:state_at] + colours.paint(line[state_at:end], code) + line[end:]
         lines.append(line)
     return lines + ([more[:width]] if more else [])
 

@@ -33,7 +33,7 @@ def name_colour(name: str) -> str:
 
 
 def _painted(text: str, code: str, colour: bool) -> str:
-    return f"\033[{code}m{text}\033[0m" if colour and code else text
+    return colours.paint(text, code) if colour and code else text
 
 
 def _clock(stamp: str) -> str:
