@@ -546,16 +546,21 @@ class _Clients:
                 self.selector.register(client.conn, selectors.EVENT_WRITE, client)
 
     def _write(self, client: _Client) -> None:
+        if self._send(client) and not client.unsent:
+            self._close(client)
+
+    def _send(self, client: _Client) -> bool:
+        """Send as much of ``client.unsent`` as its socket takes now, without waiting. False
+        if the connection failed: it is closed then."""
         try:
             sent = client.conn.send(client.unsent)
         except (BlockingIOError, InterruptedError):
-            return
+            return True
         except OSError:
             self._close(client)
-            return
+            return False
         client.unsent = client.unsent[sent:]
-        if not client.unsent:
-            self._close(client)
+        return True
 
     def _close(self, client: _Client) -> None:
         try:
@@ -619,14 +624,11 @@ class _Clients:
                 client.unsent = self._next_chunk(client)
                 if not client.unsent:
                     break
-            try:
-                sent = client.conn.send(client.unsent)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                self._close(client)
+            waiting = len(client.unsent)
+            if not self._send(client):
                 return
-            client.unsent = client.unsent[sent:]
+            if len(client.unsent) == waiting:  # the socket takes no more for now
+                break
         if not client.unsent and client.follower is None:  # all sent, end line included
             self._close(client)
             return
