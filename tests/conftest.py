@@ -31,6 +31,13 @@ from hotreload import core as hotreload_core
 from hotreload import loader, records
 from hotreload.log import wake_on_removal
 
+# The tests send SIGINT to the commands they start, as Ctrl-C does. A shell that runs the
+# suite in the background (``pytest &``, nohup) starts it with SIGINT ignored, and an ignored
+# signal stays ignored across exec: every command started would ignore Ctrl-C. Python's own
+# handler here makes it the default again in those commands (a handled signal is reset at exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 HOTRELOAD = Path(sys.executable).with_name("hotreload")
 WAIT = 20.0  # seconds: generous for a noisy 2-core machine; a passing test never waits this long
 
