@@ -322,7 +322,8 @@ def _on_exit(host: Host, message: Exited) -> None:
     elif error is not None:
         worker.last_error, report = _described(message)
         worker.log.error(f"crashed after {ran_for:.1f} s:\n{report}")
-        host.journal.add_event(events.crashed(worker.name, safe.type_name(error), worker.last_error))
+        host.journal.add_event(events.crashed(worker.name, safe.type_name(error), worker.last_error,
+                                              *events.where(error, host.options.folder)))
     policy = worker.settings.restart
     if policy == "never" or (policy == "on-failure" and how == "returned"):
         _set_state(host, worker, EXITED, f"{how}; RESTART={policy!r}, not restarting")

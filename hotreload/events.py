@@ -13,7 +13,8 @@ and the fields of its kind (``SCHEMA``):
     state          state str, previous str, note str ("" when there is none)
     reload         file str, generation int|null (null: a helper), ms float
     reload_failed  file str|null, line int|null, error str (one line)
-    crash          exception str (the type's name), error str (one line)
+    crash          exception str (the type's name), error str (one line), file str|null, line
+                   int|null (the innermost frame in the folder: the user's line)
     command        command str (restart, stop, start, restart-host), names [str]
 
 Pure functions only: no clock (the journal passes the time in), no I/O.
@@ -39,7 +40,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {  # each kind's own fields and
     "state": {"state": (str,), "previous": (str,), "note": (str,)},
     "reload": {"file": (str,), "generation": (int, NONE), "ms": (float,)},
     "reload_failed": {"file": (str, NONE), "line": (int, NONE), "error": (str,)},
-    "crash": {"exception": (str,), "error": (str,)},
+    "crash": {"exception": (str,), "error": (str,), "file": (str, NONE), "line": (int, NONE)},
     "command": {"command": (str,), "names": (list,)},
 }
 
@@ -58,8 +59,8 @@ def reload_failed(worker: str | None, file: str | None, line: int | None, error:
     return {"event": "reload_failed", "worker": worker, "file": file, "line": line, "error": error}
 
 
-def crashed(worker: str, exception: str, error: str) -> Event:
-    return {"event": "crash", "worker": worker, "exception": exception, "error": error}
+def crashed(worker: str, exception: str, error: str, file: str | None = None, line: int | None = None) -> Event:
+    return {"event": "crash", "worker": worker, "exception": exception, "error": error, "file": file, "line": line}
 
 
 def command(cmd: str, names: Sequence[str]) -> Event:
@@ -72,12 +73,20 @@ def stamped(event: Event, at: float) -> Event:
 
 
 def where(exc: BaseException, folder: Path) -> tuple[str | None, int | None]:
-    """The file and line an error points at, for a failed reload: a syntax error's own, a
-    broken worker contract's (``loader.WorkerError``), else the innermost frame of the
-    traceback inside ``folder`` — the user's line, not the library it called. (None, None)
-    when it has none of those."""
+    """The file and line an error points at, for a failed reload or a crash: a syntax
+    error's own, a broken worker contract's (``loader.WorkerError``), else the innermost frame
+    of the traceback inside ``folder`` — the user's line, not the library it called. (None,
+    None) when it has none of those, or when the exception's own attributes raise (it is the
+    user's object)."""
+    try:
+        return _where(exc, folder)
+    except BaseException:  # noqa: B036 - a property of the user's exception may raise anything
+        return None, None
+
+
+def _where(exc: BaseException, folder: Path) -> tuple[str | None, int | None]:
     if isinstance(exc, SyntaxError):
-        return (exc.filename, exc.lineno) if exc.filename else (None, None)
+        return (exc.filename, exc.lineno) if isinstance(exc.filename, str) else (None, None)
     path = getattr(exc, "path", None)
     if isinstance(path, str):
         line = getattr(exc, "line", None)
@@ -111,7 +120,8 @@ def describe(event: Event, here: str | None = None) -> str:
             place += f":{event['line']}"
         return f"{place}: {event['error']}" if place else event["error"]
     if kind == "crash":
-        return str(event["error"])
+        file, line = event.get("file"), event.get("line")
+        return f"{shown(file)}:{line}: {event['error']}" if file and line is not None else str(event["error"])
     if kind == "command":
         return " ".join([event["command"], *event["names"]])
     return ", ".join(f"{key}={value}" for key, value in event.items() if key not in ("time", "event", "worker"))

@@ -16,6 +16,7 @@ def test_each_constructor_makes_an_event_of_the_documented_schema():
         events.reload_failed("ticker", "/w/ticker.py", 12, "SyntaxError: invalid syntax"),
         events.reload_failed(None, None, None, "it imports x (its file is gone)"),
         events.crashed("ticker", "RuntimeError", "RuntimeError: lost the database"),
+        events.crashed("ticker", "KeyError", "KeyError: 'k'", "/w/ticker.py", 7),
         events.command("restart", ["alpha", "beta"]),
     ]
     for event in made:
@@ -50,6 +51,7 @@ def test_one_line_for_humans_per_kind():
     assert line(events.reload_failed("t", "/w/t.py", None, "no run")) == "/w/t.py: no run"
     assert line(events.reload_failed("t", None, None, "it imports x")) == "it imports x"
     assert line(events.crashed("t", "KeyError", "KeyError: 'k'")) == "KeyError: 'k'"
+    assert line(events.crashed("t", "KeyError", "KeyError: 'k'", "/w/t.py", 7), here="/w") == "t.py:7: KeyError: 'k'"
     assert line(events.command("restart", ["a", "b"])) == "restart a b"
     assert line(events.command("restart-host", [])) == "restart-host"
 
@@ -85,3 +87,18 @@ def test_where_an_error_happened_is_the_innermost_line_in_the_workers_folder(tmp
 
 def test_a_syntax_error_without_a_file_has_no_place():
     assert events.where(SyntaxError("bad"), Path("/w")) == (None, None)
+
+
+def test_where_of_an_exception_whose_attributes_raise_is_unknown_not_an_error():
+    class Hostile(Exception):
+        @property
+        def path(self):
+            raise ValueError("no path")
+
+    class HostileSyntax(SyntaxError):
+        @property
+        def filename(self):
+            raise KeyboardInterrupt
+
+    assert events.where(Hostile(), Path("/w")) == (None, None)
+    assert events.where(HostileSyntax("x"), Path("/w")) == (None, None)

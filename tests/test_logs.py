@@ -270,6 +270,7 @@ def test_events_tell_state_changes_reloads_failed_reloads_crashes_and_commands(f
     assert runtime["line"] == failing.splitlines().index("json.loads('{')") + 1  # the user's line, not json's
     [crash] = by_kind["crash"]
     assert crash["exception"] == "KeyError" and crash["error"] == "KeyError: 'k'"
+    assert crash["file"] == path and isinstance(crash["line"], int)  # the worker's line that raised
     [command] = by_kind["command"]
     assert (command["command"], command["names"], command["worker"]) == ("stop", ["svc"], None)
     assert [e["time"] for e in seen] == sorted(e["time"] for e in seen)
