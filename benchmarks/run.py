@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks import costs, downtime, latency
+from benchmarks import costs, dashboard, downtime, latency
 from benchmarks.harness import Probe, cpu_hogs, temp_folder
 
 SECTIONS = ("latency", "bursts", "follow", "crash", "idle", "scale", "soak", "startup", "output", "upgrade",
-            "downtime")
+            "downtime", "dashboard")
 
 
 def _machine() -> dict[str, Any]:
@@ -29,7 +29,7 @@ def _machine() -> dict[str, Any]:
         [sys.executable, "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
         capture_output=True, text=True,
     ).stdout.split()
-    wanted = ("hotreload", "watchdog", "loguru", "watchfiles", "jurigged", "numpy", "uvicorn", "starlette")
+    wanted = ("hotreload", "watchdog", "loguru", "watchfiles", "jurigged", "numpy", "uvicorn", "starlette", "playwright")
     return {
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0)),
@@ -134,6 +134,12 @@ def _print(section: str, results: Any) -> None:
                   f"{latency['max']:.0f} ms (of a request served: {f['worst_served_ms']:.0f} ms); "
                   f"stale or unknown responses {f['stale_or_unknown_responses']}"
                   + (f"; swap p50 {swaps['p50']:.0f} ms, worst {swaps['max']:.0f} ms" if swaps else ""))
+    elif section == "dashboard":
+        print("A save's reload event: the host's journal -> its item on the --http dashboard (bar: 200 ms)")
+        if "skipped" in results:
+            print(f"  skipped: {results['skipped']}")
+        else:
+            print(_row("event -> page", results) + f"   max {results['max']:.1f} ms")
 
 
 def _latency(root: Path, probe: Probe, args: argparse.Namespace) -> dict[str, Any]:
@@ -171,6 +177,7 @@ RUNNERS: dict[str, Callable[[Path, Probe, argparse.Namespace], Any]] = {
     "upgrade": lambda root, probe, args: costs.state_upgrade(root, probe, args.upgrade_sizes,
                                                              args.upgrade_rounds),
     "downtime": lambda root, probe, args: downtime.downtime(root, args.saves),
+    "dashboard": lambda root, probe, args: dashboard.reload_to_page(root, args.dashboard_saves),
 }
 
 
@@ -199,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="objects in ctx.state for the upgrade section")
     parser.add_argument("--upgrade-rounds", type=int, default=20)
     parser.add_argument("--saves", type=int, default=100, help="saves of each server in downtime (default: 100)")
+    parser.add_argument("--dashboard-saves", type=int, default=30,
+                        help="saves timed from the host's event to the dashboard page (default: 30)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
