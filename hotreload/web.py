@@ -8,6 +8,13 @@ as the control socket asks it, with a ``records.Command`` in the inbox and a dea
 client wakes no thread: the listening thread blocks in ``select`` without a timeout, and is
 woken to stop by shutting its socket down.
 
+``/`` is the dashboard (``dashboard.html``, one page with its script and style inline), fed
+by ``/stream``: server-sent events of the status (at once, after each event, and every
+``STATUS_EVERY`` seconds while the page is open, for CPU%), the journal's events and the
+chosen worker's log lines, pushed as the journal gets them. A stream is a connection's
+thread asleep on an ``Event`` the journal sets; it ends when the client goes (its next write
+fails) or the server stops (which sets it).
+
 A request must arrive whole within ``REQUEST_TIMEOUT`` and be at most ``MAX_REQUEST`` bytes,
 or the connection gets a 4xx (or is closed) before anything reaches the host loop. Read-only
 paths (``/healthz``, ``/readyz``, ``/metrics``) need nothing; the others are guarded
@@ -17,6 +24,8 @@ without one they are off.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import http.server
 import io
@@ -26,10 +35,11 @@ import secrets
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from hotreload import metrics
+from hotreload import journal, metrics
 from hotreload.config import is_loopback
 from hotreload.records import Command
 from hotreload.states import EXITED, RUNNING
@@ -37,7 +47,7 @@ from hotreload.states import EXITED, RUNNING
 if TYPE_CHECKING:
     from hotreload.records import Host
 
-__all__ = ["Route", "WebServer", "refusal", "route", "shown", "unready"]
+__all__ = ["Route", "WebServer", "page", "refusal", "route", "shown", "unready"]
 
 REQUEST_TIMEOUT = 5.0  # seconds a request gets to arrive whole; a slower one is cut off
 MAX_REQUEST = 32 * 1024  # bytes of request line, headers and body together
@@ -49,12 +59,18 @@ ANSWER_GRACE = 2.0  # seconds a command it took gets to be answered
 JOIN_TIMEOUT = 2.0
 LINGER_TIMEOUT = 0.5  # seconds a refused client still sending gets to stop, at most LINGER_READS reads
 LINGER_READS = 16
+MAX_STREAMS = 16  # dashboards open at once; the rest of MAX_CONNECTIONS stays for probes
+STATUS_EVERY = 2.0  # seconds between status pushes to an open dashboard (its CPU% moves)
+STATUS_GAP = 0.25  # seconds at least between two pushes after events (a crash loop is many)
+STREAM_EVENTS = 100  # events a new stream starts with
+STREAM_LINES = 200  # log lines of the chosen worker a new stream starts with
 ACTIONS = ("restart", "stop", "start")
 READ_ONLY = ("/", "/healthz", "/readyz", "/metrics")
-GUARDED_READS = ("/csrf", "/logs", "/events")  # a secret's: the CSRF token, what workers logged
+GUARDED_READS = ("/csrf", "/logs", "/events", "/stream")  # a secret's: the CSRF token, what workers logged
 CSRF_HEADER = "X-Hotreload-CSRF"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
-INDEX = b"hotreload: GET /healthz /readyz /metrics; POST /workers/NAME/restart|stop|start, /all/restart|stop|start\n"
+DASHBOARD = Path(__file__).with_name("dashboard.html")
+CSRF_MARK = "{{csrf}}"  # where the page carries the token, when the request may have it
 ACTION_PATH = re.compile(r"/(?:workers/(?P<name>[^/]{1,200})|(?P<all>all))/(?P<action>restart|stop|start)")
 
 
@@ -132,6 +148,24 @@ def unready(status: Mapping[str, Any]) -> list[dict[str, str]]:
 def shown(address: tuple[str, int]) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def page(csrf: str) -> tuple[bytes, str]:
+    """The dashboard with ``csrf`` in it (empty: the page asks ``/csrf`` with the secret the
+    user gave it), and the Content-Security-Policy that lets only its own inline script run,
+    lets it talk only to this server, and keeps it out of frames (clickjacking its buttons)."""
+    text = DASHBOARD.read_text(encoding="utf-8")
+    script = text[text.index("<script>") + len("<script>"):text.index("</script>")]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    policy = (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
+              "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return text.replace(CSRF_MARK, csrf).encode(), policy
+
+
+def sse(kind: str, data: bytes | str) -> bytes:
+    """One server-sent event: ``kind`` and its data (JSON, one line)."""
+    text = data.decode() if isinstance(data, bytes) else data
+    return f"event: {kind}\ndata: {text.strip()}\n\n".encode()
 
 
 class _Deadline(io.RawIOBase):
@@ -257,6 +291,7 @@ class WebServer:
         self.lock = threading.Lock()
         self.clients: set[threading.Thread] = set()
         self.pending: set[Command] = set()
+        self.streams: set[threading.Event] = set()
         self.thread = threading.Thread(target=self._main, name="hotreload:http", daemon=True)
 
     def start(self) -> None:
@@ -278,6 +313,8 @@ class WebServer:
             for command in self.pending:
                 command.expire()
                 command.done.set()
+            for wake in self.streams:
+                wake.set()
             clients = list(self.clients)
         for thread in [self.thread, *clients]:
             if thread.ident is not None:
@@ -325,8 +362,12 @@ class WebServer:
             return
         if not self._body_read(handler):
             return
-        status, body, kind = self._answer(found)
-        self._send(handler, status, body, kind)
+        if found.kind == "/":
+            self._page(handler)
+        elif found.kind == "/stream":
+            self._stream(handler, found)
+        else:
+            self._send(handler, *self._answer(found))
 
     def _body_read(self, handler: _Handler) -> bool:
         """Read and drop the body an action may carry; refuse one too long or chunked."""
@@ -341,8 +382,6 @@ class WebServer:
         return True
 
     def _answer(self, found: Route) -> tuple[int, Any, str]:
-        if found.kind == "/":
-            return 200, INDEX, "text/plain; charset=utf-8"
         if found.kind == "/csrf":
             return 200, {"token": self.csrf}, ""
         if found.kind in ("/logs", "/events"):
@@ -390,6 +429,86 @@ class WebServer:
         lines, _ = self.journal.tail(kind, names, int(lines_asked))
         return 200, b"".join(lines), "application/x-ndjson"
 
+    def _page(self, handler: _Handler) -> None:
+        may_have_token = refusal(Route("/csrf"), handler.headers, self.csrf, self.secret, self.loopback,
+                                 self.address[1]) is None
+        body, policy = page(self.csrf if may_have_token else "")
+        self._send(handler, 200, body, "text/html; charset=utf-8",
+                   {"Content-Security-Policy": policy, "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"})
+
+    def _stream(self, handler: _Handler, found: Route) -> None:
+        """``/stream[?worker=NAME]``: the dashboard's server-sent events until the client goes
+        or the server stops. See the module's docstring."""
+        if handler.command == "HEAD":
+            self._send(handler, 200, b"", "text/event-stream")
+            return
+        names = found.query.get("worker", [])[-1:]
+        if names and names[0] not in self.journal.names():
+            self._send(handler, 404, {"ok": False, "error": f"no worker named {names[0]}"})
+            return
+        wake = threading.Event()
+        with self.lock:
+            full = self.stopping or len(self.streams) >= MAX_STREAMS
+            if not full:
+                self.streams.add(wake)
+        if full:
+            self._send(handler, 503, {"ok": False, "error": f"at most {MAX_STREAMS} dashboards at once"})
+            return
+        past_events, events = self.journal.tail(journal.EVENTS, [], STREAM_EVENTS, wake.set)
+        past_lines, lines = self.journal.tail(journal.LOGS, names, STREAM_LINES, wake.set) if names else ([], None)
+        try:
+            handler.connection.settimeout(REQUEST_TIMEOUT)  # a client that stops reading is let go
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/event-stream")
+            handler.send_header("Cache-Control", "no-store")
+            handler.send_header("X-Content-Type-Options", "nosniff")
+            handler.end_headers()
+            self._push(handler, [], want_status=True)  # first: the page shows paths relative to its folder
+            self._push(handler, [sse("event", line) for line in past_events] + [sse("log", line) for line in past_lines],
+                       want_status=False)
+            self._follow(handler, wake, [f for f in (events, lines) if f is not None])
+        except OSError:  # the client went
+            pass
+        finally:
+            for follower in (events, lines):
+                if follower is not None:
+                    self.journal.unfollow(follower)
+            with self.lock:
+                self.streams.discard(wake)
+
+    def _follow(self, handler: _Handler, wake: threading.Event, followers: list[journal.Follower]) -> None:
+        """Push what the followers take as it comes, and the status every ``STATUS_EVERY``
+        seconds, or ``STATUS_GAP`` after the last one once events came (they changed it)."""
+        last_status = time.monotonic()
+        due = last_status + STATUS_EVERY
+        while not self.stopping:
+            wake.wait(max(0.0, due - time.monotonic()))
+            wake.clear()
+            if self.stopping:
+                return
+            chunks, eventful = [], False
+            for follower in followers:
+                taken, dropped = self.journal.take(follower)
+                kind = "event" if follower.kind == journal.EVENTS else "log"
+                eventful = eventful or (kind == "event" and bool(taken))
+                chunks += [sse(kind, line) for line in taken]
+                if dropped:
+                    chunks.append(sse("dropped", json.dumps({"kind": kind, "count": dropped})))
+            if eventful:
+                due = min(due, last_status + STATUS_GAP)
+            now = time.monotonic()
+            self._push(handler, chunks, want_status=now >= due)
+            if now >= due:
+                last_status, due = now, now + STATUS_EVERY
+
+    def _push(self, handler: _Handler, chunks: list[bytes], want_status: bool) -> None:
+        if want_status:
+            status = self.ask("status", [], LIVENESS_TIMEOUT)
+            if status is not None:
+                chunks.append(sse("status", json.dumps(status)))
+        if chunks:
+            handler.wfile.write(b"".join(chunks))
+
     def ask(self, cmd: str, names: list[str], wait: float) -> dict[str, Any] | None:
         """The host loop's answer to ``cmd``, or None when it did not take it within ``wait``
         (then it never acts on it) or the server is stopping."""
@@ -408,7 +527,7 @@ class WebServer:
                 self.pending.discard(command)
 
     @staticmethod
-    def _send(handler: _Handler, status: int, body: Any, kind: str = "") -> None:
+    def _send(handler: _Handler, status: int, body: Any, kind: str = "", extra: Mapping[str, str] | None = None) -> None:
         data = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
         handler.connection.settimeout(REQUEST_TIMEOUT)  # the reader left what remained of its deadline
         handler.send_response(status)
@@ -416,6 +535,8 @@ class WebServer:
         handler.send_header("Content-Length", str(len(data)))
         handler.send_header("Cache-Control", "no-store")
         handler.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in (extra or {}).items():
+            handler.send_header(name, value)
         handler.end_headers()
         if handler.command != "HEAD":
             handler.wfile.write(data)

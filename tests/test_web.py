@@ -404,3 +404,118 @@ def test_core_counts_crashes_reloads_and_a_stop_on_request_in_the_status_the_ser
     assert web.unready(ask("status")) == []  # stopped on request: not expected to run
     ask("start", "bad")
     assert not host.workers["bad"].held
+
+
+# --- the dashboard and its stream -------------------------------------------------------------
+
+
+class Stream:
+    """A /stream client: its server-sent events, one ``(kind, data)`` at a time."""
+
+    def __init__(self, server: web.WebServer, path: str = "/stream", headers: dict[str, str] | None = None) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", server.address[1], timeout=10)
+        self.conn.request("GET", path, headers={"Host": f"127.0.0.1:{server.address[1]}", **(headers or {})})
+        self.reply = self.conn.getresponse()
+
+    def next(self) -> tuple[str, Any]:
+        kind, data = "", ""
+        while True:
+            line = self.reply.fp.readline().decode()
+            if line == "":
+                raise EOFError("the stream ended")
+            if line == "\n" and kind:
+                return kind, json.loads(data)
+            if line.startswith("event: "):
+                kind = line[7:].strip()
+            elif line.startswith("data: "):
+                data += line[6:].strip()
+
+    def until(self, kind: str, check: Any = lambda data: True) -> Any:
+        while True:
+            got, data = self.next()
+            if got == kind and check(data):
+                return data
+
+    def close(self) -> None:
+        self.reply.close()  # the socket stays open while the reply holds it
+        self.conn.close()
+
+
+def test_the_dashboard_is_one_page_with_its_token_and_a_policy_that_runs_only_its_own_script(served):
+    server, _ = served
+    host = {"Host": f"127.0.0.1:{server.address[1]}"}
+    conn = http.client.HTTPConnection("127.0.0.1", server.address[1], timeout=10)
+    conn.request("GET", "/", headers=host)
+    reply = conn.getresponse()
+    page = reply.read().decode()
+    conn.close()
+    assert reply.status == 200 and reply.getheader("Content-Type") == "text/html; charset=utf-8"
+    assert f'<meta name="hotreload-csrf" content="{server.csrf}">' in page
+    assert page.count("<script>") == 1 and "src=" not in page and "http://" not in page and "https://" not in page
+    policy = reply.getheader("Content-Security-Policy")
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy and "connect-src 'self'" in policy
+    assert web.page("x")[1] == policy  # the script's hash: the only script that may run
+    assert reply.getheader("X-Frame-Options") == "DENY"
+    # a Host that is not loopback (DNS rebinding) gets the page without the token
+    status_code, body = request(server, "GET", "/", {"Host": "evil.example:80"})
+    assert status_code == 200 and server.csrf not in body.decode()
+
+
+def test_a_stream_starts_with_the_status_then_what_was_journalled_and_pushes_each_new_line(served):
+    server, loop = served
+    journal = loop.host.journal
+    journal.add_event({"event": "state", "worker": "ticker", "state": "running", "previous": "starting", "note": ""})
+    journal.add_record({"time": "t", "level": "INFO", "worker": "ticker", "message": "old line"}, time.time())
+    journal.add_record({"time": "t", "level": "INFO", "worker": "other", "message": "not followed"}, time.time())
+    stream = Stream(server, "/stream?worker=ticker")
+    try:
+        assert stream.reply.status == 200 and stream.reply.getheader("Content-Type") == "text/event-stream"
+        assert stream.next()[0] == "status"
+        assert stream.next() == ("event", {**json.loads(journal.tail("events", [], 1)[0][0])})
+        assert stream.next()[1]["message"] == "old line"
+        journal.add_record({"time": "t", "level": "INFO", "worker": "other", "message": "still not"}, time.time())
+        journal.add_record({"time": "t", "level": "INFO", "worker": "ticker", "message": "new line"}, time.time())
+        assert stream.next() == ("log", {"time": "t", "level": "INFO", "worker": "ticker", "message": "new line"})
+        asked = len(loop.received)
+        journal.add_event({"event": "crash", "worker": "ticker", "exception": "E", "error": "E: x", "file": None,
+                           "line": None})
+        assert stream.next()[1]["event"] == "crash"
+        assert stream.next()[0] == "status"  # an event changed it: pushed again at once, or soon
+        assert len(loop.received) == asked + 1
+    finally:
+        stream.close()
+
+
+def test_a_stream_for_a_worker_nobody_knows_is_a_404_and_head_sends_no_body(served):
+    server, _ = served
+    host = {"Host": f"127.0.0.1:{server.address[1]}"}
+    assert request(server, "GET", "/stream?worker=nobody", host)[0] == 404
+    assert request(server, "HEAD", "/stream", host) == (200, b"")
+
+
+def test_a_stream_is_guarded_like_the_logs(served):
+    server, _ = served
+    assert request(server, "GET", "/stream", {"Host": "evil.example:80"})[0] == 403
+    server.loopback = False
+    assert request(server, "GET", "/stream", {"Host": f"127.0.0.1:{server.address[1]}"})[0] == 403
+
+
+def test_stop_ends_every_stream_at_once_and_a_closed_page_frees_its_stream(served, monkeypatch):
+    server, loop = served
+    monkeypatch.setattr(web, "MAX_STREAMS", 2)
+    first = Stream(server)
+    assert first.next()[0] == "status"
+    second = Stream(server)
+    assert second.next()[0] == "status"
+    third = Stream(server)
+    assert third.reply.status == 503  # at most MAX_STREAMS
+    third.close()
+    second.close()  # the page went: its thread finds out at its next write, the status push
+    wait_for(lambda: len(server.streams) == 1, what="the closed stream's end", timeout=web.STATUS_EVERY * 5)
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < web.JOIN_TIMEOUT
+    with pytest.raises(EOFError):
+        while True:
+            first.next()
+    first.close()
