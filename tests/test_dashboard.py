@@ -21,6 +21,7 @@ if MISSING is None:
     expect.set_options(timeout=WAIT * 1000)
 
 NAMES = ("alpha", "beta")
+STOPPED = re.compile(r"^stopped( \(held\))?$")  # held: stopped on request, not restarted
 
 
 def save(path: Path, text: str) -> None:
@@ -146,7 +147,7 @@ def test_stop_then_start_a_worker(folder, start_host, page):
     state = row(page, "alpha").locator("td.state")
     expect(state).to_have_text("running")
     button(page, "stop", "alpha").click()
-    expect(state).to_have_text("stopped")
+    expect(state).to_have_text(STOPPED)
     expect(row(page, "beta").locator("td.state")).to_have_text("running")
     button(page, "start", "alpha").click()
     expect(state).to_have_text("running")
@@ -162,7 +163,7 @@ def test_restart_all_and_stop_all(folder, start_host, page):
         host.wait_started(name, 1, count=2)
     button(page, "stop").click()
     for name in NAMES:
-        expect(row(page, name).locator("td.state")).to_have_text("stopped")
+        expect(row(page, name).locator("td.state")).to_have_text(STOPPED)
     button(page, "start").click()
     for name in NAMES:
         expect(row(page, name).locator("td.state")).to_have_text("running")
