@@ -30,12 +30,12 @@ HTTP_LINE = re.compile(r"http on 127\.0\.0\.1:(\d+)")
 SLEEPER = "VERSION = {version}\n\n\ndef run(ctx):\n    while not ctx.sleep(3600):\n        pass\n"
 # Notes, per generation, when a reload item saying "generation N" first shows in #events.
 OBSERVER = """() => {
-    window.shown = {};
+    window.benchShown = {};
     const note = () => {
         const now = performance.timeOrigin + performance.now();
         for (const item of document.querySelectorAll('#events li[data-event="reload"]')) {
             const found = /generation (\\d+) in/.exec(item.textContent);
-            if (found && !(found[1] in window.shown)) window.shown[found[1]] = now;
+            if (found && !(found[1] in window.benchShown)) window.benchShown[found[1]] = now;
         }
     };
     new MutationObserver(note).observe(document.getElementById('events'),
@@ -100,8 +100,8 @@ def reload_to_page(root: Path, saves: int) -> dict[str, Any]:
             page.evaluate(OBSERVER)
             for generation in range(1, saves + 1):
                 save_by_replace(saved, SLEEPER.format(version=generation))
-                page.wait_for_function("g => g in window.shown", arg=str(generation), timeout=WAIT * 1000)
-            shown = page.evaluate("window.shown")
+                page.wait_for_function("g => g in window.benchShown", arg=str(generation), timeout=WAIT * 1000)
+            shown = page.evaluate("window.benchShown")
         logged = _reload_times(port)
     finally:
         host.stop()
