@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
@@ -39,18 +40,20 @@ def missing() -> str | None:
 @contextlib.contextmanager
 def browser(width: int = 1280, height: int = 800) -> Iterator[BrowserContext]:
     """A fresh headless Chromium, its window ``width`` x ``height`` CSS pixels, with a profile
-    folder of its own that is removed afterwards (``context.pages[0]`` is its tab)."""
+    folder and a TMPDIR of its own, removed afterwards: Chromium leaves its singleton socket's
+    folder in TMPDIR now and then (``context.pages[0]`` is its tab)."""
     from playwright.sync_api import sync_playwright
 
-    profile = tempfile.mkdtemp(prefix="hotreload-chromium-")
+    root = Path(tempfile.mkdtemp(prefix="hotreload-chromium-"))
+    (root / "tmp").mkdir()
     try:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=chromium(), headless=True, args=list(ARGS),
-                viewport={"width": width, "height": height})
+                root / "profile", executable_path=chromium(), headless=True, args=list(ARGS),
+                env={**os.environ, "TMPDIR": str(root / "tmp")}, viewport={"width": width, "height": height})
             try:
                 yield context
             finally:
                 context.close()
     finally:
-        shutil.rmtree(profile, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
