@@ -63,3 +63,15 @@ def test_the_seam_modules_import_nothing_that_core_reloads_or_that_imports_core(
     graph = {path.stem: _imports(path) for path in PACKAGE.glob("*.py")}
     assert graph["states"] == set()
     assert "core" not in graph["records"] and "host" not in graph["records"]
+
+
+def test_every_file_of_the_package_that_is_not_python_is_installed_with_it():
+    """An editable install reads the source tree, so a file missing from ``package_data``
+    would pass every test here and be absent from a real install (the Dockerfile's)."""
+    import configparser
+
+    setup = configparser.ConfigParser()
+    setup.read(PACKAGE.parent / "setup.cfg")
+    declared = set(setup["options.package_data"]["hotreload"].split())
+    data = {p.name for p in PACKAGE.iterdir() if p.is_file() and p.suffix not in (".py", ".pyc")}
+    assert data and data <= declared
