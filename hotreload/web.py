@@ -13,7 +13,8 @@ by ``/stream``: server-sent events of the status (at once, after each event, and
 ``STATUS_EVERY`` seconds while the page is open, for CPU%), the journal's events and the
 chosen worker's log lines, pushed as the journal gets them. A stream is a connection's
 thread asleep on an ``Event`` the journal sets; it ends when the client goes (its next write
-fails) or the server stops (which sets it).
+fails) or the server stops (which sets it, and shuts the connection down: a thread blocked
+writing to a client that stopped reading is let go at once).
 
 A request must arrive whole within ``REQUEST_TIMEOUT`` and be at most ``MAX_REQUEST`` bytes,
 or the connection gets a 4xx (or is closed) before anything reaches the host loop. Read-only
@@ -291,7 +292,7 @@ class WebServer:
         self.lock = threading.Lock()
         self.clients: set[threading.Thread] = set()
         self.pending: set[Command] = set()
-        self.streams: set[threading.Event] = set()
+        self.streams: dict[threading.Event, socket.socket] = {}  # each stream's wake-up, its connection
         self.thread = threading.Thread(target=self._main, name="hotreload:http", daemon=True)
 
     def start(self) -> None:
@@ -313,8 +314,12 @@ class WebServer:
             for command in self.pending:
                 command.expire()
                 command.done.set()
-            for wake in self.streams:
+            for wake, conn in self.streams.items():
                 wake.set()
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)  # a write blocked on a client that does not read fails
+                except OSError:
+                    pass
             clients = list(self.clients)
         for thread in [self.thread, *clients]:
             if thread.ident is not None:
@@ -450,7 +455,7 @@ class WebServer:
         with self.lock:
             full = self.stopping or len(self.streams) >= MAX_STREAMS
             if not full:
-                self.streams.add(wake)
+                self.streams[wake] = handler.connection
         if full:
             self._send(handler, 503, {"ok": False, "error": f"at most {MAX_STREAMS} dashboards at once"})
             return
@@ -474,7 +479,7 @@ class WebServer:
                 if follower is not None:
                     self.journal.unfollow(follower)
             with self.lock:
-                self.streams.discard(wake)
+                self.streams.pop(wake, None)
 
     def _follow(self, handler: _Handler, wake: threading.Event, followers: list[journal.Follower]) -> None:
         """Push what the followers take as it comes, and the status every ``STATUS_EVERY``

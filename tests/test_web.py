@@ -519,3 +519,24 @@ def test_stop_ends_every_stream_at_once_and_a_closed_page_frees_its_stream(serve
         while True:
             first.next()
     first.close()
+
+
+def test_stop_cuts_off_a_stream_whose_client_stopped_reading(served):
+    server, loop = served
+    port = server.address[1]
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # full after a few writes
+        client.connect(("127.0.0.1", port))
+        client.sendall(f"GET /stream HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        wait_for(lambda: server.streams, what="the stream")
+
+        def stuck() -> bool:  # its queue overflows: its thread is blocked writing, not taking
+            for _ in range(20):
+                loop.host.journal.add_event({"event": "state", "worker": "w", "state": "running",
+                                             "previous": "starting", "note": "x" * 50_000})
+            return any(f.dropped for f in loop.host.journal._followers)
+
+        wait_for(stuck, what="the stream's thread blocked on the full connection")
+        server.stop()
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("hotreload:http")]
+
