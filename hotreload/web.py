@@ -14,7 +14,9 @@ by ``/stream``: server-sent events of the status (at once, after each event, and
 chosen worker's log lines, pushed as the journal gets them. A stream is a connection's
 thread asleep on an ``Event`` the journal sets; it ends when the client goes (its next write
 fails) or the server stops (which sets it, and shuts the connection down: a thread blocked
-writing to a client that stopped reading is let go at once).
+writing to a client that stopped reading is let go at once). When ``MAX_STREAMS`` are open, a
+new page first ends those whose client closed (a page left or chose another worker), which
+would otherwise hold their place until their next write.
 
 A request must arrive whole within ``REQUEST_TIMEOUT`` and be at most ``MAX_REQUEST`` bytes,
 or the connection gets a 4xx (or is closed) before anything reaches the host loop. Read-only
@@ -33,6 +35,7 @@ import io
 import json
 import re
 import secrets
+import select
 import socket
 import threading
 import time
@@ -208,6 +211,19 @@ def _linger(conn: socket.socket) -> None:
                 return
     except OSError:
         pass
+
+
+def _closed(conn: socket.socket) -> bool:
+    """Whether the client closed ``conn`` (a read would return nothing), without waiting
+    (``recv`` on a socket with a timeout would wait for it to be readable)."""
+    try:
+        poll = select.poll()
+        poll.register(conn, select.POLLIN)
+        if not poll.poll(0):
+            return False
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -453,6 +469,8 @@ class WebServer:
             return
         wake = threading.Event()
         with self.lock:
+            if len(self.streams) >= MAX_STREAMS:
+                self._end_closed_streams()
             full = self.stopping or len(self.streams) >= MAX_STREAMS
             if not full:
                 self.streams[wake] = handler.connection
@@ -489,7 +507,7 @@ class WebServer:
         while not self.stopping:
             wake.wait(max(0.0, due - time.monotonic()))
             wake.clear()
-            if self.stopping:
+            if self.stopping or wake not in self.streams:  # the server stops, or its client went
                 return
             chunks, eventful = [], False
             for follower in followers:
@@ -505,6 +523,14 @@ class WebServer:
             self._push(handler, chunks, want_status=now >= due)
             if now >= due:
                 last_status, due = now, now + STATUS_EVERY
+
+    def _end_closed_streams(self) -> None:
+        """Under the lock: let go of the streams whose client closed its connection (it reads
+        as ended), so that a page just closed does not keep a new one out."""
+        for wake, conn in list(self.streams.items()):
+            if _closed(conn):
+                del self.streams[wake]
+                wake.set()
 
     def _push(self, handler: _Handler, chunks: list[bytes], want_status: bool) -> None:
         if want_status:

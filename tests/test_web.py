@@ -540,3 +540,20 @@ def test_stop_cuts_off_a_stream_whose_client_stopped_reading(served):
         server.stop()
         assert not [t.name for t in threading.enumerate() if t.name.startswith("hotreload:http")]
 
+
+def test_a_closed_page_gives_its_place_to_the_next_page_at_once(served, monkeypatch):
+    server, _ = served
+    monkeypatch.setattr(web, "MAX_STREAMS", 2)
+    monkeypatch.setattr(web, "STATUS_EVERY", 3600.0)  # no status push finds the closed page
+    streams = [Stream(server), Stream(server)]
+    for stream in streams:
+        assert stream.next()[0] == "status"
+    for _ in range(5):  # a person going down the worker list: each choice a new stream, the last one closed
+        streams.pop(0).close()
+        streams.append(Stream(server))
+        assert streams[-1].reply.status == 200
+        assert streams[-1].next()[0] == "status"
+    wait_for(lambda: len([t for t in threading.enumerate() if t.name == "hotreload:http-client"]) == 2,
+             what="the closed pages' threads to end")
+    for stream in streams:
+        stream.close()
