@@ -115,6 +115,9 @@ def refusal(route: Route, headers: Mapping[str, str], csrf: str, secret: str | N
     - On loopback, the Host header must name loopback: a page whose name an attacker
       re-points at 127.0.0.1 (DNS rebinding) would otherwise be same-origin with this server.
     - With a secret: ``Authorization: Bearer SECRET``.
+    - No request a browser says comes from another page (``Origin``, ``Sec-Fetch-Site``): a
+      page elsewhere, another port of this machine too, cannot read the answers, but could
+      still open the dashboards' streams and hold every one of them.
     - An action: the per-host CSRF token in ``X-Hotreload-CSRF``, and an ``Origin``, if the
       client sent one (a browser always does on POST), of this very server: a page elsewhere
       can neither read the token nor send this Origin.
@@ -129,11 +132,12 @@ def refusal(route: Route, headers: Mapping[str, str], csrf: str, secret: str | N
     if secret is not None and not hmac.compare_digest(
             (headers.get("Authorization") or "").encode(), f"Bearer {secret}".encode()):
         return 401, "needs Authorization: Bearer TOKEN (--http-token)"
+    origin = headers.get("Origin")
+    site = (headers.get("Sec-Fetch-Site") or "none").strip().lower()
+    if (origin is not None and origin.strip().lower() != f"http://{host}") or site not in ("same-origin", "none"):
+        return 403, "cross-origin request refused"
     if route.kind != "action":
         return None
-    origin = headers.get("Origin")
-    if origin is not None and origin.strip().lower() != f"http://{host}":
-        return 403, "cross-origin request refused"
     if not hmac.compare_digest((headers.get(CSRF_HEADER) or "").encode(), csrf.encode()):
         return 403, f"needs the {CSRF_HEADER} header (GET /csrf)"
     return None

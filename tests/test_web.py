@@ -106,6 +106,17 @@ GOOD = {"Host": "127.0.0.1:8377", web.CSRF_HEADER: TOKEN}
     ("/all/stop", {"Host": "10.0.0.5:8377", "Authorization": "Bearer s3cret"}, "s3cret", False, 403),
     ("/healthz", {}, None, False, None), ("/metrics", {"Host": "evil.example"}, "s3cret", False, None),
     ("/readyz", {"Origin": "http://evil.example"}, None, True, None),
+    # another page (another port of this machine: same-site) may send requests, though not read them:
+    # it must not hold the dashboards' streams, nor make the host tail its logs for nothing
+    ("/stream", {"Host": "127.0.0.1:8377", "Sec-Fetch-Site": "same-site"}, None, True, 403),
+    ("/stream", {"Host": "127.0.0.1:8377", "Sec-Fetch-Site": "cross-site"}, None, True, 403),
+    ("/logs", {"Host": "127.0.0.1:8377", "Origin": "http://127.0.0.1:9999"}, None, True, 403),
+    ("/csrf", {"Host": "127.0.0.1:8377", "Sec-Fetch-Site": "same-site"}, None, True, 403),
+    ("/all/stop", {**GOOD, "Sec-Fetch-Site": "same-site"}, None, True, 403),
+    ("/stream", {"Host": "127.0.0.1:8377", "Sec-Fetch-Site": "same-origin"}, None, True, None),
+    ("/stream", {"Host": "127.0.0.1:8377", "Sec-Fetch-Site": "none"}, None, True, None),  # typed in the address bar
+    ("/csrf", {"Host": "127.0.0.1:8377", "Origin": "http://127.0.0.1:8377"}, None, True, None),
+    ("/metrics", {"Sec-Fetch-Site": "cross-site"}, None, True, None),
 ])
 def test_guarded_paths_need_loopback_or_the_secret_and_actions_the_csrf_token_from_this_origin(
         target, headers, secret, loopback, status):
