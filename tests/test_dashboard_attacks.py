@@ -1,0 +1,102 @@
+"""The dashboard against what could break it, in headless Chromium against the real command on
+loopback: a host restarted under the page, a worker that floods its log, worker names that
+are the names of a JavaScript object's properties, a person going down the worker list, a
+page on another local port opening the stream in a loop, a malformed secret in the address."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from typing import Any, Iterator
+
+import pytest
+from conftest import WAIT, run_cli, write
+from test_http import get
+
+pytestmark = pytest.mark.timeout(120)
+
+# Root needs --no-sandbox; there is no GPU; the network is closed, so none of the browser's
+# own calls home (QUIC probes, updates, sync), each of which would wait on it.
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+CHROMIUM = os.environ.get("HOTRELOAD_CHROMIUM") or shutil.which("chromium")
+SLEEPER = "def run(ctx):\n    while not ctx.sleep(3600):\n        pass\n"
+
+
+def missing() -> str | None:
+    """Why no browser can be driven here, or None."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "no playwright (pip install playwright; its browser download is not needed)"
+    if CHROMIUM is None:
+        return "no Chromium: apt-get install chromium (Debian) or set HOTRELOAD_CHROMIUM"
+    return None
+
+
+MISSING = missing()
+if MISSING is not None:
+    pytestmark = [pytestmark, pytest.mark.skip(reason=MISSING)]
+else:
+    from playwright.sync_api import Page, expect, sync_playwright
+
+    expect.set_options(timeout=WAIT * 1000)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """A fresh headless Chromium's context (its profile removed afterwards)."""
+    profile = tempfile.mkdtemp(prefix="hotreload-chromium-")
+    try:
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                profile, executable_path=CHROMIUM, headless=True, args=ARGS)
+            context.set_default_timeout(WAIT * 1000)
+            try:
+                yield context
+            finally:
+                context.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def dashboard(browser: Any, port: int, suffix: str = "") -> Page:
+    page = browser.pages[0]
+    page.goto(f"http://127.0.0.1:{port}/{suffix}")
+    expect(page.locator("#connection")).to_have_text("live")
+    return page
+
+
+def row(page: Page, name: str) -> Any:
+    return page.locator(f'table#workers tr[data-worker="{name}"]')
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def answers(port: int) -> bool:
+    try:
+        return get(port, "/healthz")[0] == 200
+    except OSError:  # refused: not listening yet
+        return False
+
+
+def test_after_the_host_restarts_the_page_acts_on_the_new_host(folder, start_host, browser):
+    """A new host process has a new CSRF token: the page must not keep sending the old one."""
+    write(folder / "sleeper.py", SLEEPER)
+    port = free_port()  # the same port for the new host, as a person would give it
+    host = start_host(folder, "--http", f"127.0.0.1:{port}")
+    host.wait_log("http on 127.0.0.1:")
+    page = dashboard(browser, port)
+    expect(row(page, "sleeper").locator("td.state")).to_have_text("running")
+    first = host.host_pid()
+    assert run_cli("restart", "--host", "-d", str(folder), cwd=folder).returncode == 0
+    host.wait_for(lambda: host.host_pid() != first and answers(port), "the new host's /healthz")
+    expect(page.locator("#host")).to_contain_text(f"pid {host.host_pid()} ")
+    expect(page.locator("#connection")).to_have_text("live")
+    page.locator('button[data-action="restart"][data-worker="sleeper"]').click()
+    expect(page.locator("#message")).to_have_text("sleeper: restarting")
