@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 from conftest import WAIT, run_cli, write
-from test_http import get
+from test_http import get, port_of
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -100,3 +100,14 @@ def test_after_the_host_restarts_the_page_acts_on_the_new_host(folder, start_hos
     expect(page.locator("#connection")).to_have_text("live")
     page.locator('button[data-action="restart"][data-worker="sleeper"]').click()
     expect(page.locator("#message")).to_have_text("sleeper: restarting")
+
+
+def test_workers_named_as_an_objects_properties_show_their_own_error(folder, start_host, browser):
+    write(folder / "toString.py", "AFTER = ['nobody']\n" + SLEEPER)  # fatal at start: an error and no event
+    write(folder / "constructor.py", "AFTER = ['nobody']\n" + SLEEPER)
+    host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0")
+    page = dashboard(browser, port_of(host))
+    for name in ("toString", "constructor"):
+        error = row(page, name).locator("td.error")
+        expect(error).to_contain_text("AFTER: no worker named nobody")
+        expect(error).not_to_contain_text("function")
