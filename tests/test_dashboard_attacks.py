@@ -111,3 +111,11 @@ def test_workers_named_as_an_objects_properties_show_their_own_error(folder, sta
         error = row(page, name).locator("td.error")
         expect(error).to_contain_text("AFTER: no worker named nobody")
         expect(error).not_to_contain_text("function")
+
+
+def test_a_malformed_secret_in_the_address_still_leaves_a_working_page(folder, start_host, browser):
+    write(folder / "sleeper.py", SLEEPER)
+    host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0")
+    page = dashboard(browser, port_of(host), "#token=%E0%A4%A")
+    expect(row(page, "sleeper").locator("td.state")).to_have_text("running")
+
