@@ -102,6 +102,20 @@ def test_after_the_host_restarts_the_page_acts_on_the_new_host(folder, start_hos
     expect(page.locator("#message")).to_have_text("sleeper: restarting")
 
 
+def test_a_dropped_notice_stays_among_the_lines(folder, start_host, browser):
+    """The notice of lines a slow page missed is a line of the list, not the placeholder that
+    the next line replaces."""
+    write(folder / "sleeper.py", SLEEPER)
+    host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0")
+    page = dashboard(browser, port_of(host))
+    page.evaluate("""() => {
+        dispatch('event: dropped\\ndata: {"kind": "log", "count": 7}');
+        dispatch('event: log\\ndata: {"time": "t", "level": "INFO", "worker": "sleeper", "message": "after"}');
+    }""")
+    expect(page.locator("#log li").last).to_contain_text("after")
+    expect(page.locator("#log li", has_text="7 lines dropped")).to_have_count(1)
+
+
 def test_workers_named_as_an_objects_properties_show_their_own_error(folder, start_host, browser):
     write(folder / "toString.py", "AFTER = ['nobody']\n" + SLEEPER)  # fatal at start: an error and no event
     write(folder / "constructor.py", "AFTER = ['nobody']\n" + SLEEPER)
