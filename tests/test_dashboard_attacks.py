@@ -102,6 +102,33 @@ def test_after_the_host_restarts_the_page_acts_on_the_new_host(folder, start_hos
     expect(page.locator("#message")).to_have_text("sleeper: restarting")
 
 
+FLOOD = """import time
+def run(ctx):
+    number = 0
+    while not ctx.stopping:
+        for _ in range(200):
+            number += 1
+            ctx.log.info(f"line {number} " + "x" * 60)
+        time.sleep(0.01)
+"""
+
+
+def test_a_worker_flooding_its_log_leaves_the_followed_page_answering(folder, start_host, browser):
+    """Thousands of lines a second while the page follows them: it keeps its last lines and
+    answers clicks (each line laid out on its own froze it for tens of seconds)."""
+    write(folder / "flood.py", FLOOD)
+    host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0")
+    port = port_of(host)
+    page = dashboard(browser, port)
+    page.select_option("#log-worker", "flood")
+    expect(page.locator("#log li")).to_have_count(500)  # KEPT
+    for _ in range(5):
+        shown = page.locator("#log li:last-child").text_content()
+        expect(page.locator("#log li:last-child")).not_to_have_text(shown)  # still following
+    page.locator('button[data-action="stop"][data-worker="flood"]').click()
+    expect(row(page, "flood").locator("td.state")).to_have_text("stopped (held)")
+
+
 def test_a_dropped_notice_stays_among_the_lines(folder, start_host, browser):
     """The notice of lines a slow page missed is a line of the list, not the placeholder that
     the next line replaces."""
