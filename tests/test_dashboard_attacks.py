@@ -4,10 +4,13 @@ are the names of a JavaScript object's properties, a person going down the worke
 page on another local port opening the stream in a loop, a malformed secret in the address."""
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import shutil
 import socket
 import tempfile
+import threading
 from typing import Any, Iterator
 
 import pytest
@@ -152,6 +155,74 @@ def test_workers_named_as_an_objects_properties_show_their_own_error(folder, sta
         error = row(page, name).locator("td.error")
         expect(error).to_contain_text("AFTER: no worker named nobody")
         expect(error).not_to_contain_text("function")
+
+
+def test_going_down_the_worker_list_keeps_the_page_live(folder, start_host, browser):
+    """Each choice opens a new stream and closes the last: 20 of them in a second must not
+    find the 16 places taken by the closed ones."""
+    names = [f"w{number:02}" for number in range(20)]
+    for name in names:
+        write(folder / f"{name}.py", SLEEPER)
+    host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0")
+    page = dashboard(browser, port_of(host))
+    expect(page.locator("#log-worker option")).to_have_count(len(names) + 1)
+    page.focus("#log-worker")
+    for _ in names:
+        page.keyboard.press("ArrowDown")
+    expect(page.locator("#log-worker")).to_have_value(names[-1])
+    expect(page.locator("#log li").first).to_contain_text("starting")  # the last choice's stream came
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator("#message")).to_have_text("")
+
+
+class _Hostile(http.server.BaseHTTPRequestHandler):
+    page = b""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(self.page)))
+        self.end_headers()
+        self.wfile.write(self.page)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@contextlib.contextmanager
+def hostile_page(text: str) -> Iterator[int]:
+    """A page served on another port of loopback, as any local program's web page."""
+    handler = type("Handler", (_Hostile,), {"page": text.encode()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="test:hostile-page")
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(WAIT)
+
+
+def test_a_page_on_another_local_port_cannot_keep_the_dashboard_out(folder, start_host, browser):
+    write(folder / "sleeper.py", SLEEPER)
+    host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0")
+    port = port_of(host)
+    loop = f"""<!doctype html><script>
+    window.sent = 0;
+    setInterval(() => {{ for (let i = 0; i < 4; i++) {{
+      window.sent++; fetch("http://127.0.0.1:{port}/stream", {{mode: "no-cors"}}).catch(() => 0); }} }}, 100);
+    </script>"""
+    with hostile_page(loop) as hostile:
+        attacker = browser.new_page()
+        attacker.goto(f"http://127.0.0.1:{hostile}/")
+        attacker.wait_for_function("window.sent >= 40")
+        page = dashboard(browser, port)
+        sent = attacker.evaluate("window.sent")
+        attacker.wait_for_function(f"window.sent >= {sent + 40}")
+        expect(page.locator("#connection")).to_have_text("live")
+        expect(page.locator("#message")).to_have_text("")
+        attacker.close()
 
 
 def test_a_malformed_secret_in_the_address_still_leaves_a_working_page(folder, start_host, browser):
