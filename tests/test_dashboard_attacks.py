@@ -6,43 +6,23 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import os
-import shutil
 import socket
-import tempfile
 import threading
 from typing import Any, Iterator
 
 import pytest
+from browser import browser as chromium_context, missing
 from conftest import WAIT, run_cli, write
 from test_http import get, port_of
 
 pytestmark = pytest.mark.timeout(120)
 
-# Root needs --no-sandbox; there is no GPU; the network is closed, so none of the browser's
-# own calls home (QUIC probes, updates, sync), each of which would wait on it.
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-CHROMIUM = os.environ.get("HOTRELOAD_CHROMIUM") or shutil.which("chromium")
 SLEEPER = "def run(ctx):\n    while not ctx.sleep(3600):\n        pass\n"
 
-
-def missing() -> str | None:
-    """Why no browser can be driven here, or None."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "no playwright (pip install playwright; its browser download is not needed)"
-    if CHROMIUM is None:
-        return "no Chromium: apt-get install chromium (Debian) or set HOTRELOAD_CHROMIUM"
-    return None
-
-
 MISSING = missing()
-if MISSING is not None:
-    pytestmark = [pytestmark, pytest.mark.skip(reason=MISSING)]
-else:
-    from playwright.sync_api import Page, expect, sync_playwright
+pytestmark = [pytestmark, pytest.mark.skipif(MISSING is not None, reason=MISSING or "")]
+if MISSING is None:
+    from playwright.sync_api import Page, expect
 
     expect.set_options(timeout=WAIT * 1000)
 
@@ -50,18 +30,9 @@ else:
 @pytest.fixture
 def browser() -> Iterator[Any]:
     """A fresh headless Chromium's context (its profile removed afterwards)."""
-    profile = tempfile.mkdtemp(prefix="hotreload-chromium-")
-    try:
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, headless=True, args=ARGS)
-            context.set_default_timeout(WAIT * 1000)
-            try:
-                yield context
-            finally:
-                context.close()
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+    with chromium_context() as context:
+        context.set_default_timeout(WAIT * 1000)
+        yield context
 
 
 def dashboard(browser: Any, port: int, suffix: str = "") -> Page:
