@@ -537,12 +537,14 @@ class WebServer:
                 wake.set()
 
     def _push(self, handler: _Handler, chunks: list[bytes], want_status: bool) -> None:
+        """Write ``chunks``, then, if wanted, the status: an event is never held back while
+        the host loop takes its time to answer."""
+        if chunks:
+            handler.wfile.write(b"".join(chunks))
         if want_status:
             status = self.ask("status", [], LIVENESS_TIMEOUT)
             if status is not None:
-                chunks.append(sse("status", json.dumps(status)))
-        if chunks:
-            handler.wfile.write(b"".join(chunks))
+                handler.wfile.write(sse("status", json.dumps(status)))
 
     def ask(self, cmd: str, names: list[str], wait: float) -> dict[str, Any] | None:
         """The host loop's answer to ``cmd``, or None when it did not take it within ``wait``

@@ -568,3 +568,17 @@ def test_a_closed_page_gives_its_place_to_the_next_page_at_once(served, monkeypa
              what="the closed pages' threads to end")
     for stream in streams:
         stream.close()
+
+
+def test_an_event_goes_out_before_the_status_it_asks_for_is_answered(served, monkeypatch):
+    server, loop = served
+    monkeypatch.setattr(web, "STATUS_GAP", 0.0)  # every event asks for a status at once
+    stream = Stream(server)
+    try:
+        assert stream.next()[0] == "status"
+        loop.answering = False
+        monkeypatch.setattr(web, "LIVENESS_TIMEOUT", 60.0)  # the status that follows takes a minute
+        loop.host.journal.add_event({"event": "command", "worker": None, "command": "stop", "names": ["w"]})
+        assert stream.next()[1]["event"] == "command"  # within the socket's 10 s: not after the status
+    finally:
+        stream.close()
