@@ -349,8 +349,9 @@ class WebServer:
             return self._tail(found)
         if found.kind == "action":
             return self._act(found)
-        wait = LIVENESS_TIMEOUT if found.kind in ("/healthz", "/readyz") else ANSWER_TIMEOUT
-        status = self.ask("status", [], wait)
+        probe = found.kind in ("/healthz", "/readyz")  # a ping: no CPU read, no sample kept
+        wait = LIVENESS_TIMEOUT if probe else ANSWER_TIMEOUT
+        status = self.ask("ping" if probe else "status", [], wait)
         if status is None:
             return 503, {"ok": False, "error": f"the host loop did not answer within {wait:g} s"}, ""
         if found.kind == "/healthz":

@@ -197,7 +197,7 @@ class Loop:
                 continue
             self.received.append(message)
             if self.answering and isinstance(message, Command) and message.take():
-                message.answer({"ok": True, **self.status} if message.cmd == "status"
+                message.answer({"ok": True, **self.status} if message.cmd in ("status", "ping")
                                else {"ok": True, "results": {n: message.cmd for n in message.names}})
 
     def stop(self) -> None:
@@ -256,7 +256,7 @@ def test_healthz_readyz_and_metrics_come_from_the_loops_answer(served):
     assert (code, json.loads(body)["not_running"]) == (503, [{"name": "ticker", "state": "backoff"}])
     code, body = request(server, "GET", "/metrics")
     assert code == 200 and "hotreload_worker_up" in families(body.decode())
-    assert [m.cmd for m in loop.received] == ["status"] * 4
+    assert [m.cmd for m in loop.received] == ["ping", "ping", "ping", "status"]  # probes: the light command
 
 
 def test_healthz_fails_within_a_second_when_the_loop_does_not_answer_and_the_command_is_never_acted_on(served):
@@ -404,3 +404,36 @@ def test_core_counts_crashes_reloads_and_a_stop_on_request_in_the_status_the_ser
     assert web.unready(ask("status")) == []  # stopped on request: not expected to run
     ask("start", "bad")
     assert not host.workers["bad"].held
+
+
+def test_probes_of_a_real_loop_read_no_cpu_keep_no_sample_and_journal_nothing(core_host):
+    """``status --watch`` shows CPU% since a sample kept from an earlier ``status``: probes
+    every few seconds, asking the full status, would keep samples of their own and move it."""
+    from conftest import WAIT, pump
+
+    crashing = "BACKOFF = {'initial': 60, 'jitter': 0}\ndef run(ctx):\n    raise RuntimeError('boom')\n"
+    sleeping = "def run(ctx):\n    while not ctx.sleep(60):\n        pass\n"
+    host = core_host({"bad.py": crashing, "good.py": sleeping})
+    pump(host, lambda: host.workers["bad"].state == "backoff", "the crash")
+    events_before = host.journal.tail("events", [], None)[0]
+    server = web.WebServer(host, ("127.0.0.1", 0))
+    server.start()
+    answers: list[tuple[int, bytes]] = []
+
+    def probe() -> None:
+        try:
+            answers.extend([request(server, "GET", path) for path in ("/healthz", "/readyz") * 10])
+        finally:
+            host.inbox.put(None)  # wakes the pump to see it
+
+    client = threading.Thread(target=probe)
+    try:
+        client.start()
+        pump(host, lambda: len(answers) == 20, "the probes to be answered", timeout=WAIT)
+    finally:
+        client.join(WAIT)
+        server.stop()
+    assert set(answers[0::2]) == {(200, b'{"ok": true}\n')}
+    assert {(code, json.loads(body)["not_running"][0]["name"]) for code, body in answers[1::2]} == {(503, "bad")}
+    assert host.cpu_samples == []
+    assert host.journal.tail("events", [], None)[0] == events_before
