@@ -129,6 +129,11 @@ def unready(status: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def _whole(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes "²", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def shown(address: tuple[str, int]) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -334,7 +339,7 @@ class WebServer:
             self._send(handler, 411, {"ok": False, "error": "a body needs a Content-Length"})
             return False
         length = handler.headers.get("Content-Length", "0").strip()
-        if not length.isdigit() or int(length) > MAX_BODY:
+        if not _whole(length) or int(length) > MAX_BODY:
             self._send(handler, 413, {"ok": False, "error": f"a body of at most {MAX_BODY} bytes"})
             return False
         handler.rfile.read(int(length))
@@ -383,7 +388,7 @@ class WebServer:
         kind = found.kind[1:]
         names = found.query.get("worker", []) if kind == "logs" else []
         lines_asked = found.query.get("lines", ["50"])[-1]
-        if not lines_asked.isdigit():
+        if not _whole(lines_asked):
             return 400, {"ok": False, "error": "lines must be a whole number >= 0"}, ""
         unknown = [name for name in names if name not in self.journal.names()]
         if unknown:

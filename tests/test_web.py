@@ -294,6 +294,8 @@ MALFORMED = [
     b"POST /all/stop HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999\r\n\r\n",
     b"\x00\xff\xfe\r\n\r\n",
     b"FROB /healthz HTTP/1.1\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n",  # a digit to str.isdigit, not to int()
+    b"POST /all/stop HTTP/1.1\r\nContent-Length: \xd9\xa3\r\n\r\n",  # Arabic-Indic 3, in UTF-8
 ]
 
 
@@ -303,6 +305,16 @@ def test_a_malformed_or_oversized_request_gets_a_4xx_and_never_reaches_the_loop(
     answer = raw(server, data)
     assert answer.startswith(b"HTTP/1.0 4"), answer[:80]
     assert loop.received == []
+
+
+@pytest.mark.parametrize("lines", ["%C2%B2", "%D9%A3", "-1", "1.5", "x"])
+def test_logs_and_events_refuse_a_count_of_lines_that_is_not_ascii_digits_with_a_400(served, lines):
+    server, _ = served
+    host = {"Host": f"127.0.0.1:{server.address[1]}"}
+    for path in ("/logs", "/events"):
+        code, body = request(server, "GET", f"{path}?lines={lines}", host)
+        assert (code, json.loads(body)["error"]) == (400, "lines must be a whole number >= 0"), path
+    assert request(server, "GET", "/events?lines=2", host)[0] == 200
 
 
 def test_fuzzed_requests_never_reach_the_loop_nor_stop_the_server(served):
