@@ -82,6 +82,29 @@ def test_probes_metrics_and_actions_follow_the_workers(folder, start_host):
     assert host.stop() == 0
 
 
+def test_probes_are_answered_while_a_reload_imports_for_longer_than_the_liveness_timeout(folder, start_host, tmp_path):
+    importing, release = tmp_path / "importing", tmp_path / "release"
+    write(folder / "slow.py", SLEEPER)
+    host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0")
+    port = port_of(host)
+    host.wait_log("slow       | running")
+    write(folder / "slow.py", f"import os, time\nopen({str(importing)!r}, 'w').close()\n"
+                              f"deadline = time.monotonic() + 30\n"
+                              f"while not os.path.exists({str(release)!r}) and time.monotonic() < deadline:\n"
+                              f"    time.sleep(0.01)\n" + SLEEPER)
+    host.wait_for(importing.exists, "the new version's import to begin")
+    try:
+        assert get(port, "/healthz") == (200, b'{"ok": true}\n')
+        assert get(port, "/healthz", method="HEAD") == (200, b"")
+        code, body = get(port, "/readyz")
+        assert code in (200, 503) and "ready" in json.loads(body), body  # the loop's answer, not its silence
+    finally:
+        release.touch()
+    host.wait_log("slow       | reloaded")
+    host.wait_for(lambda: get(port, "/readyz")[0] == 200, "ready on the new version")
+    assert host.stop() == 0
+
+
 def test_an_idle_host_serving_http_wakes_no_thread(folder, start_host):
     write(folder / "sleeper.py", SLEEPER)
     host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0")
