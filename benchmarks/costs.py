@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import (
-    BIN, WAIT, Probe, Process, child_pid, proc_stats, save_in_place, settled_stats, summary, task_wakeups,
+    BIN, WAIT, Probe, Process, child_pid, http_port, proc_stats, save_in_place, settled_stats, summary, task_wakeups,
     wait_exactly, worker_source,
 )
 
@@ -85,9 +86,11 @@ def idle(root: Path, probe: Probe, workers: int, seconds: float, http: bool = Fa
     the guardian above it; a ``logs -f`` and an ``events -f`` follow the host all along, and
     two ``status`` requests come first: CPU is sampled only when asked, and nothing of it may
     keep running once answered. With ``http``, the host also serves ``--http`` on loopback,
-    with no client."""
+    with no client in the window; the server's listening thread is told apart as the one
+    thread a bare connection (no request: nothing reaches the host loop) wakes before it."""
     folder = _workers(root, "idle", workers, prefix="idle")
     guardian = _host(root, folder, probe, *(["--http", "127.0.0.1:0"] if http else []), guard=True)
+    listener: list[str] = []
     followers: list[subprocess.Popen] = []
     try:
         _wait_started(probe, [f"idle{i}" for i in range(workers)])
@@ -104,6 +107,8 @@ def idle(root: Path, probe: Probe, workers: int, seconds: float, http: bool = Fa
         status_ms = [_status_ms(folder)]
         time.sleep(0.6)
         status_ms.append(_status_ms(folder))  # this one measures CPU% from the first
+        if http:
+            listener = _woken_by_a_connection(host_pid, http_port(root / "idle.log"))
         time.sleep(1.0)  # let start-up logging and imports finish before the window opens
         before, tasks_before, guardian_before = proc_stats(host_pid), task_wakeups(host_pid), proc_stats(guardian.pid)
         time.sleep(seconds)
@@ -128,12 +133,30 @@ def idle(root: Path, probe: Probe, workers: int, seconds: float, http: bool = Fa
         "status_ms": [round(ms, 1) for ms in status_ms],
         "followers": following,
         "http": http,
+        "http_listener_wakeups": [tasks_after.get(tid, 0) - tasks_before.get(tid, 0) for tid in listener],
         "guardian": {
             "rss_mb": round(guardian_after["rss_mb"], 1),
             "cpu_s": round(guardian_after["cpu_s"] - guardian_before["cpu_s"], 3),
             "wakeups": guardian_after["wakeups"] - guardian_before["wakeups"],
         },
     }
+
+
+def _woken_by_a_connection(pid: int, port: int) -> list[str]:
+    """The threads of ``pid`` (tids) that a connection to ``port``, opened and closed with no
+    request, woke: on an otherwise idle host, the HTTP server's listening thread. (The thread
+    it starts for the connection ends, and is not among those found before.)"""
+    before = task_wakeups(pid)
+    socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
+    deadline = time.monotonic() + WAIT
+    while True:
+        now = task_wakeups(pid)
+        woken = [tid for tid, n in before.items() if now.get(tid, n) > n]
+        if woken:
+            return woken
+        if time.monotonic() > deadline:
+            raise TimeoutError("no thread of the host woke for a connection to its --http port")
+        time.sleep(0.01)
 
 
 def scale(root: Path, probe: Probe, counts: list[int], reloads: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,8 +28,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 __all__ = [
-    "BIN", "Probe", "Process", "SAVES", "Start", "child_pid", "cpu_hogs", "proc_stats", "settled_stats", "summary", "wait_exactly",
-    "task_wakeups",
+    "BIN", "Probe", "Process", "SAVES", "Start", "child_pid", "cpu_hogs", "http_port", "proc_stats", "settled_stats",
+    "summary", "wait_exactly", "task_wakeups",
     "temp_folder", "worker_source",
 ]
 
@@ -230,6 +231,18 @@ def task_wakeups(pid: int) -> dict[str, int]:
             continue
         result[task] = sum(int(line.split()[1]) for line in lines if "ctxt_switches" in line)
     return result
+
+
+def http_port(log: Path, timeout: float = WAIT) -> int:
+    """The port a host started with ``--http HOST:0`` chose: it logs ``http on HOST:PORT``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = re.search(r"http on \S+:(\d+)", log.read_text(errors="replace"))
+        if found:
+            return int(found[1])
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no 'http on' line in {log} within {timeout} s")
+        time.sleep(0.01)
 
 
 # --- saving a file the ways editors do (see EDITOR_EVENTS.md) ---------------------------------

@@ -7,20 +7,24 @@ report of the new version's ``run``.
 """
 from __future__ import annotations
 
+import contextlib
+import http.client
 import importlib.util
 import itertools
 import json
 import os
+import random
 import shutil
 import subprocess
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager, Iterator
 
-from benchmarks.harness import BIN, SAVES, Probe, Process, summary, worker_source
+from benchmarks.harness import BIN, SAVES, WAIT, Probe, Process, http_port, summary, worker_source
 
-__all__ = ["available_tools", "checkout_bursts", "follow", "save_to_running"]
+__all__ = ["available_tools", "checkout_bursts", "follow", "save_to_running", "scraped_save_to_running"]
 
 HEAVY = "import numpy  # a heavy library, imported at module level"
 # A sibling worker that never waits: it holds the GIL whenever the host's threads want it.
@@ -60,6 +64,7 @@ class Subject:
     render: Callable[[int], str]
     saves: tuple[str, ...] = tuple(SAVES)
     process: Process | None = None
+    log: Path = field(init=False)
 
 
 def _subjects(root: Path, tools: list[str]) -> list[Subject]:
@@ -107,23 +112,31 @@ def available_tools() -> list[str]:
     return tools
 
 
-def _measure(root: Path, probe: Probe, subjects: list[Subject], rounds: int) -> dict[str, list[tuple[str, float]]]:
-    """Start ``subjects`` side by side, save each in turn ``rounds`` times, stop them.
-    Returns (save method, seconds) per save, by subject name."""
-    times: dict[str, list[tuple[str, float]]] = {s.name: [] for s in subjects}
+def _measure(root: Path, probe: Probe, subjects: list[Subject], rounds: int, gap: float = 0.0,
+             beside: Callable[[list[Subject]], ContextManager[Any]] = lambda _: contextlib.nullcontext(),
+             ) -> dict[str, list[tuple[str, float, float]]]:
+    """Start ``subjects`` side by side, save each in turn ``rounds`` times, stop them; with
+    ``gap``, a random pause of up to that many seconds between rounds; ``beside(subjects)``
+    is entered once they all run and left after the last save.
+    Returns (save method, moment the save began, seconds) per save, by subject name."""
+    times: dict[str, list[tuple[str, float, float]]] = {s.name: [] for s in subjects}
+    pauses = random.Random(15)
     try:
         for subject in subjects:
             subject.path.write_text(subject.render(0))
-            subject.process = Process(subject.argv, probe.env(), root, root / f"{subject.name}.log")
+            subject.log = root / f"{subject.name}.log"
+            subject.process = Process(subject.argv, probe.env(), root, subject.log)
         for subject in subjects:
             probe.wait_for(subject.name, 0, timeout=60)
-        for version in range(1, rounds + 1):
-            for subject in subjects:
-                how = subject.saves[version % len(subject.saves)]
-                text = subject.render(version)
-                began = time.monotonic()
-                SAVES[how](subject.path, text)
-                times[subject.name].append((how, probe.wait_for(subject.name, version).at - began))
+        with beside(subjects):
+            for version in range(1, rounds + 1):
+                for subject in subjects:
+                    how = subject.saves[version % len(subject.saves)]
+                    text = subject.render(version)
+                    began = time.monotonic()
+                    SAVES[how](subject.path, text)
+                    times[subject.name].append((how, began, probe.wait_for(subject.name, version).at - began))
+                time.sleep(pauses.uniform(0, gap))
         probe.drain(quiet=1.0)  # a save that caused a second reload shows up here
     finally:
         for subject in subjects:
@@ -143,16 +156,92 @@ def save_to_running(root: Path, probe: Probe, rounds: int, tools: list[str]) -> 
         times = _measure(root, probe, subjects, rounds)
         for subject in subjects:
             by_save: dict[str, list[float]] = {}
-            for how, seconds in times[subject.name]:
+            for how, _, seconds in times[subject.name]:
                 by_save.setdefault(how, []).append(seconds)
             results[subject.name] = {
                 "tool": subject.tool,
                 "worker": "numpy" if subject.heavy else "trivial",
-                **summary([seconds for _, seconds in times[subject.name]]),
+                **summary([seconds for _, _, seconds in times[subject.name]]),
                 "by_save": {how: summary(values) for how, values in by_save.items()},
                 "extra_starts": probe.extra_starts({subject.name}),
             }
     return results
+
+SCRAPED = {"metrics_plain": [], "metrics_http": ["--http", "127.0.0.1:0"],
+           "metrics_scraped": ["--http", "127.0.0.1:0"]}  # the last one's /metrics is scraped
+
+
+class Scraper:
+    """GET /metrics from a host's --http port every ``every`` seconds, on a thread of its
+    own, at a fixed rate as Prometheus does; keeps when each scrape began and ended."""
+
+    def __init__(self, port: int, every: float) -> None:
+        self.port, self.every = port, every
+        self.spans: list[tuple[float, float]] = []
+        self.failed = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="bench:scraper")
+
+    def _run(self) -> None:
+        while True:
+            began = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=WAIT)
+            try:
+                conn.request("GET", "/metrics")
+                reply = conn.getresponse()
+                reply.read()
+                self.failed += reply.status != 200
+            except OSError:
+                self.failed += 1
+            finally:
+                conn.close()
+            self.spans.append((began, time.monotonic()))
+            if self.stopping.wait(max(0.0, began + self.every - time.monotonic())):
+                return
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Scraper]:
+        self.thread.start()
+        try:
+            yield self
+        finally:
+            self.stopping.set()
+            self.thread.join(WAIT)
+
+
+def scraped_save_to_running(root: Path, probe: Probe, rounds: int, every: float, gap: float) -> dict[str, Any]:
+    """Save -> running for three hosts of one trivial worker side by side, saved in turn:
+    without --http, with --http and no client, and with --http and /metrics scraped every
+    ``every`` seconds; the random ``gap`` between rounds spreads the saves over the
+    scrapes' cycle, as a person's saves fall at any moment of it."""
+    subjects = []
+    for name, extra in SCRAPED.items():
+        folder = root / name / "svc"
+        folder.mkdir(parents=True)
+        subjects.append(Subject(name, "hotreload", False, folder / f"{name}.py",
+                                [str(BIN / "hotreload"), "run", str(folder), *extra], lambda v: worker_source(v)))
+    scrapers: list[Scraper] = []
+
+    @contextlib.contextmanager
+    def scraping(started: list[Subject]) -> Iterator[None]:
+        scrapers.append(Scraper(http_port(started[-1].log), every))
+        with scrapers[0].running():
+            yield
+
+    times = _measure(root, probe, subjects, rounds, gap, scraping)
+    spans = scrapers[0].spans
+    results: dict[str, Any] = {name: summary([seconds for _, _, seconds in times[name]]) for name in SCRAPED}
+    during = [seconds for _, began, seconds in times["metrics_scraped"]
+              if any(start < began + seconds and began < end for start, end in spans)]
+    results["metrics_scraped"].update({
+        "scrapes": len(spans), "scrapes_failed": scrapers[0].failed,
+        "scrape_ms": summary([end - start for start, end in spans]),
+        "saves_during_a_scrape": len(during), "max_during_a_scrape_ms": round(max(during, default=0) * 1000, 2),
+    })
+    results["every_s"], results["gap_s"] = every, gap
+    results["p50_moved_ms"] = round(results["metrics_scraped"]["p50"] - results["metrics_http"]["p50"], 2)
+    return results
+
 
 BURST_HELPERS = 5
 BURST_BODY = """\

@@ -19,7 +19,7 @@ from benchmarks import costs, dashboard, downtime, latency
 from benchmarks.harness import Probe, cpu_hogs, temp_folder
 
 SECTIONS = ("latency", "bursts", "follow", "crash", "idle", "scale", "soak", "startup", "output", "upgrade",
-            "downtime", "dashboard")
+            "downtime", "metrics", "dashboard")
 
 
 def _machine() -> dict[str, Any]:
@@ -76,6 +76,9 @@ def _print(section: str, results: Any) -> None:
         print(f"  host: CPU {results['cpu_s']} s ({results['core_percent']} % of a core), RSS {results['rss_mb']} MB, "
               f"{results['wakeups_per_s']} wake-ups/s, threads that woke: {results['threads_that_woke']}, "
               f"after 2 status requests of {' and '.join(f'{ms:g}' for ms in results['status_ms'])} ms")
+        if results["http"]:
+            print(f"  --http, no client: the listening thread woke {sum(results['http_listener_wakeups'])} times "
+                  f"(threads a bare connection woke beforehand: {len(results['http_listener_wakeups'])})")
         guardian = results["guardian"]
         print(f"  guardian: CPU {guardian['cpu_s']} s, RSS {guardian['rss_mb']} MB, {guardian['wakeups']} wake-ups")
     elif section == "scale":
@@ -124,6 +127,17 @@ def _print(section: str, results: Any) -> None:
         print("Save of a helper -> worker running, its objects in ctx.state moved")
         for size, figures in results["save_to_running"].items():
             print(_row(f"{size} objects in ctx.state", figures))
+    elif section == "metrics":
+        scraped = results["metrics_scraped"]
+        print(f"Save -> running, /metrics scraped every {results['every_s']:g} s (hosts side by side, saved in turn, "
+              f"up to {results['gap_s']:g} s between rounds)")
+        for name, label in (("metrics_plain", "no --http"), ("metrics_http", "--http, no client"),
+                            ("metrics_scraped", "--http, scraped")):
+            print(_row(label, results[name]))
+        print(f"  scraped - no client: p50 {results['p50_moved_ms']:+.2f} ms; {scraped['scrapes']} scrapes "
+              f"({scraped['scrapes_failed']} failed), each p50 {scraped['scrape_ms']['p50']:.1f} ms, "
+              f"max {scraped['scrape_ms']['max']:.1f} ms; {scraped['saves_during_a_scrape']} saves overlapped one "
+              f"(slowest {scraped['max_during_a_scrape_ms']:.1f} ms)")
     elif section == "downtime":
         print("Requests while the server's file is saved (4 fresh-connection clients + 1 keep-alive)")
         for label, f in results.items():
@@ -178,6 +192,8 @@ RUNNERS: dict[str, Callable[[Path, Probe, argparse.Namespace], Any]] = {
                                                              args.upgrade_rounds),
     "downtime": lambda root, probe, args: downtime.downtime(root, args.saves),
     "dashboard": lambda root, probe, args: dashboard.reload_to_page(root, args.dashboard_saves),
+    "metrics": lambda root, probe, args: latency.scraped_save_to_running(root, probe, args.scrape_rounds,
+                                                                        args.scrape_every, args.scrape_gap),
 }
 
 
@@ -208,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--saves", type=int, default=100, help="saves of each server in downtime (default: 100)")
     parser.add_argument("--dashboard-saves", type=int, default=30,
                         help="saves timed from the host's event to the dashboard page (default: 30)")
+    parser.add_argument("--scrape-rounds", type=int, default=200, help="saves per host in metrics (default: 200)")
+    parser.add_argument("--scrape-every", type=float, default=1.0, help="seconds between scrapes of /metrics (default: 1)")
+    parser.add_argument("--scrape-gap", type=float, default=0.3,
+                        help="most seconds of pause between rounds of saves in metrics (default: 0.3)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:

@@ -58,7 +58,7 @@ __all__ = [
     "socket_path", "stream",
 ]
 
-COMMANDS = ("status", "restart", "stop", "start", "restart-host", "restart-with-dependents", "logs", "events")
+COMMANDS = ("status", "ping", "restart", "stop", "start", "restart-host", "restart-with-dependents", "logs", "events")
 STREAMS = ("logs", "events")  # answered by the control thread from the journal, as a stream
 DEFAULT_LINES = 50  # records a ``logs`` request gets when it does not say
 MAX_STREAMS = 32  # logs and events streams served at once, beside MAX_CLIENTS requests

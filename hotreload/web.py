@@ -153,6 +153,11 @@ def unready(status: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def _whole(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes "²", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def shown(address: tuple[str, int]) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -400,7 +405,7 @@ class WebServer:
             self._send(handler, 411, {"ok": False, "error": "a body needs a Content-Length"})
             return False
         length = handler.headers.get("Content-Length", "0").strip()
-        if not length.isdigit() or int(length) > MAX_BODY:
+        if not _whole(length) or int(length) > MAX_BODY:
             self._send(handler, 413, {"ok": False, "error": f"a body of at most {MAX_BODY} bytes"})
             return False
         handler.rfile.read(int(length))
@@ -413,8 +418,9 @@ class WebServer:
             return self._tail(found)
         if found.kind == "action":
             return self._act(found)
-        wait = LIVENESS_TIMEOUT if found.kind in ("/healthz", "/readyz") else ANSWER_TIMEOUT
-        status = self.ask("status", [], wait)
+        probe = found.kind in ("/healthz", "/readyz")  # a ping: no CPU read, no sample kept
+        wait = LIVENESS_TIMEOUT if probe else ANSWER_TIMEOUT
+        status = self.ask("ping" if probe else "status", [], wait)
         if status is None:
             return 503, {"ok": False, "error": f"the host loop did not answer within {wait:g} s"}, ""
         if found.kind == "/healthz":
@@ -446,7 +452,7 @@ class WebServer:
         kind = found.kind[1:]
         names = found.query.get("worker", []) if kind == "logs" else []
         lines_asked = found.query.get("lines", ["50"])[-1]
-        if not lines_asked.isdigit():
+        if not _whole(lines_asked):
             return 400, {"ok": False, "error": "lines must be a whole number >= 0"}, ""
         unknown = [name for name in names if name not in self.journal.names()]
         if unknown:

@@ -90,6 +90,12 @@ def test_a_request_for_all_workers_is_checked():
         assert isinstance(reply, dict) and reply["ok"] is False and reply["error"], wrong
 
 
+def test_ping_the_http_probes_light_command_is_a_command_like_status():
+    checked = control.check(b'{"cmd": "ping"}')
+    assert isinstance(checked, control.Command) and (checked.cmd, checked.names) == ("ping", [])
+    assert control.check(b'{"cmd": "ping", "all": true}')["ok"] is False
+
+
 def test_start_revives_a_fatal_worker(folder, start_host, tmp_path):
     write(folder / "doomed.py", worker_source(body="raise RuntimeError('no')", BACKOFF={"fatal_after": 1}))
     host = start_host(folder)

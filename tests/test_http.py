@@ -82,26 +82,56 @@ def test_probes_metrics_and_actions_follow_the_workers(folder, start_host):
     assert host.stop() == 0
 
 
+def test_probes_are_answered_while_a_reload_imports_for_longer_than_the_liveness_timeout(folder, start_host, tmp_path):
+    importing, release = tmp_path / "importing", tmp_path / "release"
+    write(folder / "slow.py", SLEEPER)
+    host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0")
+    port = port_of(host)
+    host.wait_log("slow       | running")
+    write(folder / "slow.py", f"import os, time\nopen({str(importing)!r}, 'w').close()\n"
+                              f"deadline = time.monotonic() + 30\n"
+                              f"while not os.path.exists({str(release)!r}) and time.monotonic() < deadline:\n"
+                              f"    time.sleep(0.01)\n" + SLEEPER)
+    host.wait_for(importing.exists, "the new version's import to begin")
+    try:
+        assert get(port, "/healthz") == (200, b'{"ok": true}\n')
+        assert get(port, "/healthz", method="HEAD") == (200, b"")
+        code, body = get(port, "/readyz")
+        assert code in (200, 503) and "ready" in json.loads(body), body  # the loop's answer, not its silence
+    finally:
+        release.touch()
+    host.wait_log("slow       | reloaded")
+    host.wait_for(lambda: get(port, "/readyz")[0] == 200, "ready on the new version")
+    assert host.stop() == 0
+
+
 def test_an_idle_host_serving_http_wakes_no_thread(folder, start_host):
     write(folder / "sleeper.py", SLEEPER)
     host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0")
     port = port_of(host)
     host.wait_log("sleeper    | running")
+    tasks = Path(f"/proc/{host.host_pid()}/task")
+    threads = {task.name for task in tasks.iterdir()}
     assert get(port, "/metrics")[0] == 200 and get(port, "/healthz")[0] == 200  # the clients come and go
-    pid = host.host_pid()
 
-    def switches() -> int:
-        total = 0
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            text = (task / "status").read_text()
-            total += sum(int(line.split()[1]) for line in text.splitlines() if "ctxt_switches" in line)
-        return total
+    def switches() -> dict[str, int]:
+        """Context switches by thread; one that ended since the listing is left out."""
+        counts = {}
+        for task in tasks.iterdir():
+            try:
+                text = (task / "status").read_text()
+            except FileNotFoundError:
+                continue
+            counts[task.name] = sum(int(line.split()[1]) for line in text.splitlines() if "ctxt_switches" in line)
+        return counts
 
     def quiet_for(seconds: float) -> bool:
         before = switches()
         time.sleep(seconds)  # a measurement window, not a wait
         return switches() == before
 
+    # a connection's thread may outlive its reply by a while on a loaded machine: it must end first
+    wait_for(lambda: {task.name for task in tasks.iterdir()} <= threads, 15, "the connections' threads to end")
     wait_for(lambda: quiet_for(0.5), 15, "start-up work to settle")
     assert quiet_for(2.0), "a thread of the host woke while it was idle"
     assert host.stop() == 0

@@ -208,7 +208,7 @@ class Loop:
                 continue
             self.received.append(message)
             if self.answering and isinstance(message, Command) and message.take():
-                message.answer({"ok": True, **self.status} if message.cmd == "status"
+                message.answer({"ok": True, **self.status} if message.cmd in ("status", "ping")
                                else {"ok": True, "results": {n: message.cmd for n in message.names}})
 
     def stop(self) -> None:
@@ -267,7 +267,7 @@ def test_healthz_readyz_and_metrics_come_from_the_loops_answer(served):
     assert (code, json.loads(body)["not_running"]) == (503, [{"name": "ticker", "state": "backoff"}])
     code, body = request(server, "GET", "/metrics")
     assert code == 200 and "hotreload_worker_up" in families(body.decode())
-    assert [m.cmd for m in loop.received] == ["status"] * 4
+    assert [m.cmd for m in loop.received] == ["ping", "ping", "ping", "status"]  # probes: the light command
 
 
 def test_healthz_fails_within_a_second_when_the_loop_does_not_answer_and_the_command_is_never_acted_on(served):
@@ -305,6 +305,8 @@ MALFORMED = [
     b"POST /all/stop HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999\r\n\r\n",
     b"\x00\xff\xfe\r\n\r\n",
     b"FROB /healthz HTTP/1.1\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n",  # a digit to str.isdigit, not to int()
+    b"POST /all/stop HTTP/1.1\r\nContent-Length: \xd9\xa3\r\n\r\n",  # Arabic-Indic 3, in UTF-8
 ]
 
 
@@ -314,6 +316,16 @@ def test_a_malformed_or_oversized_request_gets_a_4xx_and_never_reaches_the_loop(
     answer = raw(server, data)
     assert answer.startswith(b"HTTP/1.0 4"), answer[:80]
     assert loop.received == []
+
+
+@pytest.mark.parametrize("lines", ["%C2%B2", "%D9%A3", "-1", "1.5", "x"])
+def test_logs_and_events_refuse_a_count_of_lines_that_is_not_ascii_digits_with_a_400(served, lines):
+    server, _ = served
+    host = {"Host": f"127.0.0.1:{server.address[1]}"}
+    for path in ("/logs", "/events"):
+        code, body = request(server, "GET", f"{path}?lines={lines}", host)
+        assert (code, json.loads(body)["error"]) == (400, "lines must be a whole number >= 0"), path
+    assert request(server, "GET", "/events?lines=2", host)[0] == 200
 
 
 def test_fuzzed_requests_never_reach_the_loop_nor_stop_the_server(served):
@@ -582,3 +594,36 @@ def test_an_event_goes_out_before_the_status_it_asks_for_is_answered(served, mon
         assert stream.next()[1]["event"] == "command"  # within the socket's 10 s: not after the status
     finally:
         stream.close()
+
+
+def test_probes_of_a_real_loop_read_no_cpu_keep_no_sample_and_journal_nothing(core_host):
+    """``status --watch`` shows CPU% since a sample kept from an earlier ``status``: probes
+    every few seconds, asking the full status, would keep samples of their own and move it."""
+    from conftest import WAIT, pump
+
+    crashing = "BACKOFF = {'initial': 60, 'jitter': 0}\ndef run(ctx):\n    raise RuntimeError('boom')\n"
+    sleeping = "def run(ctx):\n    while not ctx.sleep(60):\n        pass\n"
+    host = core_host({"bad.py": crashing, "good.py": sleeping})
+    pump(host, lambda: host.workers["bad"].state == "backoff", "the crash")
+    events_before = host.journal.tail("events", [], None)[0]
+    server = web.WebServer(host, ("127.0.0.1", 0))
+    server.start()
+    answers: list[tuple[int, bytes]] = []
+
+    def probe() -> None:
+        try:
+            answers.extend([request(server, "GET", path) for path in ("/healthz", "/readyz") * 10])
+        finally:
+            host.inbox.put(None)  # wakes the pump to see it
+
+    client = threading.Thread(target=probe)
+    try:
+        client.start()
+        pump(host, lambda: len(answers) == 20, "the probes to be answered", timeout=WAIT)
+    finally:
+        client.join(WAIT)
+        server.stop()
+    assert set(answers[0::2]) == {(200, b'{"ok": true}\n')}
+    assert {(code, json.loads(body)["not_running"][0]["name"]) for code, body in answers[1::2]} == {(503, "bad")}
+    assert host.cpu_samples == []
+    assert host.journal.tail("events", [], None)[0] == events_before
