@@ -18,6 +18,7 @@ from typing import Any, Callable
 from benchmarks import costs, dashboard, downtime, latency
 from benchmarks.harness import Probe, cpu_hogs, temp_folder
 
+RESULTS = "benchmarks/results.json"  # the record of the last full run, which BENCHMARKS.md quotes
 SECTIONS = ("latency", "bursts", "follow", "crash", "idle", "scale", "soak", "startup", "output", "upgrade",
             "downtime", "metrics", "dashboard")
 
@@ -201,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("sections", nargs="*", metavar="SECTION",
                         help=f"which to run (default: all of {', '.join(SECTIONS)})")
-    parser.add_argument("--json", default="benchmarks/results.json", metavar="PATH",
-                        help="where to write the figures (default: %(default)s)")
+    parser.add_argument("--json", metavar="PATH",
+                        help=f"where to write the figures (default: {RESULTS} for a run of every "
+                             "section; a run of some writes none, so as not to replace the full record)")
     parser.add_argument("--rounds", type=int, default=60, help="saves per latency subject (default: 60)")
     parser.add_argument("--checkouts", type=int, default=50, help="checkouts per window and load (default: 50)")
     parser.add_argument("--windows", type=float, nargs="+", default=[0.002, 0.005, 0.01],
@@ -244,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             probe.close()
         _print(section, report[section])
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"figures written to {args.json}")
+    where = args.json or (RESULTS if set(args.sections) == set(SECTIONS) else None)
+    if where is not None:
+        Path(where).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"figures written to {where}")
     return 0
 
 
