@@ -181,3 +181,23 @@ def test_on_a_phone_the_table_and_buttons_fit_the_width(folder, start_host):
         for target in [page.locator("table#workers"), *page.locator("button[data-action]").all()]:
             box = target.bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, target
+
+
+def test_with_a_secret_the_page_works_once_given_it_in_the_address_and_not_without(folder, start_host, page, tmp_path):
+    write(folder / "alpha.py", chatty(1))
+    (tmp_path / "secret").write_text("s3cret-of-this-test\n")
+    host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0", "--http-token-file", str(tmp_path / "secret"))
+    port = port_of(host)
+    host.wait_started("alpha", 1)
+    page.goto(f"http://127.0.0.1:{port}/")
+    expect(page.locator("#message")).to_contain_text("401")  # no secret: no stream, no token
+    expect(page.locator("#connection")).not_to_have_text("live")
+    assert 'content="">' in page.content()  # the page came without the CSRF token
+
+    page.goto(f"http://127.0.0.1:{port}/#token=s3cret-of-this-test")
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator("#message")).to_have_text("")  # the 401 is gone with its cause
+    assert "s3cret" not in page.url  # taken off the address bar
+    button(page, "restart", "alpha").click()
+    expect(row(page, "alpha").locator("td.restarts")).to_have_text("1")
+    host.wait_started("alpha", 1, count=2)
