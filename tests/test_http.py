@@ -1,16 +1,20 @@
 """``hotreload run --http 127.0.0.1:0``: the real command, asked over HTTP on loopback."""
 from __future__ import annotations
 
+import compileall
 import json
 import re
+import shutil
 import signal
 import socket
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import hotreload
 import pytest
 from conftest import Host, run_cli, wait_for, worker_source, write
 from prometheus_client.parser import text_string_to_metric_families
@@ -105,11 +109,20 @@ def test_probes_are_answered_while_a_reload_imports_for_longer_than_the_liveness
     assert host.stop() == 0
 
 
-def test_an_idle_host_serving_http_wakes_no_thread(folder, start_host):
+def test_an_idle_host_serving_http_wakes_no_thread(folder, start_host, tmp_path):
+    # The host watches its own package's folder (a save of core.py reloads it) and, in a git
+    # work tree, its git folder: any process importing hotreload from the same checkout (another
+    # test session, a hotreload command) or a git command there wakes the file watcher of an
+    # otherwise idle host. It runs from a private copy, compiled beforehand, which only it opens.
+    copy = tmp_path / "pkg" / "hotreload"
+    shutil.copytree(Path(hotreload.__file__).parent, copy)
+    assert compileall.compile_dir(copy, quiet=1)
     write(folder / "sleeper.py", SLEEPER)
-    host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0")
+    host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0", "--log-level", "debug",
+                      cmd=[sys.executable, "-m", "hotreload"], env={"PYTHONPATH": str(copy.parent)})
     port = port_of(host)
     host.wait_log("sleeper    | running")
+    assert f"supervising with {copy / 'core.py'}" in host.log()  # (a debug line) it watches the copy
     tasks = Path(f"/proc/{host.host_pid()}/task")
     threads = {task.name for task in tasks.iterdir()}
     assert get(port, "/metrics")[0] == 200 and get(port, "/healthz")[0] == 200  # the clients come and go
