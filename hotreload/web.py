@@ -51,7 +51,7 @@ from hotreload.states import EXITED, RUNNING
 if TYPE_CHECKING:
     from hotreload.records import Host
 
-__all__ = ["Route", "WebServer", "page", "refusal", "route", "shown", "unready"]
+__all__ = ["Route", "WebServer", "loopback_hosts", "page", "refusal", "route", "shown", "sse", "unready"]
 
 REQUEST_TIMEOUT = 5.0  # seconds a request gets to arrive whole; a slower one is cut off
 MAX_REQUEST = 32 * 1024  # bytes of request line, headers and body together
@@ -68,7 +68,6 @@ STATUS_EVERY = 2.0  # seconds between status pushes to an open dashboard (its CP
 STATUS_GAP = 0.25  # seconds at least between two pushes after events (a crash loop is many)
 STREAM_EVENTS = 100  # events a new stream starts with
 STREAM_LINES = 200  # log lines of the chosen worker a new stream starts with
-ACTIONS = ("restart", "stop", "start")
 READ_ONLY = ("/", "/healthz", "/readyz", "/metrics")
 GUARDED_READS = ("/csrf", "/logs", "/events", "/stream")  # a secret's: the CSRF token, what workers logged
 CSRF_HEADER = "X-Hotreload-CSRF"
@@ -108,16 +107,19 @@ def route(method: str, target: str) -> Route | tuple[int, str]:
 
 
 def refusal(route: Route, headers: Mapping[str, str], csrf: str, secret: str | None,
-            loopback: bool, port: int) -> tuple[int, str] | None:
+            loopback: bool, address: tuple[str, int]) -> tuple[int, str] | None:
     """Why a guarded request is refused (status, reason), or None to serve it.
 
     - Off a loopback address, with no secret: the guarded paths are off (anyone could act).
     - On loopback, the Host header must name loopback: a page whose name an attacker
       re-points at 127.0.0.1 (DNS rebinding) would otherwise be same-origin with this server.
-    - With a secret: ``Authorization: Bearer SECRET``.
-    - No request a browser says comes from another page (``Origin``, ``Sec-Fetch-Site``): a
-      page elsewhere, another port of this machine too, cannot read the answers, but could
-      still open the dashboards' streams and hold every one of them.
+    - With a secret: ``Authorization: Bearer SECRET``. A browser never adds that header by
+      itself, and a page elsewhere cannot add it without a CORS preflight, which gets a 405.
+    - Without one, no request a browser says comes from another page (``Origin``,
+      ``Sec-Fetch-Site``): a page elsewhere, another port of this machine too, cannot read the
+      answers, but could still open the dashboards' streams and hold every one of them. (With
+      a secret these checks would only refuse the dashboard behind a proxy that ends TLS,
+      whose ``Origin`` is ``https://...``.)
     - An action: the per-host CSRF token in ``X-Hotreload-CSRF``, and an ``Origin``, if the
       client sent one (a browser always does on POST), of this very server: a page elsewhere
       can neither read the token nor send this Origin.
@@ -127,20 +129,29 @@ def refusal(route: Route, headers: Mapping[str, str], csrf: str, secret: str | N
     if secret is None and not loopback:
         return 403, "actions and logs are off on a non-loopback address without --http-token"
     host = (headers.get("Host") or "").strip().lower()
-    if loopback and host not in {f"{name}:{port}" for name in LOOPBACK_NAMES}:
+    if loopback and host not in loopback_hosts(address):
         return 403, "the Host header must be a loopback address and this port"
-    if secret is not None and not hmac.compare_digest(
-            (headers.get("Authorization") or "").encode(), f"Bearer {secret}".encode()):
-        return 401, "needs Authorization: Bearer TOKEN (--http-token)"
-    origin = headers.get("Origin")
-    site = (headers.get("Sec-Fetch-Site") or "none").strip().lower()
-    if (origin is not None and origin.strip().lower() != f"http://{host}") or site not in ("same-origin", "none"):
-        return 403, "cross-origin request refused"
+    if secret is not None:
+        if not hmac.compare_digest((headers.get("Authorization") or "").encode(), f"Bearer {secret}".encode()):
+            return 401, "needs Authorization: Bearer TOKEN (--http-token)"
+    else:
+        origin = headers.get("Origin")
+        site = (headers.get("Sec-Fetch-Site") or "none").strip().lower()
+        if (origin is not None and origin.strip().lower() != f"http://{host}") or site not in ("same-origin", "none"):
+            return 403, "cross-origin request refused"
     if route.kind != "action":
         return None
     if not hmac.compare_digest((headers.get(CSRF_HEADER) or "").encode(), csrf.encode()):
         return 403, f"needs the {CSRF_HEADER} header (GET /csrf)"
     return None
+
+
+def loopback_hosts(address: tuple[str, int]) -> set[str]:
+    """The Host headers a browser sends for this loopback server: a loopback name or the bound
+    address (127.1.2.3 is loopback too), with the port, which a browser leaves out for 80."""
+    port = address[1]
+    names = {*LOOPBACK_NAMES, shown(address).rsplit(":", 1)[0].lower()}
+    return {f"{name}:{port}" for name in names} | (names if port == 80 else set())
 
 
 def unready(status: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -386,7 +397,7 @@ class WebServer:
         if isinstance(found, tuple):
             self._send(handler, found[0], {"ok": False, "error": found[1]})
             return
-        refused = refusal(found, handler.headers, self.csrf, self.secret, self.loopback, self.address[1])
+        refused = refusal(found, handler.headers, self.csrf, self.secret, self.loopback, self.address)
         if refused is not None:
             self._send(handler, refused[0], {"ok": False, "error": refused[1]})
             return
@@ -461,9 +472,9 @@ class WebServer:
         return 200, b"".join(lines), "application/x-ndjson"
 
     def _page(self, handler: _Handler) -> None:
-        may_have_token = refusal(Route("/csrf"), handler.headers, self.csrf, self.secret, self.loopback,
-                                 self.address[1]) is None
-        body, policy = page(self.csrf if may_have_token else "")
+        may_read_secrets = refusal(Route("/csrf"), handler.headers, self.csrf, self.secret, self.loopback,
+                                   self.address) is None  # what the token is: the page gets it only then
+        body, policy = page(self.csrf if may_read_secrets else "")
         self._send(handler, 200, body, "text/html; charset=utf-8",
                    {"Content-Security-Policy": policy, "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"})
 

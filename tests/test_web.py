@@ -77,9 +77,10 @@ def test_routes_actions_are_post_only_and_reads_get_only(method, target, expecte
         assert found.kind == expected
 
 
-def refused(target: str, headers: dict[str, str], secret: str | None = None, loopback: bool = True) -> Any:
+def refused(target: str, headers: dict[str, str], secret: str | None = None, loopback: bool = True,
+            address: tuple[str, int] = ("127.0.0.1", 8377)) -> Any:
     found = web.route("POST" if "/stop" in target else "GET", target)
-    outcome = web.refusal(found, headers, TOKEN, secret, loopback, 8377)
+    outcome = web.refusal(found, headers, TOKEN, secret, loopback, address)
     return None if outcome is None else outcome[0]
 
 
@@ -121,6 +122,30 @@ GOOD = {"Host": "127.0.0.1:8377", web.CSRF_HEADER: TOKEN}
 def test_guarded_paths_need_loopback_or_the_secret_and_actions_the_csrf_token_from_this_origin(
         target, headers, secret, loopback, status):
     assert refused(target, headers, secret, loopback) == status
+
+
+@pytest.mark.parametrize("address, host, status", [
+    (("127.1.2.3", 8377), "127.1.2.3:8377", None),  # any 127/8 address is loopback, named as bound
+    (("127.1.2.3", 8377), "127.0.0.1:8377", None),
+    (("127.1.2.3", 8377), "127.1.2.4:8377", 403),
+    (("127.0.0.1", 80), "127.0.0.1", None),  # a browser leaves out port 80
+    (("127.0.0.1", 80), "localhost", None),
+    (("127.0.0.1", 8377), "127.0.0.1", 403),
+    (("::1", 8377), "[::1]:8377", None),
+])
+def test_the_host_header_a_browser_sends_for_the_bound_loopback_address_is_taken(address, host, status):
+    headers = {"Host": host, "Origin": f"http://{host}", web.CSRF_HEADER: TOKEN}
+    assert refused("/all/stop", headers, address=address) == status
+
+
+def test_with_a_secret_a_dashboard_behind_a_proxy_that_ends_tls_may_act():
+    """Its Origin is https://...; the bearer secret, which no other page can send, is the proof."""
+    headers = {"Host": "pods.example", "Origin": "https://pods.example", "Sec-Fetch-Site": "same-origin",
+               "Authorization": "Bearer s3cret", web.CSRF_HEADER: TOKEN}
+    assert refused("/all/stop", headers, "s3cret", False, ("0.0.0.0", 8377)) is None
+    assert refused("/stream", headers, "s3cret", False, ("0.0.0.0", 8377)) is None
+    assert refused("/stream", {**headers, "Authorization": "Bearer no"}, "s3cret", False, ("0.0.0.0", 8377)) == 401
+    assert refused("/all/stop", {**headers, web.CSRF_HEADER: "no"}, "s3cret", False, ("0.0.0.0", 8377)) == 403
 
 
 def test_ready_means_every_worker_that_should_run_runs():
