@@ -71,6 +71,7 @@ STREAM_LINES = 200  # log lines of the chosen worker a new stream starts with
 READ_ONLY = ("/", "/healthz", "/readyz", "/metrics")
 GUARDED_READS = ("/csrf", "/logs", "/events", "/stream")  # a secret's: the CSRF token, what workers logged
 CSRF_HEADER = "X-Hotreload-CSRF"
+NOT_DONE = "not done: the host was busy or is stopping; try again"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 CSRF_MARK = "{{csrf}}"  # where the page carries the token, when the request may have it
@@ -326,7 +327,7 @@ class WebServer:
         self.address = (address[0], self.server.server_address[1])
         self.stopping = False
         self.lock = threading.Lock()
-        self.clients: set[threading.Thread] = set()
+        self.clients: dict[threading.Thread, socket.socket] = {}  # each connection's thread, its socket
         self.pending: set[Command] = set()
         self.streams: dict[threading.Event, socket.socket] = {}  # each stream's wake-up, its connection
         self.thread = threading.Thread(target=self._main, name="hotreload:http", daemon=True)
@@ -339,25 +340,29 @@ class WebServer:
                              "there is no --http-token")
 
     def stop(self) -> None:
-        """Stop listening, tell clients waiting on the host loop it is gone, join every thread."""
+        """Stop listening, tell clients waiting on the host loop it is gone, cut off those still
+        sending a request (SHUT_RD: the rest of their reply can still go) and the streams
+        (their write may be blocked on a client that does not read), and join every thread."""
         self.stopping = True
         deadline = time.monotonic() + JOIN_TIMEOUT
         try:
             self.server.socket.shutdown(socket.SHUT_RDWR)  # wakes the listening thread's select
         except OSError:
             pass
+        self.thread.join(JOIN_TIMEOUT)  # then no connection is added, nor left unstarted
         with self.lock:
             for command in self.pending:
                 command.expire()
                 command.done.set()
-            for wake, conn in self.streams.items():
+            for wake in self.streams:
                 wake.set()
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)  # a write blocked on a client that does not read fails
-                except OSError:
-                    pass
-            clients = list(self.clients)
-        for thread in [self.thread, *clients]:
+            clients, streaming = dict(self.clients), set(self.streams.values())
+        for conn in clients.values():
+            try:
+                conn.shutdown(socket.SHUT_RDWR if conn in streaming else socket.SHUT_RD)
+            except OSError:
+                pass
+        for thread in clients:
             if thread.ident is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
         self.server.server_close()
@@ -372,7 +377,7 @@ class WebServer:
             if not full:
                 thread = threading.Thread(target=self._connection, args=(request, client_address),
                                           name="hotreload:http-client", daemon=True)
-                self.clients.add(thread)
+                self.clients[thread] = request
         if full:
             try:
                 request.setblocking(False)
@@ -388,7 +393,7 @@ class WebServer:
             self.server.process_request_thread(request, client_address)
         finally:
             with self.lock:
-                self.clients.discard(threading.current_thread())
+                self.clients.pop(threading.current_thread(), None)
 
     # --- answering -------------------------------------------------------------------------
 
@@ -447,13 +452,13 @@ class WebServer:
         if names is None:
             status = self.ask("status", [], ANSWER_TIMEOUT)
             if status is None:
-                return 503, {"ok": False, "error": "not done: the host was busy or is stopping; try again"}, ""
+                return 503, {"ok": False, "error": NOT_DONE}, ""
             names = [w["name"] for w in status["workers"]]
         if not names:
             return 200, {"ok": True, "results": {}}, ""
         reply = self.ask(found.action or "", names, ANSWER_TIMEOUT)
         if reply is None:
-            return 503, {"ok": False, "error": "not done: the host was busy or is stopping; try again"}, ""
+            return 503, {"ok": False, "error": NOT_DONE}, ""
         if reply.get("ok"):
             return 200, reply, ""
         error = str(reply.get("error", ""))
@@ -498,9 +503,10 @@ class WebServer:
         if full:
             self._send(handler, 503, {"ok": False, "error": f"at most {MAX_STREAMS} dashboards at once"})
             return
-        past_events, events = self.journal.tail(journal.EVENTS, [], STREAM_EVENTS, wake.set)
-        past_lines, lines = self.journal.tail(journal.LOGS, names, STREAM_LINES, wake.set) if names else ([], None)
+        events = lines = None
         try:
+            past_events, events = self.journal.tail(journal.EVENTS, [], STREAM_EVENTS, wake.set)
+            past_lines, lines = self.journal.tail(journal.LOGS, names, STREAM_LINES, wake.set) if names else ([], None)
             handler.connection.settimeout(REQUEST_TIMEOUT)  # a client that stops reading is let go
             handler.send_response(200)
             handler.send_header("Content-Type", "text/event-stream")
@@ -528,8 +534,8 @@ class WebServer:
         while not self.stopping:
             wake.wait(max(0.0, due - time.monotonic()))
             wake.clear()
-            if self.stopping or wake not in self.streams:  # the server stops, or its client went
-                return
+            if self.stopping or wake not in self.streams or _closed(handler.connection):
+                return  # the server stops, or its client went (its page closed, or chose another worker)
             chunks, eventful = [], False
             for follower in followers:
                 taken, dropped = self.journal.take(follower)
