@@ -30,7 +30,7 @@ def test_workers_start_after_the_workers_they_name_and_stop_before_them(folder, 
     write(folder / "api.py", worker_source(AFTER=["db", "cache"]))
     host = start_host(folder)
     host.wait_started("api", 1)
-    log = host.log()
+    log = host.wait_log("| api        | running")  # the host logs it after the worker's own report
     assert "| api        | waiting: for " in log
     assert log.index("| db         | ready: it called ctx.ready()") < log.index("| api        | running")
     assert log.index("| cache      | running") < log.index("| api        | running")
@@ -94,7 +94,7 @@ def test_a_worker_with_ready_tcp_is_ready_once_its_port_accepts_on_loopback(fold
     host.wait_for(lambda: status(folder, tmp_path)["api"]["waiting_for"] == ["db"], "api waiting for db")
     flag.touch()
     host.wait_started("api", 1)
-    log = host.log()
+    log = host.wait_log("| api        | running")
     assert log.index(f"| db         | ready: port {port} accepts connections") < log.index("| api        | running")
     host.wait_for(lambda: "db listening" in host.events(), "db's own report that it listens")
     assert host.stop() == 0
