@@ -76,6 +76,15 @@ def worker_source(version: int = 1, body: str = "", top: str = "", **settings: o
     return "\n".join(lines)
 
 
+def private_package(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A copy of the hotreload package in ``tmp_path``, and the ``start_host`` keywords that run
+    a host from it: a test may edit its core.py without touching the install other tests and
+    sessions use, and nothing but that host opens its files (the host watches its own package)."""
+    copy = tmp_path / "pkg" / "hotreload"
+    shutil.copytree(Path(hotreload_core.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy, {"cmd": [sys.executable, "-m", "hotreload"], "env": {"PYTHONPATH": str(copy.parent)}}
+
+
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``hotreload ARGS`` to completion, output captured."""
     return subprocess.run([str(HOTRELOAD), *args], cwd=cwd, capture_output=True, text=True, timeout=60,

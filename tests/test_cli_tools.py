@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import HOTRELOAD, read_terminal, run_cli, worker_source, write
+from conftest import HOTRELOAD, private_package, read_terminal, run_cli, worker_source, write
 from hotreload import config
 from hotreload.settings import Backoff
 
@@ -337,16 +337,9 @@ def test_a_deleted_worker_logs_its_stop(folder, start_host):
 
 
 def test_editing_a_module_only_the_commands_use_needs_no_restart_of_the_host(folder, start_host, tmp_path):
-    import shutil
-    import sys
-    from pathlib import Path
-
-    import hotreload
-
-    copy = tmp_path / "pkg" / "hotreload"
-    shutil.copytree(Path(hotreload.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    copy, private = private_package(tmp_path)
     write(folder / "poller.py", worker_source())
-    host = start_host(folder, cmd=[sys.executable, "-m", "hotreload"], env={"PYTHONPATH": str(copy.parent)})
+    host = start_host(folder, **private)
     host.wait_started("poller", 1)
     for name in ("status.py", "listing.py", "scaffold.py", "settings.py"):  # settings.py: the host uses it
         write(copy / name, (copy / name).read_text() + "\n# edited\n")

@@ -1,22 +1,15 @@
 """The host reloads its own core.py in place: tested on a copy of the package."""
-import shutil
-import sys
-from pathlib import Path
-
-import hotreload
-from conftest import worker_source, write
+from conftest import private_package, worker_source, write
 
 
 def test_an_edit_of_core_py_is_used_at_once_without_restarting_workers_and_a_broken_one_is_survived(
     folder, start_host, tmp_path
 ):
-    copy = tmp_path / "pkg" / "hotreload"
-    shutil.copytree(Path(hotreload.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    copy, private = private_package(tmp_path)
     write(folder / "steady.py", worker_source(1))
     write(folder / "crasher.py", worker_source(1, body="raise RuntimeError('again')",
                                                 BACKOFF={"initial": 0.05, "max": 0.1, "fatal_after": 100000}))
-    host = start_host(folder, "--log-level", "debug",
-                      cmd=[sys.executable, "-m", "hotreload"], env={"PYTHONPATH": str(copy.parent)})
+    host = start_host(folder, "--log-level", "debug", **private)
     host.wait_started("steady", 1)
     host.wait_log("backoff: crashed; restarting in")
     assert f"supervising with {copy / 'core.py'}" in host.log()  # the host runs from the copy
@@ -46,11 +39,10 @@ def test_an_edit_of_core_py_is_used_at_once_without_restarting_workers_and_a_bro
 
 
 def test_a_core_that_would_break_the_loop_is_refused_and_the_fix_gets_through(folder, start_host, tmp_path):
-    copy = tmp_path / "pkg" / "hotreload"
-    shutil.copytree(Path(hotreload.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    copy, private = private_package(tmp_path)
     write(folder / "crasher.py", worker_source(1, body="raise RuntimeError('again')",
                                                 BACKOFF={"initial": 0.05, "max": 0.1, "fatal_after": 100000}))
-    host = start_host(folder, cmd=[sys.executable, "-m", "hotreload"], env={"PYTHONPATH": str(copy.parent)})
+    host = start_host(folder, **private)
     host.wait_log("backoff: crashed; restarting in")
     core = copy / "core.py"
     original = core.read_text()

@@ -4,19 +4,16 @@ from __future__ import annotations
 import compileall
 import json
 import re
-import shutil
 import signal
 import socket
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-import hotreload
 import pytest
-from conftest import Host, run_cli, wait_for, worker_source, write
+from conftest import Host, private_package, run_cli, wait_for, worker_source, write
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.timeout(90)
@@ -114,12 +111,10 @@ def test_an_idle_host_serving_http_wakes_no_thread(folder, start_host, tmp_path)
     # work tree, its git folder: any process importing hotreload from the same checkout (another
     # test session, a hotreload command) or a git command there wakes the file watcher of an
     # otherwise idle host. It runs from a private copy, compiled beforehand, which only it opens.
-    copy = tmp_path / "pkg" / "hotreload"
-    shutil.copytree(Path(hotreload.__file__).parent, copy)
+    copy, private = private_package(tmp_path)
     assert compileall.compile_dir(copy, quiet=1)
     write(folder / "sleeper.py", SLEEPER)
-    host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0", "--log-level", "debug",
-                      cmd=[sys.executable, "-m", "hotreload"], env={"PYTHONPATH": str(copy.parent)})
+    host = start_host(folder, "--no-guard", "--http", "127.0.0.1:0", "--log-level", "debug", **private)
     port = port_of(host)
     host.wait_log("sleeper    | running")
     assert f"supervising with {copy / 'core.py'}" in host.log()  # (a debug line) it watches the copy

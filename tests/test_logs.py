@@ -1,18 +1,15 @@
 """`hotreload logs` and `hotreload events` against the real host: what it kept, then live."""
 import json
 import random
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 
-import hotreload
-from conftest import HOTRELOAD, WAIT, run_cli, wait_for, worker_source, write
+from conftest import HOTRELOAD, WAIT, private_package, run_cli, wait_for, worker_source, write
 from hotreload import control, journal
 
 CHATTY = """
@@ -324,10 +321,9 @@ def test_events_follow_shows_new_events_until_the_host_stops_then_exits_0(folder
 
 
 def test_what_the_host_kept_and_its_followers_outlive_a_reload_of_core(folder, start_host, tmp_path):
-    copy = tmp_path / "pkg" / "hotreload"
-    shutil.copytree(Path(hotreload.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    copy, private = private_package(tmp_path)
     write(folder / "svc.py", worker_source())
-    host = start_host(folder, cmd=[sys.executable, "-m", "hotreload"], env={"PYTHONPATH": str(copy.parent)})
+    host = start_host(folder, **private)
     host.wait_started("svc", 1)
     follow = Follow(tmp_path, "events", "-d", str(folder), "-f", "--json")
     try:

@@ -3,15 +3,11 @@ import json
 import os
 import pty
 import select
-import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-import hotreload
-from conftest import HOTRELOAD, WAIT, run_cli, wait_for, worker_source, write
+from conftest import HOTRELOAD, WAIT, private_package, run_cli, wait_for, worker_source, write
 from hotreload import control, cpu
 
 SPIN = "while not ctx.stopping:\n    pass"
@@ -112,10 +108,9 @@ def test_the_threads_a_worker_started_count_for_it_while_they_run_and_once_they_
 
 
 def test_the_cpu_window_outlives_a_reload_of_core(folder, start_host, tmp_path):
-    copy = tmp_path / "pkg" / "hotreload"
-    shutil.copytree(Path(hotreload.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    copy, private = private_package(tmp_path)
     write(folder / "idle.py", worker_source())
-    host = start_host(folder, cmd=[sys.executable, "-m", "hotreload"], env={"PYTHONPATH": str(copy.parent)})
+    host = start_host(folder, **private)
     host.wait_started("idle", 1)
     first = control.request(folder, "status")
     asked = time.monotonic()
