@@ -7,7 +7,6 @@ counters live on the records (``records.Worker``), counted by core, and survive 
 """
 from __future__ import annotations
 
-import threading
 from typing import Any, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -18,18 +17,18 @@ from prometheus_client.utils import floatToGoString
 
 from hotreload.states import RUNNING, STATES
 
-__all__ = ["CONTENT_TYPE", "RELOAD_RESULTS", "Snapshot", "exposition", "process_figures"]
+__all__ = ["CONTENT_TYPE", "RELOAD_RESULTS", "Snapshot", "exposition"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 RELOAD_RESULTS = ("ok", "failed")
 
 
 class Snapshot(Collector):
-    """The metrics of one status answer (``core._status``) and the process's figures."""
+    """The metrics of one status answer (``core._status``): the workers', and the host
+    process's memory and threads, which the loop read from the kernel as it answered."""
 
-    def __init__(self, status: Mapping[str, Any], process: Mapping[str, float]) -> None:
+    def __init__(self, status: Mapping[str, Any]) -> None:
         self.status = status
-        self.process = process
 
     def collect(self) -> Iterator[Metric]:
         worker = ["worker"]
@@ -61,8 +60,8 @@ class Snapshot(Collector):
         yield GaugeMetricFamily("hotreload_host_uptime_seconds", "Seconds since the host started",
                                 value=self.status["uptime"])
         yield GaugeMetricFamily("hotreload_host_rss_bytes", "The host process's resident memory",
-                                value=self.process["rss_bytes"])
-        yield GaugeMetricFamily("hotreload_host_threads", "Threads of the host process", value=self.process["threads"])
+                                value=self.status["rss_bytes"])
+        yield GaugeMetricFamily("hotreload_host_threads", "Threads of the host process", value=self.status["threads"])
 
 
 def buckets(tally: Mapping[str, Any]) -> tuple[list[tuple[str, float]], float]:
@@ -75,26 +74,7 @@ def buckets(tally: Mapping[str, Any]) -> tuple[list[tuple[str, float]], float]:
     return cumulative, tally["total"]
 
 
-def exposition(status: Mapping[str, Any], process: Mapping[str, float]) -> bytes:
+def exposition(status: Mapping[str, Any]) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Snapshot(status, process))
+    registry.register(Snapshot(status))
     return generate_latest(registry)
-
-
-def process_figures(status_text: str | None = None) -> dict[str, float]:
-    """This process's resident memory and thread count, from ``/proc/self/status`` (or the
-    text given)."""
-    if status_text is None:
-        try:
-            with open("/proc/self/status", encoding="ascii", errors="replace") as file:
-                status_text = file.read()
-        except OSError:
-            status_text = ""
-    fields = dict(line.split(":", 1) for line in status_text.splitlines() if ":" in line)
-    rss_kib = fields.get("VmRSS", "0 kB").split()[0]
-    threads = fields.get("Threads", "").strip()
-    return {
-        "rss_bytes": float(int(rss_kib) * 1024 if rss_kib.isdigit() else 0),
-        "threads": float(int(threads) if threads.isdigit() else threading.active_count()),
-    }
-

@@ -444,7 +444,7 @@ class WebServer:
         if found.kind == "/readyz":
             waiting = unready(status)
             return (503 if waiting else 200), {"ready": not waiting, "not_running": waiting}, ""
-        return 200, metrics.exposition(status, metrics.process_figures()), metrics.CONTENT_TYPE
+        return 200, metrics.exposition(status), metrics.CONTENT_TYPE
 
     def _act(self, found: Route) -> tuple[int, Any, str]:
         """One worker's action; for all, the workers the loop names first."""

@@ -61,6 +61,8 @@ def test_probes_metrics_and_actions_follow_the_workers(folder, start_host):
     assert (code, json.loads(body)["not_running"]) == (503, [{"name": "crasher", "state": "backoff"}])
     ticker = (("worker", "ticker"),)
     assert samples(port)[("hotreload_worker_crashes_total", (("worker", "crasher"),))] == 1
+    host_figures = samples(port)
+    assert host_figures[("hotreload_host_rss_bytes", ())] > 1e6 and host_figures[("hotreload_host_threads", ())] >= 3
     assert post(port, "/workers/crasher/stop") == (200, {"ok": True, "results": {"crasher": "stopped"}})
     host.wait_for(lambda: get(port, "/readyz")[0] == 200, "ready once the crasher is stopped on request")
 

@@ -31,7 +31,8 @@ TOKEN = "csrf-token"
 def status(*workers: dict[str, Any], **host: Any) -> dict[str, Any]:
     rows = [{"name": "w", "state": "running", "held": False, "restarts": 0, "crashes": 0, "reloads": {},
              "reload_seconds": {"bounds": [0.01, 0.1], "counts": [], "total": 0.0}, **w} for w in workers]
-    return {"uptime": 1.5, "starting": False, "stopping": False, "workers": rows, **host}
+    return {"uptime": 1.5, "starting": False, "stopping": False, "rss_bytes": 40e6, "threads": 9, "workers": rows,
+            **host}
 
 
 # --- pure rules -----------------------------------------------------------------------------
@@ -174,8 +175,8 @@ def families(text: str) -> dict[str, Any]:
 def test_metrics_expose_the_documented_series_per_worker():
     answer = status({"name": "a", "restarts": 3, "crashes": 2, "reloads": {"ok": 4, "failed": 1}, "cpu_seconds": 1.25,
                      "reload_seconds": {"bounds": [0.01, 0.1], "counts": [3, 1, 0], "total": 0.07}},
-                    {"name": "b", "state": "fatal"})
-    found = families(metrics.exposition(answer, {"rss_bytes": 5e6, "threads": 7}).decode())
+                    {"name": "b", "state": "fatal"}, rss_bytes=5e6, threads=7)
+    found = families(metrics.exposition(answer).decode())
     value = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in found.values() for s in f.samples}
     assert value[("hotreload_worker_up", (("worker", "a"),))] == 1
     assert value[("hotreload_worker_up", (("worker", "b"),))] == 0
@@ -192,13 +193,6 @@ def test_metrics_expose_the_documented_series_per_worker():
     assert value[("hotreload_host_rss_bytes", ())] == 5e6
     assert value[("hotreload_host_threads", ())] == 7
     assert value[("hotreload_host_uptime_seconds", ())] == 1.5
-
-
-def test_process_figures_come_from_proc_status():
-    assert metrics.process_figures("Name:\tx\nVmRSS:\t  2048 kB\nThreads:\t5\n") == {"rss_bytes": 2097152.0,
-                                                                                     "threads": 5.0}
-    live = metrics.process_figures()
-    assert live["rss_bytes"] > 1e6 and live["threads"] >= 1
 
 
 def test_without_http_neither_the_server_nor_prometheus_client_is_imported():
