@@ -508,11 +508,7 @@ class WebServer:
             past_events, events = self.journal.tail(journal.EVENTS, [], STREAM_EVENTS, wake.set)
             past_lines, lines = self.journal.tail(journal.LOGS, names, STREAM_LINES, wake.set) if names else ([], None)
             handler.connection.settimeout(REQUEST_TIMEOUT)  # a client that stops reading is let go
-            handler.send_response(200)
-            handler.send_header("Content-Type", "text/event-stream")
-            handler.send_header("Cache-Control", "no-store")
-            handler.send_header("X-Content-Type-Options", "nosniff")
-            handler.end_headers()
+            self._head(handler, 200, "text/event-stream")  # no length: the stream ends when the connection does
             self._push(handler, [], want_status=True)  # first: the page shows paths relative to its folder
             self._push(handler, [sse("event", line) for line in past_events] + [sse("log", line) for line in past_lines],
                        want_status=False)
@@ -587,16 +583,18 @@ class WebServer:
                 self.pending.discard(command)
 
     @staticmethod
+    def _head(handler: _Handler, status: int, kind: str, extra: Mapping[str, str] | None = None) -> None:
+        """The status line and headers of every answer: never cached, never sniffed."""
+        handler.send_response(status)
+        handler.send_header("Content-Type", kind)
+        for name, value in {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", **(extra or {})}.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+
+    @staticmethod
     def _send(handler: _Handler, status: int, body: Any, kind: str = "", extra: Mapping[str, str] | None = None) -> None:
         data = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
         handler.connection.settimeout(REQUEST_TIMEOUT)  # the reader left what remained of its deadline
-        handler.send_response(status)
-        handler.send_header("Content-Type", kind or "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.send_header("Cache-Control", "no-store")
-        handler.send_header("X-Content-Type-Options", "nosniff")
-        for name, value in (extra or {}).items():
-            handler.send_header(name, value)
-        handler.end_headers()
+        WebServer._head(handler, status, kind or "application/json", {"Content-Length": str(len(data)), **(extra or {})})
         if handler.command != "HEAD":
             handler.wfile.write(data)
