@@ -105,6 +105,9 @@ def test_prints_from_run_its_threads_and_its_tasks_are_its_log_lines_in_every_si
     host = start_host(folder, "--log-file", str(log_file))
     host.wait_log("from its pool")
     host.wait_log("from async run")
+    # the file's sink writes each line a moment after the terminal's: wait for the file too
+    host.wait_for(lambda: all(text in log_file.read_text() for text in ("from its pool", "from async run")),
+                  "the last lines in the log file")
     for text in (host.log(), log_file.read_text()):
         assert {"INFO from run", "WARNING to stderr", "INFO from its thread", "INFO from its pool"} <= set(
             lines_in(text, "plain"))
